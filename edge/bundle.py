@@ -1,0 +1,235 @@
+"""The model bundle: a folder with `bundle.yaml` and ONNX files (the trainer -> edge contract).
+
+Manifest keys (format_version 1):
+  format_version, name, kind ("student" | "teacher"), precision ("fp32" | "int8"),
+  modalities ["V", "F", "A"], tokens {V, F, A}, token_dim {V, F, A},
+  preprocess (PreprocessConfig.to_dict()), labels {verb: [...], noun: [...]},
+  temperatures {subset key like "VFA", "VF", "A": float}, metrics {...}, extra {...},
+  files {role: {path, sha256}} with roles video_encoder, flow_encoder, audio_encoder, fusion.
+
+ONNX signatures (batch dimension first and dynamic):
+  video_encoder: frame  [B, 3, S, S]             -> token [B, token_dim.V]
+  flow_encoder:  flow   [B, 2, S, S]             -> token [B, token_dim.F]
+  audio_encoder: logmel [B, 1, n_mels, frames]   -> token [B, token_dim.A]
+  fusion: video_tokens [B, T_V, D_V], flow_tokens [B, T_F, D_F], audio_tokens [B, T_A, D_A],
+          mask [B, 3] (1 = modality present, order V, F, A) -> verb_logits [B, n_verb], noun_logits [B, n_noun]
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from edge.errors import BundleError, ConfigError
+from edge.preprocess.config import PreprocessConfig
+
+FORMAT_VERSION = 1
+MANIFEST = "bundle.yaml"
+MODALITIES = ("V", "F", "A")
+ROLES = ("video_encoder", "flow_encoder", "audio_encoder", "fusion")
+REQUIRED_KEYS = ("format_version", "name", "kind", "precision", "modalities", "tokens", "token_dim",
+                 "preprocess", "labels", "files")
+OPTIONAL_KEYS = ("temperatures", "metrics", "extra")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def subset_key(mask: Mapping[str, bool] | tuple) -> str:
+    """Availability -> canonical subset key ("VFA", "VA", ...; "" when nothing is present)."""
+    if isinstance(mask, Mapping):
+        return "".join(m for m in MODALITIES if mask.get(m))
+    return "".join(m for m, present in zip(MODALITIES, mask) if present)
+
+
+def expected_io(manifest: Mapping[str, Any], pre: PreprocessConfig) -> dict[str, tuple[dict, dict]]:
+    """Per role: ({input name: shape}, {output name: shape}); None marks the dynamic batch."""
+    tok, dim = manifest["tokens"], manifest["token_dim"]
+    s = pre.frame_size
+    n_verb, n_noun = len(manifest["labels"]["verb"]), len(manifest["labels"]["noun"])
+    return {
+        "video_encoder": ({"frame": (None, 3, s, s)}, {"token": (None, dim["V"])}),
+        "flow_encoder": ({"flow": (None, 2, s, s)}, {"token": (None, dim["F"])}),
+        "audio_encoder": ({"logmel": (None, 1, pre.n_mels, pre.logmel_frames)}, {"token": (None, dim["A"])}),
+        "fusion": (
+            {"video_tokens": (None, tok["V"], dim["V"]), "flow_tokens": (None, tok["F"], dim["F"]),
+             "audio_tokens": (None, tok["A"], dim["A"]), "mask": (None, 3)},
+            {"verb_logits": (None, n_verb), "noun_logits": (None, n_noun)},
+        ),
+    }
+
+
+def write_bundle(out_dir: str | Path, manifest: Mapping[str, Any], onnx_files: Mapping[str, str | Path]) -> Path:
+    """Write a bundle atomically: copy the ONNX files, hash them, write the manifest.
+
+    `manifest` holds every key but `files` and `format_version`; `onnx_files` maps role -> ONNX path.
+    The folder appears complete or not at all (written to a temporary sibling, then renamed).
+    """
+    out_dir = Path(out_dir)
+    missing = [r for r in ROLES if r not in onnx_files]
+    if missing:
+        raise BundleError(f"cannot write bundle {out_dir}: no ONNX file given for {missing}.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(0o755)
+    try:
+        files = {}
+        for role in ROLES:
+            name = f"{role}.onnx"
+            shutil.copyfile(onnx_files[role], tmp / name)
+            files[role] = {"path": name, "sha256": sha256_of(tmp / name)}
+        full = {"format_version": FORMAT_VERSION, **dict(manifest), "files": files}
+        full.setdefault("temperatures", {})
+        full.setdefault("metrics", {})
+        _validate_manifest(full, tmp / MANIFEST)
+        with open(tmp / MANIFEST, "w") as fh:
+            yaml.safe_dump(full, fh, sort_keys=False)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _validate_manifest(m: Any, where: Path) -> PreprocessConfig:
+    if not isinstance(m, Mapping):
+        raise BundleError(f"{where} is not a YAML mapping.")
+    missing = [k for k in REQUIRED_KEYS if k not in m]
+    if missing:
+        raise BundleError(f"{where} is missing required key(s) {missing}.")
+    unknown = sorted(set(m) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise BundleError(f"{where} has unknown key(s) {unknown}.")
+    version = m["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise BundleError(
+            f"{where} has bundle format version {version!r}; this runtime reads version {FORMAT_VERSION}: "
+            "update the runtime or re-export the bundle."
+        )
+    if m["precision"] not in ("fp32", "int8"):
+        raise BundleError(f"{where}: precision must be 'fp32' or 'int8', got {m['precision']!r}.")
+    for key in ("tokens", "token_dim"):
+        value = m[key]
+        if not isinstance(value, Mapping) or any(
+            not isinstance(value.get(mod), int) or value.get(mod) <= 0 for mod in MODALITIES
+        ):
+            raise BundleError(f"{where}: {key} must give a positive integer for each of V, F, A, got {value!r}.")
+    labels = m["labels"]
+    if not isinstance(labels, Mapping) or any(
+        not isinstance(labels.get(h), list) or not labels.get(h) for h in ("verb", "noun")
+    ):
+        raise BundleError(f"{where}: labels must hold non-empty 'verb' and 'noun' lists.")
+    try:
+        pre = PreprocessConfig.from_dict(m["preprocess"])
+    except ConfigError as exc:
+        raise BundleError(f"{where}: {exc}") from None
+    if pre.video_tokens != m["tokens"]["V"] or pre.flow_tokens != m["tokens"]["F"] or pre.audio_tokens != m["tokens"]["A"]:
+        raise BundleError(f"{where}: tokens {dict(m['tokens'])} disagree with the preprocess token counts.")
+    return pre
+
+
+@dataclass
+class Bundle:
+    """A validated bundle: manifest, preprocessing config and one ONNX Runtime session per role."""
+
+    path: Path
+    manifest: dict
+    preprocess: PreprocessConfig
+    sessions: dict = field(repr=False)
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        return self.manifest["labels"]
+
+    @property
+    def precision(self) -> str:
+        return self.manifest["precision"]
+
+    def temperature(self, subset: str) -> float:
+        """Temperature for a modality subset key ("VFA", "VA", ...); 1.0 when not calibrated."""
+        return float(self.manifest.get("temperatures", {}).get(subset, 1.0))
+
+    def run(self, role: str, **inputs: np.ndarray) -> list[np.ndarray]:
+        return self.sessions[role].run(None, inputs)
+
+
+def _onnx_shape(value_info) -> tuple:
+    return tuple(d if isinstance(d, int) else None for d in value_info.shape)
+
+
+def load_bundle(path: str | Path, *, threads: int = 1, providers: list[str] | None = None) -> Bundle:
+    """Load and validate a bundle; every problem is one BundleError sentence naming the file."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist or is not a folder.")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"model bundle {path} has no {MANIFEST} manifest.")
+    try:
+        manifest = yaml.safe_load(manifest_path.read_text())
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{manifest_path} is not valid YAML ({type(exc).__name__}).") from None
+    pre = _validate_manifest(manifest, manifest_path)
+    files = manifest["files"]
+    if not isinstance(files, Mapping):
+        raise BundleError(f"{manifest_path}: files must be a mapping of role -> {{path, sha256}}.")
+    missing_roles = [r for r in ROLES if r not in files]
+    if missing_roles:
+        raise BundleError(f"{manifest_path} lists no file for {missing_roles}.")
+    # Hash every file before any model is loaded: a tampered or truncated file never reaches onnxruntime.
+    for role in ROLES:
+        entry = files[role]
+        if not isinstance(entry, Mapping) or "path" not in entry or "sha256" not in entry:
+            raise BundleError(f"{manifest_path}: files.{role} must have 'path' and 'sha256'.")
+        file_path = path / entry["path"]
+        if not file_path.is_file():
+            raise BundleError(f"bundle file {file_path} ({role}) is missing.")
+        if sha256_of(file_path) != entry["sha256"]:
+            raise BundleError(f"bundle file {file_path} ({role}) does not match its sha256 in {MANIFEST}; "
+                              "it is corrupt or was modified.")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    providers = providers or ["CPUExecutionProvider"]
+    sessions = {}
+    for role, (inputs, outputs) in expected_io(manifest, pre).items():
+        file_path = path / files[role]["path"]
+        try:
+            session = ort.InferenceSession(str(file_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises several private exception types
+            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise BundleError(f"bundle file {file_path} ({role}) is not a loadable ONNX model: {first_line}") from None
+        _check_signature(session, inputs, outputs, file_path, role)
+        sessions[role] = session
+    return Bundle(path=path, manifest=manifest, preprocess=pre, sessions=sessions)
+
+
+def _check_signature(session, inputs: dict, outputs: dict, file_path: Path, role: str) -> None:
+    for kind, expected, actual in (("input", inputs, session.get_inputs()), ("output", outputs, session.get_outputs())):
+        got = {v.name: _onnx_shape(v) for v in actual}
+        for name, shape in expected.items():
+            if name not in got:
+                raise BundleError(f"bundle file {file_path} ({role}) has no {kind} named {name!r} "
+                                  f"(it has {sorted(got)}).")
+            if len(got[name]) != len(shape) or any(
+                e is not None and g is not None and e != g for e, g in zip(shape, got[name])
+            ):
+                raise BundleError(f"bundle file {file_path} ({role}) {kind} {name!r} has shape {got[name]}, "
+                                  f"the manifest implies {shape}.")

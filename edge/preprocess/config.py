@@ -1,0 +1,124 @@
+"""Preprocessing parameters: stored in every bundle manifest, read back by the runtime."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from edge.errors import ConfigError
+
+
+def _from_mapping(cls, data: Mapping[str, Any], where: str):
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {unknown}; known keys are {sorted(known)}.")
+    values = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, (tuple, list)):
+            ok = isinstance(value, (tuple, list))
+            value = tuple(value) if ok else value
+        elif isinstance(default, dict):
+            ok = isinstance(value, Mapping)
+            value = dict(value) if ok else value
+        else:
+            ok = True
+        if not ok:
+            raise ConfigError(
+                f"{where}.{name} must be {type(default).__name__}, got {type(value).__name__} ({value!r})."
+            )
+        values[name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Which optical-flow backend a model was trained with, and its parameters."""
+
+    backend: str = "dis"          # "dis" (OpenCV DIS, CPU default), "torch" (CUDA when present), "farneback"
+    preset: str = "ultrafast"     # DIS preset: ultrafast | fast | medium
+    scale: float = 1.0            # flow is computed at scale * frame_size (load shedding lowers it at run time)
+    clip_px: float = 8.0          # model input = clip(flow, -clip_px, clip_px) / clip_px, in model-input pixels
+    params: dict = field(default_factory=dict)  # backend-specific extras
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FlowConfig":
+        return _from_mapping(cls, data, "preprocess.flow")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Every parameter that decides what a model sees (ARCHITECTURE.md: the bundle records all of them)."""
+
+    frame_size: int = 64                 # square model input, pixels
+    sample_fps: float = 4.0              # sampled frames per second (live: freshest frame at this rate)
+    video_tokens: int = 8                # sampled frames per prediction window (one token each)
+    flow_tokens: int = 8                 # flow fields per window: each sampled frame vs the previous sampled one
+    mean: tuple = (0.485, 0.456, 0.406)  # RGB normalisation
+    std: tuple = (0.229, 0.224, 0.225)
+    audio_sample_rate: int = 16000       # model rate; any input rate is resampled to it
+    audio_window_s: float = 1.0          # one audio token = one log-mel of this window
+    audio_hop_s: float = 0.25            # a new audio token every hop
+    audio_tokens: int = 5                # audio windows per prediction window
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    flow: FlowConfig = field(default_factory=FlowConfig)
+
+    def __post_init__(self) -> None:
+        if self.frame_size <= 0 or self.sample_fps <= 0 or self.audio_sample_rate <= 0:
+            raise ConfigError("preprocess frame_size, sample_fps and audio_sample_rate must be positive.")
+        if min(self.video_tokens, self.flow_tokens, self.audio_tokens) <= 0:
+            raise ConfigError("preprocess token counts must be positive.")
+        if self.audio_hop_s <= 0 or self.audio_window_s <= 0:
+            raise ConfigError("preprocess audio_window_s and audio_hop_s must be positive.")
+
+    @property
+    def window_s(self) -> float:
+        """Seconds of stream one prediction looks at (the video token span)."""
+        return self.video_tokens / self.sample_fps
+
+    @property
+    def audio_window_samples(self) -> int:
+        return int(round(self.audio_window_s * self.audio_sample_rate))
+
+    @property
+    def audio_hop_samples(self) -> int:
+        return int(round(self.audio_hop_s * self.audio_sample_rate))
+
+    @property
+    def logmel_frames(self) -> int:
+        """Time frames of one log-mel window (centre-free STFT: 1 + (N - n_fft) // hop)."""
+        return 1 + (self.audio_window_samples - self.n_fft) // self.hop_length
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
+        data = dict(data) if isinstance(data, Mapping) else data
+        if isinstance(data, dict) and "flow" in data:
+            data["flow"] = FlowConfig.from_dict(data["flow"])
+        cfg = _from_mapping(cls, data, "preprocess")
+        return cfg
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["mean"] = list(self.mean)
+        out["std"] = list(self.std)
+        return out

@@ -1,0 +1,52 @@
+"""Export a trained MultimodalModel as a model bundle (per-modality encoders + fusion + manifest)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from edge.bundle import write_bundle
+from edge.preprocess.config import PreprocessConfig
+from trainer.models import MODALITIES, MultimodalModel
+
+OPSET = 17
+
+
+def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output_names: list[str], path: Path) -> None:
+    dynamic = {name: {0: "batch"} for name in input_names + output_names}
+    torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                      dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+
+
+def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping[str, list[str]], out_dir: str | Path,
+                  *, name: str, kind: str = "student", metrics: Mapping[str, Any] | None = None,
+                  temperatures: Mapping[str, float] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write `model` as an fp32 bundle at `out_dir` and return its path."""
+    model = model.eval().cpu()
+    s, d = pre.frame_size, model.cfg.token_dim
+    tokens = {"V": pre.video_tokens, "F": pre.flow_tokens, "A": pre.audio_tokens}
+    if tokens != dict(model.cfg.tokens):
+        raise ValueError(f"model tokens {model.cfg.tokens} do not match preprocessing {tokens}")
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        tmp = Path(tmp)
+        files = {
+            "video_encoder": tmp / "v.onnx", "flow_encoder": tmp / "f.onnx",
+            "audio_encoder": tmp / "a.onnx", "fusion": tmp / "fusion.onnx",
+        }
+        _export(model.encoders["V"], (torch.zeros(1, 3, s, s),), ["frame"], ["token"], files["video_encoder"])
+        _export(model.encoders["F"], (torch.zeros(1, 2, s, s),), ["flow"], ["token"], files["flow_encoder"])
+        _export(model.encoders["A"], (torch.zeros(1, 1, pre.n_mels, pre.logmel_frames),), ["logmel"], ["token"],
+                files["audio_encoder"])
+        fusion_args = tuple(torch.zeros(1, tokens[m], d) for m in MODALITIES) + (torch.ones(1, 3),)
+        _export(model.fusion, fusion_args, ["video_tokens", "flow_tokens", "audio_tokens", "mask"],
+                ["verb_logits", "noun_logits"], files["fusion"])
+        manifest = {
+            "name": name, "kind": kind, "precision": "fp32", "modalities": list(MODALITIES),
+            "tokens": tokens, "token_dim": {m: d for m in MODALITIES},
+            "preprocess": pre.to_dict(), "labels": {k: list(v) for k, v in labels.items()},
+            "temperatures": dict(temperatures or {}), "metrics": dict(metrics or {}),
+            "extra": {"model_config": model.cfg.to_dict(), **dict(extra or {})},
+        }
+        return write_bundle(out_dir, manifest, files)
