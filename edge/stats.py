@@ -1,0 +1,137 @@
+"""One-pass frame and audio statistics for the live health monitor (black / saturated / frozen / silent / clipped).
+
+Each statistic set is computed in a single numba-compiled pass over the buffer; numpy fallbacks give the same
+numbers when numba is absent (`python -m edge.bench stats` measures the two side by side).
+
+Thresholds (the health monitor decides what is "too dark" etc. from these fractions):
+  DARK_LEVEL   a pixel value <= 16 counts as dark (black frame, covered lens)
+  BRIGHT_LEVEL a pixel value >= 250 counts as saturated
+  CLIP_LEVEL   an audio sample with |x| >= 0.999 (full scale is 1.0) counts as clipped
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge.errors import PreprocessError
+
+DARK_LEVEL = 16
+BRIGHT_LEVEL = 250
+CLIP_LEVEL = 0.999
+
+try:
+    import numba
+except ImportError:  # numba is a declared dependency; the fallback keeps edge usable without it
+    numba = None
+
+
+def _frame_stats_numpy(flat: np.ndarray, prev: np.ndarray | None) -> tuple[float, float, float, float]:
+    n = flat.size
+    mean = float(flat.mean())
+    dark = float(np.count_nonzero(flat <= DARK_LEVEL) / n)
+    bright = float(np.count_nonzero(flat >= BRIGHT_LEVEL) / n)
+    diff = float(np.abs(flat.astype(np.int16) - prev).mean()) if prev is not None else math.nan
+    return mean, dark, bright, diff
+
+
+def _audio_stats_numpy(x: np.ndarray) -> tuple[float, float, int]:
+    finite = np.isfinite(x)
+    n_finite = int(np.count_nonzero(finite))
+    nonfinite = x.size - n_finite
+    if nonfinite:
+        x = x[finite]
+    rms = math.sqrt(float(np.dot(x, x)) / n_finite) if n_finite else 0.0
+    clipped = float(np.count_nonzero(np.abs(x) >= CLIP_LEVEL) / n_finite) if n_finite else 0.0
+    return rms, clipped, nonfinite
+
+
+if numba is not None:
+    @numba.njit(cache=True, nogil=True)
+    def _frame_kernel(flat, prev, has_prev):  # pragma: no cover - compiled
+        total = 0
+        dark = 0
+        bright = 0
+        diff = 0
+        for i in range(flat.size):
+            v = np.int32(flat[i])
+            total += v
+            if v <= DARK_LEVEL:
+                dark += 1
+            elif v >= BRIGHT_LEVEL:
+                bright += 1
+            if has_prev:
+                d = v - np.int32(prev[i])
+                diff += d if d >= 0 else -d
+        return total, dark, bright, diff
+
+    @numba.njit(cache=True, nogil=True)
+    def _audio_kernel(x):  # pragma: no cover - compiled
+        acc = 0.0
+        clipped = 0
+        nonfinite = 0
+        for i in range(x.size):
+            v = np.float64(x[i])
+            if not math.isfinite(v):
+                nonfinite += 1
+                continue
+            acc += v * v
+            if abs(v) >= CLIP_LEVEL:
+                clipped += 1
+        return acc, clipped, nonfinite
+
+    def _frame_stats_numba(flat: np.ndarray, prev: np.ndarray | None) -> tuple[float, float, float, float]:
+        n = flat.size
+        total, dark, bright, diff = _frame_kernel(flat, flat if prev is None else prev, prev is not None)
+        return total / n, dark / n, bright / n, (diff / n if prev is not None else math.nan)
+
+    def _audio_stats_numba(x: np.ndarray) -> tuple[float, float, int]:
+        acc, clipped, nonfinite = _audio_kernel(x)
+        n_finite = x.size - nonfinite
+        if not n_finite:
+            return 0.0, 0.0, int(nonfinite)
+        return math.sqrt(acc / n_finite), clipped / n_finite, int(nonfinite)
+
+    _frame_impl, _audio_impl = _frame_stats_numba, _audio_stats_numba
+else:
+    _frame_impl, _audio_impl = _frame_stats_numpy, _audio_stats_numpy
+
+
+def _flat_frame(frame: np.ndarray, what: str) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        kind = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise PreprocessError(f"frame_stats needs a uint8 {what} frame, got {kind}.")
+    if frame.size == 0:
+        raise PreprocessError(f"frame_stats got an empty {what} frame of shape {frame.shape}.")
+    return np.ascontiguousarray(frame).reshape(-1)
+
+
+def frame_stats(frame_uint8: np.ndarray, prev_uint8: np.ndarray | None) -> tuple[float, float, float, float]:
+    """(mean, dark_fraction, bright_fraction, mean_abs_diff) of a uint8 frame (any channel layout).
+
+    mean is in pixel levels 0..255; dark/bright fractions count values <= DARK_LEVEL / >= BRIGHT_LEVEL over all
+    channels; mean_abs_diff is the mean |frame - prev| in pixel levels (near 0 = frozen), NaN when prev is None.
+    """
+    flat = _flat_frame(frame_uint8, "current")
+    prev = None
+    if prev_uint8 is not None:
+        prev = _flat_frame(prev_uint8, "previous")
+        if prev_uint8.shape != frame_uint8.shape:
+            raise PreprocessError(
+                f"frame_stats needs frames of one shape, got {frame_uint8.shape} and previous {prev_uint8.shape}."
+            )
+    return _frame_impl(flat, prev)
+
+
+def audio_stats(samples_float32: np.ndarray) -> tuple[float, float, int]:
+    """(rms, clipped_fraction, nonfinite_count) of a float audio block (any shape, full scale 1.0).
+
+    rms and clipped_fraction (|x| >= CLIP_LEVEL) are over the finite samples only (0.0 when there are none);
+    nonfinite_count counts NaN and Inf samples.
+    """
+    x = np.asarray(samples_float32)
+    if x.dtype.kind != "f":
+        raise PreprocessError(f"audio_stats needs float samples in [-1, 1], got dtype {x.dtype}.")
+    if x.size == 0:
+        raise PreprocessError("audio_stats got an empty audio block.")
+    return _audio_impl(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))

@@ -1,0 +1,60 @@
+"""Health-monitor statistics: known values, numba and numpy agree, bad inputs are one sentence."""
+import math
+
+import numpy as np
+import pytest
+
+from edge import stats
+from edge.errors import PreprocessError
+
+
+def test_frame_stats_known_values():
+    frame = np.zeros((4, 5, 3), np.uint8)
+    frame[0] = 255          # 1 of 4 rows saturated
+    frame[1] = 100          # 1 row mid-grey, 2 rows black
+    mean, dark, bright, diff = stats.frame_stats(frame, None)
+    assert mean == pytest.approx((255 + 100) / 4)
+    assert dark == pytest.approx(0.5) and bright == pytest.approx(0.25)
+    assert math.isnan(diff)
+    assert stats.frame_stats(frame, frame)[3] == 0.0                        # frozen
+    assert stats.frame_stats(frame, np.full_like(frame, 10))[3] == pytest.approx((245 + 90 + 10 + 10) / 4)
+
+
+def test_frame_stats_thresholds_are_inclusive():
+    frame = np.array([[stats.DARK_LEVEL, stats.DARK_LEVEL + 1, stats.BRIGHT_LEVEL - 1, stats.BRIGHT_LEVEL]], np.uint8)
+    _, dark, bright, _ = stats.frame_stats(frame, None)
+    assert dark == 0.25 and bright == 0.25
+
+
+def test_audio_stats_known_values():
+    x = np.array([0.5, -0.5, 1.0, -1.0, np.nan, np.inf], np.float32)
+    rms, clipped, nonfinite = stats.audio_stats(x)
+    assert rms == pytest.approx(math.sqrt((0.25 + 0.25 + 1 + 1) / 4))
+    assert clipped == pytest.approx(0.5) and nonfinite == 2
+    assert stats.audio_stats(np.full(8, np.nan, np.float32)) == (0.0, 0.0, 8)
+    assert stats.audio_stats(np.zeros((10, 2), np.float64))[0] == 0.0     # stereo / float64 accepted
+
+
+@pytest.mark.skipif(stats.numba is None, reason="numba is not installed")
+def test_numba_and_numpy_agree():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    prev = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for p in (None, prev.reshape(-1)):
+        np.testing.assert_allclose(stats._frame_stats_numba(frame.reshape(-1), p),
+                                   stats._frame_stats_numpy(frame.reshape(-1), p), equal_nan=True)
+    audio = rng.uniform(-1.1, 1.1, 4000).astype(np.float32)
+    audio[::97] = np.nan
+    np.testing.assert_allclose(stats._audio_stats_numba(audio), stats._audio_stats_numpy(audio), rtol=1e-5)
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda: stats.frame_stats(np.zeros((0, 4), np.uint8), None), "empty"),
+    (lambda: stats.frame_stats(np.zeros((4, 4), np.float32), None), "uint8"),
+    (lambda: stats.frame_stats(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8)), "one shape"),
+    (lambda: stats.audio_stats(np.zeros(0, np.float32)), "empty"),
+    (lambda: stats.audio_stats(np.zeros(4, np.int16)), "float"),
+])
+def test_bad_inputs_one_sentence(call, needle):
+    with pytest.raises(PreprocessError, match=needle):
+        call()
