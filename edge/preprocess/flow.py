@@ -46,9 +46,13 @@ class DISFlow:
             if setter is None:
                 raise ConfigError(f"unknown DIS parameter {key!r}.")
             setter(value)
+        self._finest_scale = self._dis.getFinestScale()
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
         _check_pair(prev_gray, next_gray)
+        # OpenCV lowers FinestScale for good when a frame is small (64x64 -> 0); restore it so the
+        # flow of a pair never depends on the sizes this object saw before.
+        self._dis.setFinestScale(self._finest_scale)
         return self._dis.calc(prev_gray, next_gray, None)
 
 
