@@ -183,7 +183,7 @@ def load_bundle(path: str | Path, *, threads: int = 1, providers: list[str] | No
         raise BundleError(f"model bundle {path} has no {MANIFEST} manifest.")
     try:
         manifest = yaml.safe_load(manifest_path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path} is not valid YAML ({type(exc).__name__}).") from None
     pre = _validate_manifest(manifest, manifest_path)
     files = manifest["files"]

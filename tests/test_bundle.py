@@ -95,3 +95,5 @@ def test_missing_folder_and_manifest(tmp_path):
     assert MANIFEST in _load_error(tmp_path)
     (tmp_path / MANIFEST).write_text("a: [unclosed")
     assert "not valid YAML" in _load_error(tmp_path)
+    (tmp_path / MANIFEST).write_bytes(b"\xff\xfe\x00binary")
+    assert "not valid YAML" in _load_error(tmp_path)

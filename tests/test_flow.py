@@ -70,6 +70,8 @@ def test_unknown_backend_and_parameters():
     pytest.importorskip("torch")
     with pytest.raises(ConfigError, match="odd window"):
         make_flow_backend(FlowConfig(backend="torch", params={"window": 4}))
+    with pytest.raises(ConfigError, match="unknown torch flow parameter"):
+        make_flow_backend(FlowConfig(backend="torch", params={"iters": 4}))
 
 
 # ---- Middlebury reader --------------------------------------------------------------------------------------

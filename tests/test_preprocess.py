@@ -88,6 +88,13 @@ def test_config_round_trip_and_unknown_key():
         PreprocessConfig.from_dict({"frame_size": "64"})
 
 
+@pytest.mark.parametrize("data", [{"flow": {"clip_px": 0.0}}, {"flow": {"scale": 1.5}}, {"n_fft": 0},
+                                  {"n_fft": 32000}, {"hop_length": -1}])
+def test_config_rejects_values_that_break_preprocessing(data):
+    with pytest.raises(ConfigError):
+        PreprocessConfig.from_dict(data)
+
+
 # ---- audio --------------------------------------------------------------------------------------------------
 
 def _peak_hz(x: np.ndarray, rate: int) -> float:

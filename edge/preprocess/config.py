@@ -54,6 +54,11 @@ class FlowConfig:
     clip_px: float = 8.0          # model input = clip(flow, -clip_px, clip_px) / clip_px, in model-input pixels
     params: dict = field(default_factory=dict)  # backend-specific extras
 
+    def __post_init__(self) -> None:
+        if self.clip_px <= 0 or not 0 < self.scale <= 1:
+            raise ConfigError(f"preprocess.flow needs clip_px > 0 and 0 < scale <= 1, "
+                              f"got clip_px={self.clip_px}, scale={self.scale}.")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FlowConfig":
         return _from_mapping(cls, data, "preprocess.flow")
@@ -90,6 +95,9 @@ class PreprocessConfig:
             raise ConfigError("preprocess token counts must be positive.")
         if self.audio_hop_s <= 0 or self.audio_window_s <= 0:
             raise ConfigError("preprocess audio_window_s and audio_hop_s must be positive.")
+        if min(self.n_fft, self.hop_length, self.n_mels) <= 0 or self.n_fft > self.audio_window_samples:
+            raise ConfigError("preprocess n_fft, hop_length and n_mels must be positive, "
+                              "with n_fft no longer than the audio window.")
 
     @property
     def window_s(self) -> float:

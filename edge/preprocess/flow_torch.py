@@ -26,7 +26,9 @@ class TorchFlow:
     name = "torch"
 
     def __init__(self, levels: int = 0, iterations: int = 3, window: int = 11, damping: float = 3e-5,
-                 min_size: int = 16, device: str = "auto") -> None:
+                 min_size: int = 16, device: str = "auto", **unknown) -> None:
+        if unknown:
+            raise ConfigError(f"unknown torch flow parameter(s) {sorted(unknown)}.")
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"unknown torch flow device {device!r}; use 'auto', 'cpu' or 'cuda'.")
         if device == "cuda" and not torch.cuda.is_available():
