@@ -1,0 +1,360 @@
+"""Wiring: capture threads -> rings -> health mask -> streaming student -> events -> JSONL / status / display.
+
+Predictions tick at twice the sampling rate; ticks alternate between a video tick (sample the freshest frame,
+encode it and its flow) and an audio tick (encode the freshest audio window), so every prediction sees one
+new token and the fusion model is the only thing that runs on every tick.
+
+Two drivers share the same `step`: real time (capture threads stamp data with time.monotonic(), the loop
+sleeps to each tick) and `fast` (one thread reads the sources in timestamp order and stamps data with its media
+time, so a file runs as fast as the CPU allows while every sampling decision stays the same).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Callable
+
+import numpy as np
+
+from edge.bundle import MODALITIES, Bundle
+from edge.errors import PreprocessError
+from edge.live.config import CaptureConfig, RuntimeConfig
+from edge.live.events import EventTracker
+from edge.live.health import CONNECTED, ENDED, RECONNECTING, WAITING, AudioHealth, VideoHealth
+from edge.live.metrics import Metrics, status_line
+from edge.live.rings import AudioRing, FrameRing
+from edge.live.shedding import LoadShedder
+from edge.live.sources import Source, SourceError, SourceLost
+from edge.live.streaming import StreamingStudent
+from edge.preprocess import prepare_frame, to_rgb_uint8
+
+
+def warn(message: str) -> None:
+    sys.stderr.write(f"\nwarning: {message}\n")
+    sys.stderr.flush()
+
+
+class CaptureThread(threading.Thread):
+    """Reads one (already opened) source into `deliver`; a failing source is reopened with doubling backoff."""
+
+    def __init__(self, source: Source, deliver: Callable[[float, np.ndarray, float], None], cfg: CaptureConfig,
+                 metrics: Metrics, kind: str, stop: threading.Event,
+                 on_reopen: Callable[[], None] | None = None) -> None:
+        super().__init__(name=f"capture-{kind}", daemon=True)
+        self.source, self.deliver, self.cfg, self.metrics, self.kind = source, deliver, cfg, metrics, kind
+        self.stop, self.on_reopen = stop, on_reopen
+        self.state = CONNECTED
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                item = self.source.read()
+            except SourceLost as exc:
+                self._reconnect(exc)
+                continue
+            except SourceError as exc:
+                warn(str(exc))
+                self.state = ENDED
+                return
+            if item is None:
+                self.state = ENDED
+                return
+            now = time.monotonic()
+            self.deliver(now, item[1], now)
+
+    def _reconnect(self, exc: SourceError) -> None:
+        self.state = RECONNECTING
+        self.metrics.count(f"{self.kind}_reconnects")
+        warn(f"{exc} Reconnecting.")
+        self.source.close()
+        backoff = self.cfg.backoff_initial_s
+        while not self.stop.wait(backoff):
+            try:
+                self.source.open()
+            except SourceError:
+                backoff = min(2 * backoff, self.cfg.backoff_max_s)
+                continue
+            if self.on_reopen is not None:
+                self.on_reopen()
+            self.state = CONNECTED
+            return
+
+
+@dataclass
+class Sensor:
+    """One modality's source (None: not used) and its state when there is no source (why it is absent)."""
+
+    source: Source | None
+    absent: str = "off"
+
+
+class Pipeline:
+    def __init__(self, bundle: Bundle, cfg: RuntimeConfig, video: Sensor, audio: Sensor, *,
+                 realtime: bool = True, duration_s: float | None = None, jsonl: IO[str] | None = None,
+                 status: bool = False, display: bool = False,
+                 on_record: Callable[[dict], None] | None = None) -> None:
+        self.bundle, self.cfg, self.video, self.audio = bundle, cfg, video, audio
+        self.pre = bundle.preprocess
+        self.realtime, self.duration_s, self.jsonl = realtime, duration_s, jsonl
+        self.status, self.display, self.on_record = status, display, on_record
+        self.metrics = Metrics()
+        self.student = StreamingStudent(bundle, cfg.health.min_tokens, self.metrics)
+        self.shedder = LoadShedder(cfg.shedding)
+        self.events = EventTracker(cfg.events, bundle.labels)
+        self.video_health, self.audio_health = VideoHealth(cfg.health), AudioHealth(cfg.health)
+        s = self.pre.frame_size
+        self.frame_ring = FrameRing(cfg.capture.frame_ring, (s, s, 3))
+        self.audio_ring: AudioRing | None = None
+        if audio.source is not None:
+            self._make_audio_ring()
+        self.stop_event = threading.Event()
+        self.states = {"V": CONNECTED if video.source else video.absent,
+                       "A": CONNECTED if audio.source else audio.absent}
+        self.display_frame: np.ndarray | None = None
+        self.last_reasons: dict[str, str | None] = {}
+        self._audio_seen = 0
+        self._last_status = 0.0
+        self._threads: dict[str, CaptureThread] = {}
+
+    # ---- capture side (capture threads or the fast driver) ----
+    def _make_audio_ring(self) -> None:
+        rate = int(self.audio.source.rate)
+        self.audio_ring = AudioRing(int(self.cfg.capture.audio_ring_s * rate), rate)
+        self._audio_seen = 0
+
+    def push_frame(self, t: float, data: np.ndarray, arrival: float) -> None:
+        try:
+            frame = prepare_frame(to_rgb_uint8(data, bgr=False), self.pre)
+        except PreprocessError as exc:
+            self.metrics.count("bad_frames")
+            if self.metrics.counters["bad_frames"] == 1:
+                warn(f"{exc} Such frames are skipped.")
+            return
+        self.frame_ring.push(frame, t, arrival)
+        self.display_frame = data
+
+    def push_audio(self, t: float, block: np.ndarray, arrival: float) -> None:
+        self.audio_ring.push(block, t, arrival)
+
+    def _audio_reopened(self) -> None:
+        # A reopened microphone may run at another rate, and old audio must not be stitched to new.
+        self._make_audio_ring()
+
+    # ---- one prediction tick ----
+    def step(self, now: float, t_rel: float, video_tick: bool) -> dict:
+        """One tick at stream time `now` (the rings' clock); returns the prediction record."""
+        tick_start = time.perf_counter()
+        latest = self.frame_ring.latest() if self.video.source else None
+        v_reason = self.video_health.update(now, self.states["V"],
+                                            None if latest is None else (latest[0], latest[1], latest[3]))
+        a_reason = self._audio_health(now)
+        flow_scale = self.shedder.flow_scale
+        f_reason = v_reason or (None if flow_scale is not None else "shed")
+        if video_tick:
+            if v_reason is None:
+                self.student.add_frame(latest[0], latest[2], flow_scale)
+            else:
+                self.student.reset_video()
+        elif a_reason is None:
+            window, _, arrival, _ = self.audio_ring.latest(
+                int(round(self.pre.audio_window_s * self.audio_ring.rate)))
+            try:
+                self.student.add_audio(window, self.audio_ring.rate, arrival)
+            except PreprocessError:
+                a_reason = "NaN/Inf samples"
+                self.student.reset_audio()
+        else:
+            self.student.reset_audio()
+        reasons = {"V": v_reason, "F": f_reason, "A": a_reason}
+        mask = tuple(reasons[m] is None and self.student.ready(m) for m in MODALITIES)
+        modalities = [m for m, on in zip(MODALITIES, mask) if on]
+        record = {"type": "prediction", "t": round(t_rel, 3), "modalities": modalities, "verb": None,
+                  "noun": None, "confidence": None, "latency_ms": None}
+        if modalities:
+            verb_p, noun_p = self.student.predict(mask)
+            v, n = int(verb_p.argmax()), int(noun_p.argmax())
+            latency = (time.monotonic() - self.student.newest_arrival(mask)) * 1000.0
+            self.metrics.capture_to_prediction.add(latency)
+            self.metrics.count("predictions")
+            for m in modalities:
+                self.metrics.modality_use[m] += 1
+            record.update(verb=self.bundle.labels["verb"][v], noun=self.bundle.labels["noun"][n],
+                          confidence=round(float(verb_p[v] * noun_p[n]), 4),
+                          verb_confidence=round(float(verb_p[v]), 4), noun_confidence=round(float(noun_p[n]), 4),
+                          latency_ms=round(latency, 2), state="ok")
+            finished = self.events.update(t_rel, verb_p, noun_p, modalities)
+        else:
+            waiting = any(reasons[m] in (None, WAITING) for m in MODALITIES)
+            state = "warming_up" if waiting else "no_input"
+            record["state"] = state
+            self.metrics.count(state)
+            finished = self.events.update(t_rel, None, None, [])
+        missing = {m: r if r is not None else "filling" for m, r in reasons.items() if m not in modalities}
+        if missing:
+            record["missing"] = missing
+        record["flow_scale"] = flow_scale
+        tick_ms = (time.perf_counter() - tick_start) * 1000.0
+        self.metrics.stage("tick_video" if video_tick else "tick_audio", tick_ms)
+        if video_tick:
+            self.shedder.update(tick_ms)
+        self.last_reasons = reasons
+        for rec in (record, *finished):
+            self._emit(rec)
+        return record
+
+    def _audio_health(self, now: float) -> str | None:
+        ring = self.audio_ring
+        if ring is None:
+            return self.audio_health.update(now, self.states["A"], None, np.zeros(0, np.float32))
+        written = ring.written
+        new = ring.since(self._audio_seen) if written > self._audio_seen else np.zeros(0, np.float32)
+        self._audio_seen = written
+        return self.audio_health.update(now, self.states["A"], ring.last_time, new)
+
+    def _emit(self, record: dict) -> None:
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
+        if self.on_record is not None:
+            self.on_record(record)
+        if record["type"] == "event":
+            self.metrics.count("events")
+
+    # ---- drivers ----
+    def run(self) -> dict:
+        """Run until the duration, the end of every file source, or stop(); return the summary record."""
+        try:
+            if self.realtime:
+                self._run_realtime()
+            else:
+                self._run_fast()
+        finally:
+            self._shutdown()
+        for ev in self.events.flush(self._t_last):
+            self._emit(ev)
+        summary = self.metrics.summary(
+            events=self.events.emitted, bundle=self.bundle.manifest["name"], precision=self.bundle.precision,
+            frame_ring={"dropped": self.frame_ring.dropped, "skipped": self.frame_ring.skipped},
+            audio_ring_dropped=self.audio_ring.dropped if self.audio_ring else 0,
+            shedding={"final_level": self.shedder.level, "escalations": self.shedder.escalations},
+            mode="realtime" if self.realtime else "fast")
+        if self.status:
+            sys.stderr.write("\n")
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(summary) + "\n")
+            self.jsonl.flush()
+        return summary
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _finished(self, t_rel: float) -> bool:
+        if self.stop_event.is_set() or (self.duration_s is not None and t_rel >= self.duration_s):
+            return True
+        files = [(m, s.source) for m, s in (("V", self.video), ("A", self.audio)) if s.source is not None]
+        return bool(files) and all(self.states[m] == ENDED for m, _ in files)
+
+    def _run_realtime(self) -> None:
+        sources = (("V", self.video.source, self.push_frame, None),
+                   ("A", self.audio.source, self.push_audio, self._audio_reopened))
+        for m, source, deliver, on_reopen in sources:
+            if source is not None:
+                self._threads[m] = CaptureThread(source, deliver, self.cfg.capture, self.metrics,
+                                                 "camera" if m == "V" else "mic", self.stop_event, on_reopen)
+                self._threads[m].start()
+        period = 0.5 / self.pre.sample_fps
+        origin = time.monotonic()
+        k = 0
+        self._t_last = 0.0
+        while True:
+            wait = origin + k * period - time.monotonic()
+            if wait > 0 and self.stop_event.wait(wait):
+                break
+            now = time.monotonic()
+            behind = int((now - origin - k * period) / period)
+            if behind > 0:  # the loop fell behind: skip ticks, never queue them
+                self.metrics.count("late_ticks", behind)
+                k += behind
+            for m, thread in self._threads.items():
+                self.states[m] = thread.state
+            self._t_last = now - origin
+            if self._finished(self._t_last):
+                break
+            record = self.step(now, self._t_last, video_tick=k % 2 == 0)
+            self._after_tick(record)
+            k += 1
+
+    def _run_fast(self) -> None:
+        """Read sources in timestamp order, stamping data with media time; tick whenever time passes a tick."""
+        heads: dict[str, tuple[float, np.ndarray] | None] = {}
+        readers = {m: s.source for m, s in (("V", self.video), ("A", self.audio)) if s.source is not None}
+        push = {"V": self.push_frame, "A": self.push_audio}
+
+        def advance(m: str) -> None:
+            while True:
+                try:
+                    heads[m] = readers[m].read()
+                except SourceLost:
+                    self.states[m] = RECONNECTING  # media time goes on; the next good item reconnects it
+                    continue
+                except SourceError as exc:
+                    warn(str(exc))
+                    heads[m] = None
+                if heads[m] is None:
+                    self.states[m] = ENDED
+                return
+
+        for m in readers:
+            advance(m)
+        period = 0.5 / self.pre.sample_fps
+        k = 0
+        self._t_last = 0.0
+        while True:
+            live = {m: h for m, h in heads.items() if h is not None}
+            next_tick = k * period
+            if live and min(h[0] for h in live.values()) < next_tick:
+                m = min(live, key=lambda key: live[key][0])
+                pts, data = live[m]
+                if self.states[m] == RECONNECTING:
+                    self.states[m] = CONNECTED
+                push[m](pts, data, time.monotonic())
+                advance(m)
+                continue
+            self._t_last = next_tick
+            if self._finished(next_tick):
+                break
+            record = self.step(next_tick, next_tick, video_tick=k % 2 == 0)
+            self._after_tick(record)
+            k += 1
+
+    def _after_tick(self, record: dict) -> None:
+        now = time.monotonic()
+        if self.status and now - self._last_status >= self.cfg.status_interval_s:
+            self._last_status = now
+            drops = self.frame_ring.dropped + (self.audio_ring.dropped if self.audio_ring else 0)
+            line = status_line(record, self.last_reasons, drops)
+            width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1) if sys.stderr.isatty() else 120
+            sys.stderr.write("\r" + line[:width].ljust(width))
+            sys.stderr.flush()
+        if self.display and self.display_frame is not None:
+            from edge.live.overlay import show
+
+            if not show(self.display_frame, record, self.last_reasons):
+                self.stop_event.set()
+
+    def _shutdown(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads.values():
+            thread.join(timeout=2.0)
+        for m, sensor in (("V", self.video), ("A", self.audio)):
+            thread = self._threads.get(m)
+            if sensor.source is not None and (thread is None or not thread.is_alive()):
+                sensor.source.close()
+        if self.display:
+            from edge.live.overlay import close
+
+            close()

@@ -1,0 +1,452 @@
+"""Sensor sources behind one small interface: open(), read() -> (pts_s, data) | None at the end, close().
+
+Video sources return HxWx3 RGB uint8 frames; audio sources return mono float32 blocks and have a `rate`.
+`pts_s` is the source's own timeline in seconds (media time for files and arrays, time since open for devices).
+read() raises SourceLost when a running source fails (the capture thread reopens it with backoff);
+open() raises SourceError with one sentence when the source cannot be had at all.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import cv2
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.preprocess import mixdown, to_rgb_uint8
+
+DEMO_HINT = "run `python run_live.py --demo` to see the recognizer on its built-in demo stream"
+
+
+class SourceError(EdgeError):
+    """A sensor that cannot be opened or read (one sentence for the user)."""
+
+
+class SourceLost(SourceError):
+    """A running sensor that failed; the capture thread reopens it with backoff."""
+
+
+class NoAudioStream(SourceError):
+    """A media file given as the microphone has no audio stream: the run goes on with audio missing."""
+
+
+class Source(Protocol):
+    name: str
+    is_file: bool
+
+    def open(self) -> None: ...
+
+    def read(self) -> tuple[float, np.ndarray] | None: ...
+
+    def close(self) -> None: ...
+
+
+class Pacer:
+    """Releases timestamped items at their own speed; items already later than `late_s` are skipped.
+
+    Skipping late items is what a live sensor does after a stall: it never delivers a backlog.
+    """
+
+    def __init__(self, realtime: bool, late_s: float = 0.2) -> None:
+        self.realtime = realtime
+        self.late_s = late_s
+        self.skipped = 0
+        self._origin: float | None = None
+
+    def due(self, pts_s: float) -> bool:
+        """Wait until `pts_s` is due; False when the item is too late and should be skipped."""
+        if not self.realtime:
+            return True
+        now = time.monotonic()
+        if self._origin is None:
+            self._origin = now - pts_s
+        wait = self._origin + pts_s - now
+        if wait > 0:
+            time.sleep(wait)
+        elif -wait > self.late_s:
+            self.skipped += 1
+            return False
+        return True
+
+
+class OpenCVCamera:
+    """A camera by index, a device path or a stream URL, through OpenCV."""
+
+    is_file = False
+
+    def __init__(self, spec: int | str) -> None:
+        self.spec = spec
+        self.name = f"camera {spec}"
+        self._cap = None
+        self._t0 = 0.0
+
+    def open(self) -> None:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would bury our sentence
+        cap = cv2.VideoCapture(self.spec)
+        if not cap.isOpened():
+            cap.release()
+            if isinstance(self.spec, int):
+                raise SourceError(f"there is no camera at index {self.spec} (none is connected or it is in use); "
+                                  f"{DEMO_HINT}.")
+            raise SourceError(f"camera {self.spec} could not be opened; check the path or URL, or {DEMO_HINT}.")
+        self._cap, self._t0 = cap, time.monotonic()
+
+    def read(self) -> tuple[float, np.ndarray]:
+        if self._cap is None:
+            raise SourceLost(f"{self.name} is not open.")
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise SourceLost(f"{self.name} stopped delivering frames.")
+        return time.monotonic() - self._t0, to_rgb_uint8(frame, bgr=True)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+def _open_container(path: Path):
+    import av
+
+    if path.is_dir():
+        raise SourceError(f"{path} is a directory, not a media file.")
+    if not path.is_file():
+        raise SourceError(f"media file {path} does not exist.")
+    if path.stat().st_size == 0:
+        raise SourceError(f"media file {path} is empty (0 bytes).")
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"media file {path} cannot be read ({exc.strerror or type(exc).__name__}); "
+                          "it is corrupt or not a media file.") from None
+
+
+class MediaVideo:
+    """The video stream of a media file through PyAV, paced at its own speed (realtime) or as fast as possible."""
+
+    is_file = True
+
+    def __init__(self, path: str | Path, realtime: bool = True) -> None:
+        self.path = Path(path)
+        self.name = f"video of {self.path.name}"
+        self.pacer = Pacer(realtime)
+        self._container = None
+        self._frames: Iterator | None = None
+
+    def open(self) -> None:
+        import av
+
+        container = _open_container(self.path)
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"media file {self.path} has no video stream.")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._container = container
+        self._frames = container.decode(stream)
+        self._av_error = av.error.FFmpegError
+
+    def read(self) -> tuple[float, np.ndarray] | None:
+        if self._frames is None:
+            raise SourceLost(f"{self.name} is not open.")
+        while True:
+            try:
+                frame = next(self._frames, None)
+            except self._av_error as exc:
+                raise SourceError(f"media file {self.path} is corrupt or truncated "
+                                  f"({exc.strerror or type(exc).__name__}).") from None
+            if frame is None:
+                return None
+            pts = float(frame.time) if frame.time is not None else 0.0
+            if self.pacer.due(pts):
+                return pts, frame.to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container, self._frames = None, None
+
+
+class MediaAudio:
+    """The audio stream of a media file through PyAV, mixed down and resampled to `rate` by PyAV's resampler."""
+
+    is_file = True
+
+    def __init__(self, path: str | Path, rate: int, realtime: bool = True) -> None:
+        self.path = Path(path)
+        self.rate = rate
+        self.name = f"audio of {self.path.name}"
+        self.pacer = Pacer(realtime)
+        self._container = None
+        self._blocks: Iterator | None = None
+
+    def open(self) -> None:
+        container = _open_container(self.path)
+        if not container.streams.audio:
+            container.close()
+            raise NoAudioStream(f"media file {self.path} has no audio stream; running with audio (A) missing.")
+        self._container = container
+        self._blocks = self._decode(container)
+
+    def _decode(self, container) -> Iterator[tuple[float, np.ndarray]]:
+        import av
+
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+        done = 0
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                for out in resampler.resample(frame):
+                    x = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    done += x.size
+                    yield done / self.rate, x
+            for out in resampler.resample(None):
+                x = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                done += x.size
+                yield done / self.rate, x
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"media file {self.path} is corrupt or truncated "
+                              f"({exc.strerror or type(exc).__name__}).") from None
+
+    def read(self) -> tuple[float, np.ndarray] | None:
+        """(time of the block's last sample, samples): a block is due once its last sample has 'happened'."""
+        if self._blocks is None:
+            raise SourceLost(f"{self.name} is not open.")
+        while True:
+            item = next(self._blocks, None)
+            if item is None:
+                return None
+            if self.pacer.due(item[0]):
+                return item
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container, self._blocks = None, None
+
+
+class MicSource:
+    """A microphone through sounddevice; its callback fills a small bounded block queue that read() drains.
+
+    Opens at the model rate when the device offers it, else at the device's own rate (the streaming student
+    resamples each window); a stereo-only device is mixed down in the callback.
+    """
+
+    is_file = False
+
+    def __init__(self, device: str | int, rate: int, block_s: float = 0.02, timeout_s: float = 1.0) -> None:
+        self.device = device
+        self.wanted_rate = rate
+        self.rate = rate
+        self.block_s = block_s
+        self.timeout_s = timeout_s
+        self.name = f"microphone {device}"
+        self.dropped_blocks = 0
+        self._stream = None
+        self._blocks: collections.deque = collections.deque(maxlen=max(4, int(1.0 / block_s)))
+        self._ready = threading.Condition()
+        self._t0 = 0.0
+        self._status_error: str | None = None
+
+    def _resolve(self, sd) -> tuple[int, dict]:
+        try:
+            if self.device == "default":
+                index = sd.default.device[0]
+                if index is None or index < 0:
+                    raise SourceError(f"there is no microphone: PortAudio finds no input device; {DEMO_HINT}.")
+                info = sd.query_devices(index, "input")
+            else:
+                info = sd.query_devices(self.device, "input")
+        except ValueError:
+            raise SourceError(f"there is no microphone named or numbered {self.device!r} "
+                              f"(see `python -m sounddevice` for the list); {DEMO_HINT}.") from None
+        except sd.PortAudioError as exc:
+            raise SourceError(f"microphone {self.device!r} cannot be queried ({exc}); {DEMO_HINT}.") from None
+        return info["index"], info
+
+    def open(self) -> None:
+        try:
+            import sounddevice as sd
+        except OSError:
+            raise SourceError(f"the PortAudio library is missing (install libportaudio2), so no microphone can be "
+                              f"used; {DEMO_HINT}.") from None
+        index, info = self._resolve(sd)
+        channels = 1
+        rate = self.wanted_rate
+        try:
+            sd.check_input_settings(device=index, channels=1, samplerate=rate, dtype="float32")
+        except Exception:
+            rate = int(info["default_samplerate"])
+            channels = max(1, min(2, int(info["max_input_channels"])))
+        self.rate = rate
+        self._blocks.clear()
+        self._status_error = None
+        try:
+            stream = sd.InputStream(device=index, channels=channels, samplerate=rate, dtype="float32",
+                                    blocksize=max(1, int(rate * self.block_s)), callback=self._callback)
+            stream.start()
+        except Exception as exc:
+            raise SourceLost(f"microphone {self.device!r} could not be started ({exc}).") from None
+        self._stream, self._t0 = stream, time.monotonic()
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self.dropped_blocks += 1
+        block = mixdown(indata.copy())
+        with self._ready:
+            if len(self._blocks) == self._blocks.maxlen:
+                self.dropped_blocks += 1
+            self._blocks.append((time.monotonic() - self._t0, block))
+            self._ready.notify()
+
+    def read(self) -> tuple[float, np.ndarray]:
+        with self._ready:
+            if not self._blocks:
+                self._ready.wait(self.timeout_s)
+            if self._blocks:
+                return self._blocks.popleft()
+        stream = self._stream
+        if stream is None or not stream.active:
+            raise SourceLost(f"microphone {self.device!r} stopped.")
+        raise SourceLost(f"microphone {self.device!r} delivered no audio for {self.timeout_s:g} s.")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.abort()
+                self._stream.close()
+            except Exception:  # a vanished device may fail to close; it is gone either way
+                pass
+            self._stream = None
+
+
+class ArrayVideo:
+    """Frames held in memory (N, H, W, 3) RGB uint8 at `fps`: the demo stream and tests."""
+
+    is_file = True
+
+    def __init__(self, frames: np.ndarray, fps: float, realtime: bool = True, name: str = "array video") -> None:
+        self.frames, self.fps, self.name = frames, fps, name
+        self.pacer = Pacer(realtime)
+        self._i = 0
+
+    def open(self) -> None:
+        return None
+
+    def read(self) -> tuple[float, np.ndarray] | None:
+        while self._i < len(self.frames):
+            i = self._i
+            self._i += 1
+            if self.pacer.due(i / self.fps):
+                return i / self.fps, self.frames[i]
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class ArrayAudio:
+    """Mono float32 samples held in memory, delivered in blocks of `block_s` like a microphone."""
+
+    is_file = True
+
+    def __init__(self, samples: np.ndarray, rate: int, realtime: bool = True, block_s: float = 0.02,
+                 name: str = "array audio") -> None:
+        self.samples, self.rate, self.name = np.asarray(samples, np.float32), rate, name
+        self.block = max(1, int(round(rate * block_s)))
+        self.pacer = Pacer(realtime)
+        self._i = 0
+
+    def open(self) -> None:
+        return None
+
+    def read(self) -> tuple[float, np.ndarray] | None:
+        while self._i < self.samples.size:
+            start = self._i
+            self._i = min(self.samples.size, start + self.block)
+            if self.pacer.due(self._i / self.rate):
+                return self._i / self.rate, self.samples[start:self._i]
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Between start_s and end_s of the source's own timeline: lost | frozen | black | wrong_shape (video),
+    lost | silence | clip | nan (audio)."""
+
+    start_s: float
+    end_s: float
+    kind: str
+
+
+VIDEO_FAULTS = ("lost", "frozen", "black", "wrong_shape")
+AUDIO_FAULTS = ("lost", "silence", "clip", "nan")
+
+
+class FaultInjector:
+    """Wraps a source and injects scripted faults on its timeline (tests, the demo's dropouts, the soak).
+
+    "lost" raises SourceLost for every item in the window while the wrapped source keeps running, so its
+    timeline goes on as a live sensor's would and the capture thread's reconnect path is exercised.
+    """
+
+    def __init__(self, source: Source, faults: list[Fault], *, audio: bool) -> None:
+        allowed = AUDIO_FAULTS if audio else VIDEO_FAULTS
+        for f in faults:
+            if f.kind not in allowed:
+                raise SourceError(f"unknown {'audio' if audio else 'video'} fault {f.kind!r}; use one of {allowed}.")
+        self.source, self.faults = source, list(faults)
+        self.name, self.is_file = source.name, source.is_file
+        self.rate = getattr(source, "rate", None)
+        self._opened = False
+        self._injected = False
+        self._last: np.ndarray | None = None
+
+    def open(self) -> None:
+        if not self._opened:
+            self.source.open()
+            self.rate = getattr(self.source, "rate", None)
+            self._opened = True
+
+    def _active(self, pts: float) -> str | None:
+        return next((f.kind for f in self.faults if f.start_s <= pts < f.end_s), None)
+
+    def read(self) -> tuple[float, np.ndarray] | None:
+        item = self.source.read()
+        if item is None:
+            return None
+        pts, data = item
+        kind = self._active(pts)
+        if kind == "lost":
+            self._injected = True
+            raise SourceLost(f"{self.name} failed (injected fault).")
+        if kind == "frozen" and self._last is not None:
+            return pts, self._last
+        if kind == "black":
+            data = np.zeros_like(data)
+        elif kind == "wrong_shape":
+            data = np.ascontiguousarray(data[::2, ::3, 0])
+        elif kind == "silence":
+            data = np.zeros_like(data)
+        elif kind == "clip":
+            data = np.clip(data * 50.0, -1.0, 1.0)
+        elif kind == "nan":
+            data = np.full_like(data, np.nan)
+        if kind is None:
+            self._last = data
+        return pts, data
+
+    def close(self) -> None:
+        """After an injected loss the reconnect path closes and reopens: keep the wrapped source running."""
+        if self._injected:
+            self._injected = False
+            return
+        self.source.close()
+        self._opened = False

@@ -1,0 +1,122 @@
+"""The streaming student: each sampled frame, flow field and audio hop is encoded once, as it arrives;
+a prediction runs only the fusion model over the last tokens of each modality and the availability mask."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge.bundle import MODALITIES, Bundle, subset_key
+from edge.live.metrics import Metrics
+from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, to_gray,
+                             window_to_model_input)
+
+
+class TokenRing:
+    """The last `capacity` tokens of one modality (preallocated), with each token's input arrival time."""
+
+    def __init__(self, capacity: int, dim: int) -> None:
+        self.capacity = capacity
+        self._tokens = np.zeros((capacity, dim), np.float32)
+        self._arrival = np.zeros(capacity)
+        self.count = 0  # tokens pushed since the last reset
+
+    def push(self, token: np.ndarray, arrival: float) -> None:
+        slot = self.count % self.capacity
+        self._tokens[slot] = token
+        self._arrival[slot] = arrival
+        self.count += 1
+
+    def reset(self) -> None:
+        self.count = 0
+
+    @property
+    def newest_arrival(self) -> float | None:
+        return None if self.count == 0 else float(self._arrival[(self.count - 1) % self.capacity])
+
+    def window(self) -> np.ndarray:
+        """(capacity, dim) oldest first; a ring not yet full repeats its oldest token in the missing slots."""
+        n = min(self.count, self.capacity)
+        if n == 0:
+            return np.zeros_like(self._tokens)
+        idx = (np.arange(self.count - n, self.count)) % self.capacity
+        if n < self.capacity:
+            idx = np.concatenate([np.full(self.capacity - n, idx[0]), idx])
+        return self._tokens[idx]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class StreamingStudent:
+    """Token rings per modality over a bundle's encoders; `predict` runs fusion only."""
+
+    def __init__(self, bundle: Bundle, min_tokens: dict[str, int], metrics: Metrics | None = None) -> None:
+        self.bundle = bundle
+        self.cfg = bundle.preprocess
+        self.metrics = metrics or Metrics()
+        self.flow_backend = make_flow_backend(self.cfg.flow)
+        tokens, dims = bundle.manifest["tokens"], bundle.manifest["token_dim"]
+        self.rings = {m: TokenRing(tokens[m], dims[m]) for m in MODALITIES}
+        self.min_tokens = {m: min(min_tokens[m], tokens[m]) for m in MODALITIES}
+        self._prev_gray: np.ndarray | None = None
+
+    def add_frame(self, frame: np.ndarray, arrival: float, flow_scale: float | None) -> None:
+        """Encode one sampled model-size RGB frame; with a flow scale, also the flow against the previous
+        sampled frame (None: flow is shed, F's ring restarts)."""
+        m = self.metrics
+        with m.time("video_encoder"):
+            token = self.bundle.run("video_encoder", frame=normalize_frame(frame, self.cfg)[None])[0]
+        self.rings["V"].push(token[0], arrival)
+        gray = to_gray(frame)
+        if flow_scale is None:
+            self.rings["F"].reset()
+        elif self._prev_gray is not None:
+            with m.time("flow"):
+                flow = compute_flow(self.flow_backend, self._prev_gray, gray, self.cfg, scale=flow_scale)
+                flow_input = flow_to_model_input(flow, self.cfg)[None]
+            with m.time("flow_encoder"):
+                token = self.bundle.run("flow_encoder", flow=flow_input)[0]
+            self.rings["F"].push(token[0], arrival)
+        self._prev_gray = gray
+
+    def add_audio(self, window: np.ndarray, rate: int, arrival: float) -> None:
+        """Encode one audio window (the last audio_window_s, any rate; resampled to the model rate)."""
+        with self.metrics.time("logmel"):
+            logmel = window_to_model_input(window, rate, self.cfg)[None]
+        with self.metrics.time("audio_encoder"):
+            token = self.bundle.run("audio_encoder", logmel=logmel)[0]
+        self.rings["A"].push(token[0], arrival)
+
+    def reset_video(self) -> None:
+        self.rings["V"].reset()
+        self.rings["F"].reset()
+        self._prev_gray = None
+
+    def reset_audio(self) -> None:
+        self.rings["A"].reset()
+
+    def ready(self, modality: str) -> bool:
+        return self.rings[modality].count >= self.min_tokens[modality]
+
+    def logits(self, mask: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+        """Fusion over the current token windows; missing modalities are masked out (their tokens unused)."""
+        with self.metrics.time("fusion"):
+            verb, noun = self.bundle.run(
+                "fusion",
+                video_tokens=self.rings["V"].window()[None], flow_tokens=self.rings["F"].window()[None],
+                audio_tokens=self.rings["A"].window()[None], mask=np.asarray([mask], np.float32))
+        return verb[0], noun[0]
+
+    def predict(self, mask: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated verb and noun probabilities (the bundle's temperature for this modality subset)."""
+        verb, noun = self.logits(mask)
+        temperature = self.bundle.temperature(subset_key(mask))
+        return softmax(verb / temperature), softmax(noun / temperature)
+
+    def newest_arrival(self, mask: tuple[bool, bool, bool]) -> float | None:
+        """Arrival time of the newest input behind the tokens in use (for capture-to-prediction latency)."""
+        times = [self.rings[m].newest_arrival for m, on in zip(MODALITIES, mask) if on]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
