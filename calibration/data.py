@@ -61,3 +61,9 @@ def fusion_feeds(tokens: dict[str, np.ndarray], masks_per_clip: int,
                 "audio_tokens": tokens["A"][i:i + 1] * mask[2], "mask": mask[None].copy(),
             })
     return feeds
+
+
+def from_trainer_clips(clips, source: dict) -> ClipSet:
+    """A `trainer.clips.ClipSet` (float16 torch tensors) as a numpy `ClipSet`."""
+    return ClipSet({m: getattr(clips, m).numpy() for m in ("V", "F", "A")}, clips.verb.numpy(), clips.noun.numpy(),
+                   dict(source))

@@ -61,9 +61,10 @@ def _losses(fp32: dict, int8: dict) -> dict[str, float]:
 
 def calibrate(bundle_dir: str | Path, splits: Splits, out_dir: str | Path, *, encoder_inputs: int = 512,
               masks_per_clip: int = 2, seed: int = 0, threads: int = 1, timing_repetitions: int = 200,
-              targets: Targets = Targets(), source: dict | None = None,
+              targets: Targets = Targets(), source: dict | None = None, write_anyway: bool = False,
               log: Callable[[str], None] = print) -> dict:
-    """Quantize `bundle_dir` into `out_dir` and return the report (see calibration/report.py for its tables)."""
+    """Quantize `bundle_dir`, write the int8 bundle to `out_dir` when it meets `targets` (or `write_anyway`),
+    and return the report (calibration/report.py renders its tables)."""
     fp32 = load_bundle(bundle_dir, threads=threads)
     fp32_paths = {role: Path(bundle_dir) / fp32.manifest["files"][role]["path"] for role in ROLES}
     rng = np.random.default_rng(seed)
@@ -111,8 +112,10 @@ def calibrate(bundle_dir: str | Path, splits: Splits, out_dir: str | Path, *, en
             "targets": {"max_action_loss": targets.max_action_loss, "max_size_ratio": targets.max_size_ratio,
                         "met": met},
         }
-        _write(fp32.manifest, chosen, out_dir, report, seed, masks_per_clip)
-    log(f"wrote {out_dir}")
+        report["written"] = all(met.values()) or write_anyway
+        if report["written"]:
+            _write(fp32.manifest, chosen, out_dir, report, seed, masks_per_clip)
+            log(f"wrote {out_dir}")
     return report
 
 

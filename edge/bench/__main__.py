@@ -11,7 +11,7 @@ import sys
 
 from edge.errors import EdgeError
 
-SUBCOMMANDS = ("flow", "stats")
+SUBCOMMANDS = ("flow", "stats", "latency")
 
 
 def main(argv: list[str] | None = None) -> int:

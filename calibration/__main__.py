@@ -1,0 +1,100 @@
+"""`python -m calibration quantize --bundle DIR [--data-root R] [--out DIR]`: fp32 bundle -> int8 bundle + report.
+
+Clips are the trainer's MovingDigits-AV val and test splits (the same rendered-clip cache and data settings
+as `python -m trainer benchmark`): the first --calib-clips val clips calibrate the int8 ranges, the other val
+clips choose the format and fit the temperatures, the test clips measure retention and ECE.
+The bundle is written only when it meets the targets (or with --write-anyway); exit 1 when it does not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge.errors import EdgeError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from trainer.__main__ import DEFAULT_CACHE
+
+    ap = argparse.ArgumentParser(prog="python -m calibration", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("quantize", help="int8 static quantization, accuracy retention and temperature scaling")
+    q.add_argument("--bundle", required=True, type=Path, help="fp32 bundle folder")
+    q.add_argument("--out", type=Path, help="int8 bundle folder (default: the bundle's path + '_int8')")
+    q.add_argument("--data-root", help="MNIST + FSDD root (default $KARMMA_DATA_ROOT or ../shared/data; "
+                                       "the procedural source when absent)")
+    q.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"rendered-clip cache (default {DEFAULT_CACHE})")
+    q.add_argument("--config", type=Path, help="trainer YAML whose data section (counts, seed, levels) renders clips")
+    q.add_argument("--calib-clips", type=int, default=128, help="val clips used as calibration data (default 128)")
+    q.add_argument("--encoder-inputs", type=int, default=512,
+                   help="calibration inputs per encoder, drawn from those clips' frames / windows (default 512)")
+    q.add_argument("--masks-per-clip", type=int, default=2,
+                   help="random missing-modality masks per calibration clip for the fusion (default 2)")
+    q.add_argument("--max-action-loss", type=float, default=1.0, help="points of action accuracy int8 may lose")
+    q.add_argument("--max-size-ratio", type=float, default=0.30, help="int8 / fp32 file size allowed")
+    q.add_argument("--timing-repetitions", type=int, default=300, help="timed calls per quantization variant")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--report", type=Path, help="report path stem: writes STEM.json and STEM.md "
+                                               "(default runs/calibration/<out folder name>)")
+    q.add_argument("--write-anyway", action="store_true", help="write the int8 bundle even when it misses a target")
+    return ap
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from calibration.data import from_trainer_clips
+    from calibration.pipeline import Splits, Targets, calibrate
+    from calibration.report import markdown
+    from edge.bundle import load_bundle
+    from trainer.config import load_config
+    from trainer.data_access import load_clips, resolve_source
+
+    if args.calib_clips < 1 or args.encoder_inputs < 1 or args.masks_per_clip < 1:
+        raise EdgeError("--calib-clips, --encoder-inputs and --masks-per-clip must be at least 1.")
+    pre = load_bundle(args.bundle).preprocess
+    out = args.out or args.bundle.with_name(args.bundle.name + "_int8")
+    cfg = load_config(args.config)
+    source = resolve_source(args.data_root)
+    if cfg.data.n_val <= args.calib_clips:
+        raise EdgeError(f"--calib-clips {args.calib_clips} leaves no val clips of {cfg.data.n_val} for choosing "
+                        "the format and fitting temperatures.")
+    info = {"dataset": "MovingDigits-AV", "data_source": source.describe(),
+            "data_root": str(source.root) if source.root else None, "data_seed": cfg.data.seed,
+            "levels": source.levels_dict(cfg.data), "calibration_split": "val", **{
+                f"{s}_split": source.split_info(s) for s in ("val", "test")}}
+    val = from_trainer_clips(load_clips(source, "val", cfg.data.n_val, cfg.data, pre, args.cache), info)
+    test = from_trainer_clips(load_clips(source, "test", cfg.data.n_test, cfg.data, pre, args.cache), info)
+    k = args.calib_clips
+    splits = Splits(calib=val.take(slice(0, k)), val=val.take(slice(k, None)), test=test)
+    info["calibration_clips"] = f"val clips 0..{k - 1} of {cfg.data.n_val}"
+    report = calibrate(args.bundle, splits, out, encoder_inputs=args.encoder_inputs,
+                       masks_per_clip=args.masks_per_clip, seed=args.seed, timing_repetitions=args.timing_repetitions,
+                       targets=Targets(args.max_action_loss, args.max_size_ratio), source=info,
+                       write_anyway=args.write_anyway, log=lambda msg: print(msg, flush=True))
+    stem = args.report or Path("runs/calibration") / out.name
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    text = markdown(report)
+    stem.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"report: {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
+    met = all(report["targets"]["met"].values())
+    if not met:
+        print(f"int8 misses a target; {'wrote it anyway to ' + str(out) if report['written'] else 'bundle not written'}.",
+              file=sys.stderr)
+    return 0 if met else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _quantize(args)
+    except EdgeError as exc:
+        print(f"calibration: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
