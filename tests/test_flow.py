@@ -46,6 +46,14 @@ def test_backends_reject_mismatched_frames(name):
         _backend(name)(np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8))
 
 
+def test_torch_flow_restores_torch_threads():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    make_flow_backend(FlowConfig(backend="torch", params={"device": "cpu", "cpu_threads": 1}))(
+        *_shifted_texture(32, 1.0, 0.0))
+    assert torch.get_num_threads() == before
+
+
 def test_dis_does_not_depend_on_earlier_frame_sizes():
     """OpenCV's DIS lowers its finest scale for good after a small frame; DISFlow must undo that."""
     big = _shifted_texture(256, 3.0, 1.0)
