@@ -439,8 +439,7 @@ class FaultInjector:
             data = np.clip(data * 50.0, -1.0, 1.0)
         elif kind == "nan":
             data = np.full_like(data, np.nan)
-        if kind is None:
-            self._last = data
+        self._last = data
         return pts, data
 
     def close(self) -> None:

@@ -1,0 +1,184 @@
+"""The live recognizer's parts on their own: rings, health, events, shedding, runtime config, fault injection."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from edge.errors import ConfigError
+from edge.live.config import EventsConfig, HealthConfig, RuntimeConfig, SheddingConfig, load_runtime_config
+from edge.live.events import EventTracker
+from edge.live.health import CONNECTED, RECONNECTING, WAITING, AudioHealth, VideoHealth
+from edge.live.rings import AudioRing, FrameRing
+from edge.live.shedding import LoadShedder
+from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector, Pacer, SourceError, SourceLost
+from edge.live.streaming import TokenRing
+
+LABELS = {"verb": ["hold", "push"], "noun": ["0", "1", "2"]}
+
+
+def test_frame_ring_is_bounded_counts_drops_and_gives_the_freshest():
+    ring = FrameRing(4, (2, 2, 3))
+    for i in range(10):
+        ring.push(np.full((2, 2, 3), i, np.uint8), t=float(i), arrival=float(i))
+    assert ring.dropped == 6                       # nobody read: everything beyond capacity was dropped
+    frame, t, _, seq = ring.latest()
+    assert frame[0, 0, 0] == 9 and t == 9.0 and seq == 9
+    ring.push(np.full((2, 2, 3), 10, np.uint8), 10.0, 10.0)
+    ring.push(np.full((2, 2, 3), 11, np.uint8), 11.0, 11.0)
+    assert ring.latest()[0][0, 0, 0] == 11 and ring.skipped == 3 + 1 and ring.dropped == 6
+
+
+def test_audio_ring_wraps_keeps_newest_and_counts_unread_overwrites():
+    ring = AudioRing(100, 10)
+    ring.push(np.arange(60, dtype=np.float32), 6.0, 6.0)
+    ring.push(np.arange(60, 120, dtype=np.float32), 12.0, 12.0)
+    assert ring.dropped == 20
+    window, t_end, _, written = ring.latest(30)
+    np.testing.assert_array_equal(window, np.arange(90, 120))
+    assert t_end == 12.0 and written == 120
+    np.testing.assert_array_equal(ring.since(115), np.arange(115, 120))
+    ring.push(np.zeros(500, np.float32), 60.0, 60.0)  # a block larger than the ring keeps only its tail
+    assert ring.latest(1000)[0].size == 100
+
+
+def test_token_ring_orders_oldest_first_and_pads_with_the_oldest():
+    ring = TokenRing(4, 1)
+    for i in range(2):
+        ring.push(np.array([i], np.float32), float(i))
+    np.testing.assert_array_equal(ring.window()[:, 0], [0, 0, 0, 1])
+    for i in range(2, 7):
+        ring.push(np.array([i], np.float32), float(i))
+    np.testing.assert_array_equal(ring.window()[:, 0], [3, 4, 5, 6])
+    assert ring.newest_arrival == 6.0
+
+
+def _frames(seed: int, n: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(40, 200, (n, 8, 8, 3), dtype=np.uint8)
+
+
+def test_video_health_reasons():
+    cfg = HealthConfig()
+    h = VideoHealth(cfg)
+    assert h.update(0.0, CONNECTED, None) == WAITING
+    assert h.update(0.0, RECONNECTING, None) == RECONNECTING
+    assert h.update(0.1, CONNECTED, (_frames(0)[0], 0.1, 0)) is None
+    assert h.update(1.0, CONNECTED, (_frames(0)[0], 0.1, 0)) == "stale"
+    black = np.zeros((8, 8, 3), np.uint8)
+    assert VideoHealth(cfg).update(0.0, CONNECTED, (black, 0.0, 0)) == "black"
+    white = np.full((8, 8, 3), 255, np.uint8)
+    assert VideoHealth(cfg).update(0.0, CONNECTED, (white, 0.0, 0)) == "saturated"
+    h = VideoHealth(cfg)
+    frozen = _frames(1)[0]
+    reasons = [h.update(i * 0.125, CONNECTED, (frozen.copy(), i * 0.125, i)) for i in range(8)]
+    assert reasons[:4] == [None] * 4 and reasons[-1] == "frozen"   # identical frames for >= 0.5 s
+    assert h.update(1.0, CONNECTED, (_frames(2)[0], 1.0, 8)) is None  # motion again: usable at once
+
+
+def test_audio_health_reasons():
+    cfg = HealthConfig()
+    rng = np.random.default_rng(0)
+    speech = rng.normal(0, 0.1, 1600).astype(np.float32)
+    h = AudioHealth(cfg)
+    assert h.update(0.0, CONNECTED, None, np.zeros(0, np.float32)) == WAITING
+    assert h.update(0.1, CONNECTED, 0.1, speech) is None
+    assert h.update(0.8, CONNECTED, 0.1, np.zeros(0, np.float32)) == "stale"
+    silent = [h.update(0.2 + 0.1 * i, CONNECTED, 0.2 + 0.1 * i, np.zeros(1600, np.float32)) for i in range(7)]
+    assert silent[0] is None and silent[-1] == "silent"
+    h = AudioHealth(cfg)
+    assert h.update(0.1, CONNECTED, 0.1, np.ones(1600, np.float32)) == "clipped"
+    assert h.update(0.6, CONNECTED, 0.6, speech) == "clipped"          # still inside the model's 1 s window
+    assert h.update(1.2, CONNECTED, 1.2, speech) is None
+    nan = speech.copy()
+    nan[5] = np.nan
+    assert h.update(1.3, CONNECTED, 1.3, nan) == "NaN/Inf samples"
+
+
+def test_events_hysteresis_min_duration_and_modalities():
+    cfg = EventsConfig(ema_alpha=1.0, start_at=0.5, end_below=0.3, min_duration_s=0.5)
+    tracker = EventTracker(cfg, LABELS)
+    strong = (np.array([0.1, 0.9]), np.array([0.0, 0.0, 1.0]))
+    middling = (np.array([0.4, 0.6]), np.array([0.0, 0.3, 0.7]))   # 0.42: below start, above end
+    weak = (np.array([0.5, 0.5]), np.array([0.3, 0.3, 0.4]))
+    out = []
+    out += tracker.update(0.0, *middling, ["V"])                      # never started: below start_at
+    out += tracker.update(0.125, *strong, ["V", "F"])
+    out += tracker.update(0.25, *middling, ["V", "F", "A"])          # hysteresis: stays open
+    out += tracker.update(0.75, *middling, ["A"])
+    assert out == []
+    out += tracker.update(0.875, *weak, ["A"])                        # below end_below: closes
+    assert out == [{"type": "event", "start": 0.125, "end": 0.875, "verb": "push", "noun": "2",
+                    "confidence": pytest.approx((0.9 + 0.42 + 0.42) / 3, abs=1e-3),
+                    "modalities": ["V", "F", "A"]}]
+    assert tracker.update(1.0, *strong, ["V"]) == []
+    assert tracker.update(1.125, None, None, []) == []                # too short (< 0.5 s): not reported
+
+
+def test_load_shedder_lowers_flow_resolution_then_drops_flow_then_recovers():
+    shedder = LoadShedder(SheddingConfig(budget_ms=10, flow_scales=(1.0, 0.5), shed_after=2, recover_after=3))
+    seen = [shedder.flow_scale]
+    for _ in range(6):
+        shedder.update(50.0)
+        seen.append(shedder.flow_scale)
+    assert seen[0] == 1.0 and 0.5 in seen and seen[-1] is None
+    for _ in range(6):
+        shedder.update(1.0)
+    assert shedder.flow_scale == 1.0
+
+
+def test_runtime_config_rejects_unknown_keys_and_wrong_types(tmp_path):
+    assert load_runtime_config() == RuntimeConfig()
+    bad = tmp_path / "r.yaml"
+    bad.write_text("health:\n  stale_seconds: 1\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_runtime_config(bad)
+    bad.write_text("shedding:\n  budget_ms: fast\n")
+    with pytest.raises(ConfigError, match="budget_ms must be float"):
+        load_runtime_config(bad)
+    bad.write_text("health:\n  min_tokens: {V: 4, F: 4}\n")
+    with pytest.raises(ConfigError, match="min_tokens"):
+        load_runtime_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_runtime_config(tmp_path / "missing.yaml")
+
+
+def test_fault_injector_scripts_loss_and_corruption_on_the_source_timeline():
+    frames = _frames(3, 16)
+    src = FaultInjector(ArrayVideo(frames, 4.0, realtime=False),
+                        [Fault(1.0, 2.0, "lost"), Fault(2.5, 3.0, "frozen"), Fault(3.0, 3.25, "black")], audio=False)
+    src.open()
+    got, lost = [], 0
+    while True:
+        try:
+            item = src.read()
+        except SourceLost:
+            lost += 1
+            src.close()   # the reconnect path: the wrapped source keeps running
+            src.open()
+            continue
+        if item is None:
+            break
+        got.append(item)
+    assert lost == 4 and [t for t, _ in got][:4] == [0.0, 0.25, 0.5, 0.75]
+    by_t = dict(got)
+    assert np.array_equal(by_t[2.5], frames[9]) and np.array_equal(by_t[2.75], frames[9])
+    assert not by_t[3.0].any() and np.array_equal(by_t[3.25], frames[13])
+    audio = FaultInjector(ArrayAudio(np.full(800, 0.1, np.float32), 400, realtime=False, block_s=0.5),
+                          [Fault(1.0, 1.5, "nan")], audio=True)
+    blocks = [audio.read() for _ in range(4)]
+    assert np.isnan(blocks[1][1]).all() and not np.isnan(blocks[0][1]).any()
+    with pytest.raises(SourceError, match="unknown video fault"):
+        FaultInjector(ArrayVideo(frames, 4.0), [Fault(0, 1, "nan")], audio=False)
+
+
+def test_pacer_skips_items_that_are_already_late_instead_of_bursting():
+    pacer = Pacer(realtime=True, late_s=0.05)
+    assert pacer.due(0.0)
+    assert not pacer.due(-1.0)       # a second behind: skipped
+    assert pacer.skipped == 1
+
+
+def test_runtime_config_round_trips_through_replace():
+    cfg = dataclasses.replace(RuntimeConfig(), status_interval_s=1.0)
+    assert RuntimeConfig.from_dict(cfg.to_dict()) == cfg
