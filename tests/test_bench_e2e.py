@@ -1,0 +1,34 @@
+"""`python -m edge.bench e2e`: a real clip through the real threaded live pipeline, in a fresh process."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def _e2e(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge.bench", "e2e", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_e2e_fast_on_a_real_clip(data_root, random_bundle):
+    clip = data_root / "clips" / "flipping_a_pancake.mkv"
+    done = _e2e("--file", str(clip), "--bundle", str(random_bundle), "--fast", "--duration", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["mode"] == "fast" and result["audio"] is True
+    assert result["predictions"] >= 20 and result["predictions_per_s"] > 8  # faster than real time
+    c2p = result["capture_to_prediction_ms"]
+    assert 0 <= c2p["p50"] <= c2p["p95"] <= c2p["p99"]
+    assert result["modality_fraction"]["A"] > 0.5 and result["modality_fraction"]["V"] > 0.5
+    assert result["drops"] == sum(result["drops_by_kind"].values())
+    assert result["cpu_percent"] > 0
+    assert not result["torch_imported"] and result["peak_rss_mb"] < 400
+
+
+def test_e2e_missing_file_is_one_sentence(random_bundle, tmp_path):
+    done = _e2e("--file", str(tmp_path / "nope.mkv"), "--bundle", str(random_bundle))
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "nope.mkv does not exist" in done.stderr
