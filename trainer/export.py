@@ -25,7 +25,8 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
                   temperatures: Mapping[str, float] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write `model` as an fp32 bundle at `out_dir` and return its path."""
     model = model.eval().cpu()
-    s, d = pre.frame_size, model.cfg.token_dim
+    s = pre.frame_size
+    dims = {m: model.fusion.embed[m].in_features for m in MODALITIES}  # per modality: a teacher's may differ
     tokens = {"V": pre.video_tokens, "F": pre.flow_tokens, "A": pre.audio_tokens}
     if tokens != dict(model.cfg.tokens):
         raise ValueError(f"model tokens {model.cfg.tokens} do not match preprocessing {tokens}")
@@ -39,12 +40,12 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
         _export(model.encoders["F"], (torch.zeros(1, 2, s, s),), ["flow"], ["token"], files["flow_encoder"])
         _export(model.encoders["A"], (torch.zeros(1, 1, pre.n_mels, pre.logmel_frames),), ["logmel"], ["token"],
                 files["audio_encoder"])
-        fusion_args = tuple(torch.zeros(1, tokens[m], d) for m in MODALITIES) + (torch.ones(1, 3),)
+        fusion_args = tuple(torch.zeros(1, tokens[m], dims[m]) for m in MODALITIES) + (torch.ones(1, 3),)
         _export(model.fusion, fusion_args, ["video_tokens", "flow_tokens", "audio_tokens", "mask"],
                 ["verb_logits", "noun_logits"], files["fusion"])
         manifest = {
             "name": name, "kind": kind, "precision": "fp32", "modalities": list(MODALITIES),
-            "tokens": tokens, "token_dim": {m: d for m in MODALITIES},
+            "tokens": tokens, "token_dim": dims,
             "preprocess": pre.to_dict(), "labels": {k: list(v) for k, v in labels.items()},
             "temperatures": dict(temperatures or {}), "metrics": dict(metrics or {}),
             "extra": {"model_config": model.cfg.to_dict(), **dict(extra or {})},

@@ -147,6 +147,14 @@ class MultimodalModel(nn.Module):
         self.fusion = Fusion(cfg.tokens, {m: d for m in MODALITIES}, cfg.dim, cfg.layers, cfg.heads, cfg.ff,
                              n_verb, n_noun, missing=cfg.missing, dropout=cfg.dropout)
 
+    @classmethod
+    def from_parts(cls, cfg: ModelConfig, encoders: nn.ModuleDict, fusion: Fusion) -> "MultimodalModel":
+        """A model around given encoders and fusion (the teacher: frozen extractors of any kind + its fusion)."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.cfg, model.encoders, model.fusion = cfg, encoders, fusion
+        return model
+
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """[B, T, C, H, W] -> [B, T, token_dim], each element encoded on its own (as when streaming)."""
         b, t = x.shape[:2]

@@ -1,0 +1,119 @@
+"""The benchmark's settings: YAML files under assets/configs/ plus `--set section.key=value` overrides."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from edge.errors import ConfigError
+from edge.preprocess.config import _from_mapping  # the project's one strict dataclass-from-mapping loader
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "assets" / "configs"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which MovingDigits-AV clips are rendered (once, then cached) for training and evaluation."""
+
+    n_train: int = 3000
+    n_val: int = 500
+    n_test: int = 1000
+    seed: int = 0
+    workers: int = 2               # DataLoader processes rendering clips
+    levels: dict = field(default_factory=dict)  # nuisance levels handed to MovingDigitsDataset (tuned on val)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Stage 1: frozen per-modality extractors (spec per modality) + a fusion transformer on cached tokens."""
+
+    extractors: dict = field(default_factory=lambda: {"V": "conv", "F": "conv", "A": "conv"})
+    widths: tuple = (48, 96, 192, 256)   # conv extractors: channels of the stride-2 stages
+    token_dim: int = 128
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    ff: int = 256
+    dropout: float = 0.1
+    pretrain_epochs: int = 4
+    pretrain_positions: int = 2          # frames / windows drawn per clip per pre-training epoch
+    pretrain_lr: float = 0.002
+    fusion_epochs: int = 30
+    fusion_lr: float = 0.001
+    p_drop: float = 0.3                  # teacher-side modality dropout (0 = off)
+    infonce: bool = False                # InfoNCE alignment of per-modality token averages
+    infonce_weight: float = 0.1
+    infonce_tau: float = 0.1
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Stage 2: the one student architecture and how its three trainings run."""
+
+    model: dict = field(default_factory=dict)   # trainer.models.ModelConfig fields (missing is set per training)
+    epochs: int = 8
+    lr: float = 0.002
+    weight_decay: float = 0.01
+    p_drop: float = 0.4                  # modality dropout of Baseline w/ delta and KARMMA_S
+    alpha: float = 0.5                   # KARMMA_S: alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE
+    temperature: float = 2.0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    drop_ps: tuple = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    drop_repeats: int = 5                # independent mask draws per clip and p
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    batch_size: int = 64
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig, "eval": EvalConfig}
+
+
+def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainerConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
+    data = dict(data)
+    for name, cls in _SECTIONS.items():
+        if name in data:
+            data[name] = _from_mapping(cls, data[name], f"{where}.{name}")
+    return _from_mapping(TrainerConfig, data, where)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainerConfig:
+    """Read a YAML config (default assets/configs/trainer.yaml) and apply `section.key=value` overrides."""
+    path = Path(path) if path else CONFIG_DIR / "trainer.yaml"
+    if not path.is_file():
+        raise ConfigError(f"trainer config {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"trainer config {path} is not valid YAML ({type(exc).__name__}).") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"trainer config {path} must be a YAML mapping.")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value.")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section.")
+        node[leaf] = yaml.safe_load(value)
+    return config_from_dict(raw, str(path))

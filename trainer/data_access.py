@@ -1,0 +1,73 @@
+"""Where the benchmark's clips come from: the data root (real MNIST + FSDD, or procedural), the splits and
+nuisance levels of assets/configs/moving_digits.yaml (levels overridable per trainer config), and the
+materialized clip cache."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import ConfigError
+from edge.moving_digits.config import MovingDigitsConfig, NuisanceLevels, load_config
+from edge.moving_digits.sources import default_data_root
+from edge.moving_digits.splits import Split, make_split
+from edge.preprocess.config import PreprocessConfig
+from trainer.clips import ClipSet, materialize
+from trainer.config import DataConfig
+
+
+@dataclass(frozen=True)
+class DataSource:
+    root: Path | None            # None: the procedural source
+    config: MovingDigitsConfig
+
+    def describe(self) -> str:
+        return f"real (MNIST + FSDD from {self.root})" if self.root else "procedural (not a benchmark result)"
+
+    def split(self, name: str, speakers: list[str] | None = None, images: tuple[int, int] | str | None = None) -> Split:
+        return make_split(name, speakers, images, self.config.splits)
+
+    def split_info(self, name: str) -> dict:
+        s = self.split(name)
+        return {"speakers": list(s.speakers), "images": list(s.images)}
+
+    def levels(self, data: DataConfig) -> NuisanceLevels:
+        return NuisanceLevels.from_dict({**self.config.levels.to_dict(), **data.levels})
+
+    def levels_dict(self, data: DataConfig) -> dict:
+        return self.levels(data).to_dict()
+
+
+def resolve_source(data_root: str | Path | None) -> DataSource:
+    """--data-root when given (it must exist), else $KARMMA_DATA_ROOT or ../shared/data, else procedural."""
+    if data_root is not None:
+        root = Path(data_root)
+        if not root.is_dir():
+            raise ConfigError(f"data root {root} does not exist or is not a folder.")
+        root = root.resolve()
+    else:
+        root = default_data_root()
+    return DataSource(root, load_config())
+
+
+def label_names() -> dict[str, list[str]]:
+    from edge.moving_digits.render import NOUNS, VERBS
+
+    return {"verb": list(VERBS), "noun": list(NOUNS)}
+
+
+def load_clips(source: DataSource, split_name: str, n_clips: int, data: DataConfig, pre: PreprocessConfig,
+               cache_dir: Path, *, speakers: list[str] | None = None,
+               images: tuple[int, int] | str | None = None) -> ClipSet:
+    """The first `n_clips` clips of a split, rendered once into `cache_dir` and loaded as tensors."""
+    from trainer.data.moving_digits import MovingDigitsDataset
+
+    split = source.split(split_name, speakers, images)
+    levels = source.levels(data)
+    spec = {"name": split.name, "split": split.key(), "n_clips": n_clips, "seed": data.seed,
+            "levels": levels.to_dict(), "preprocess": pre.to_dict(), "source": source.describe()}
+
+    def make():
+        return MovingDigitsDataset(split=split, n_clips=n_clips, seed=data.seed, data_root=source.root, pre=pre,
+                                   levels=levels)
+
+    return materialize(make, spec, cache_dir, workers=data.workers, desc=split_name)

@@ -1,0 +1,84 @@
+"""Scoring: verb / noun / action accuracy on the 7 modality subsets and the random-drop curve.
+
+Encoders do not depend on the availability mask, so every clip is encoded once and only the fusion
+runs per subset / per drop draw. The same functions score torch models and ONNX bundles: they take
+callables `encode(modality, x[B,C,H,W]) -> [B,D]` and `fuse(v, f, a, mask) -> (verb_logits, noun_logits)`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from trainer.clips import ClipSet
+from trainer.extractors import encode_all
+from trainer.masks import SUBSETS, random_drop, subset_mask
+from trainer.models import MODALITIES, MultimodalModel
+
+Fuse = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def accuracy(verb_logits: torch.Tensor, noun_logits: torch.Tensor, verb: torch.Tensor,
+             noun: torch.Tensor) -> dict[str, float]:
+    """Accuracies in %; an action is correct only when verb AND noun are."""
+    v_ok = verb_logits.argmax(1) == verb
+    n_ok = noun_logits.argmax(1) == noun
+    return {"verb": 100.0 * v_ok.float().mean().item(), "noun": 100.0 * n_ok.float().mean().item(),
+            "action": 100.0 * (v_ok & n_ok).float().mean().item()}
+
+
+@torch.no_grad()
+def fuse_batched(fuse: Fuse, tokens: dict[str, torch.Tensor], mask: torch.Tensor,
+                 batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    n = mask.shape[0]
+    verbs, nouns = [], []
+    for s in range(0, n, batch_size):
+        v, o = fuse(*(tokens[m][s:s + batch_size] for m in MODALITIES), mask[s:s + batch_size])
+        verbs.append(v)
+        nouns.append(o)
+    return torch.cat(verbs), torch.cat(nouns)
+
+
+def subset_table(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor,
+                 noun: torch.Tensor) -> dict[str, dict[str, float]]:
+    """{subset: {verb, noun, action}} for the 7 subsets."""
+    n = verb.shape[0]
+    return {s: accuracy(*fuse_batched(fuse, tokens, subset_mask(s, n)), verb, noun) for s in SUBSETS}
+
+
+def drop_curve(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor, noun: torch.Tensor,
+               ps: tuple[float, ...], repeats: int, seed: int = 1234) -> dict[float, float]:
+    """Action accuracy when each modality is missing independently with probability p (trainer.masks.random_drop).
+
+    Every model scored with the same seed sees the same masks; `repeats` draws per clip average out the noise.
+    """
+    out = {}
+    for p in ps:
+        gen = torch.Generator().manual_seed(seed + int(round(p * 1000)))
+        accs = [accuracy(*fuse_batched(fuse, tokens, random_drop(verb.shape[0], p, gen)), verb, noun)["action"]
+                for _ in range(repeats)]
+        out[float(p)] = float(np.mean(accs))
+    return out
+
+
+def model_tokens(model: MultimodalModel, clips: ClipSet, batch_size: int, desc: str) -> dict[str, torch.Tensor]:
+    """Tokens of every clip from a torch model's own encoders."""
+    model.eval()
+    return {m: encode_all(model.encoders[m], getattr(clips, m), batch_size, f"{desc} {m} tokens") for m in MODALITIES}
+
+
+def bundle_callables(bundle) -> tuple[Callable[[str, torch.Tensor], torch.Tensor], Fuse]:
+    """`encode` and `fuse` running an edge.bundle.Bundle through ONNX Runtime."""
+    roles = {"V": ("video_encoder", "frame"), "F": ("flow_encoder", "flow"), "A": ("audio_encoder", "logmel")}
+
+    def encode(modality: str, x: torch.Tensor) -> torch.Tensor:
+        role, name = roles[modality]
+        return torch.from_numpy(bundle.run(role, **{name: x.numpy().astype(np.float32)})[0])
+
+    def fuse(v: torch.Tensor, f: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        verb, noun = bundle.run("fusion", video_tokens=v.numpy(), flow_tokens=f.numpy(), audio_tokens=a.numpy(),
+                                mask=mask.numpy().astype(np.float32))
+        return torch.from_numpy(verb), torch.from_numpy(noun)
+
+    return encode, fuse

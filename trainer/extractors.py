@@ -1,0 +1,169 @@
+"""Teacher stage 1: one feature extractor per modality, pre-trained on that modality's own labels, then frozen.
+
+Extractor specs (TeacherConfig.extractors, one per modality):
+  "conv"                          a TokenEncoder with the teacher's (larger) widths, trained from scratch;
+  "torchvision:<arch>"            a torchvision model, random init;
+  "torchvision:<arch>:<weights>"  with pre-trained weights, by torchvision weights name (e.g. IMAGENET1K_V1,
+                                  downloaded by torchvision) or by the path of a local state-dict file.
+Every extractor maps one frame / flow field / log-mel window [B, C, H, W] to one token [B, out_dim].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from edge.errors import ConfigError
+from trainer import ckpt
+from trainer.clips import ClipSet
+from trainer.models import TokenEncoder
+
+IN_CHANNELS = {"V": 3, "F": 2, "A": 1}
+# Labels each modality's extractor is pre-trained on (V sees both; F sees motion; A hears the digit).
+PRETRAIN_HEADS = {"V": ("noun", "verb"), "F": ("verb",), "A": ("noun",)}
+_HEAD_ATTRS = ("fc", "classifier", "head", "heads")
+
+
+class TorchvisionExtractor(nn.Module):
+    """A torchvision classifier without its head; a 1x1 conv maps flow (2 ch) / log-mel (1 ch) to 3 channels."""
+
+    def __init__(self, arch: str, weights: str | None, in_ch: int) -> None:
+        super().__init__()
+        import torchvision
+
+        if arch not in torchvision.models.list_models():
+            raise ConfigError(f"unknown torchvision model {arch!r}.")
+        local = weights is not None and Path(weights).is_file()
+        if weights is not None and not local and weights not in torchvision.models.get_model_weights(arch).__members__:
+            raise ConfigError(f"torchvision model {arch!r} has no weights named {weights!r}, and no file {weights!r} exists.")
+        try:
+            net = torchvision.models.get_model(arch, weights=None if local else weights)
+        except OSError as exc:
+            raise ConfigError(f"could not fetch torchvision weights {weights!r} for {arch!r} ({exc}); "
+                              "pass a local state-dict path instead.") from None
+        if local:
+            try:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+                net.load_state_dict(state)
+            except Exception as exc:  # pickle, zip and key-mismatch errors all mean "not this model's weights"
+                raise ConfigError(f"{weights} is not a state dict of torchvision {arch!r}: "
+                                  f"{str(exc).splitlines()[0][:160]}") from None
+        for attr in _HEAD_ATTRS:
+            if hasattr(net, attr):
+                setattr(net, attr, nn.Identity())
+                break
+        else:
+            raise ConfigError(f"torchvision model {arch!r} has no classifier head ({'/'.join(_HEAD_ATTRS)}) to remove.")
+        self.adapter = None
+        if in_ch != 3:
+            self.adapter = nn.Conv2d(in_ch, 3, 1, bias=False)
+            with torch.no_grad():  # start as channel replication: output channel c = input channel c % in_ch
+                self.adapter.weight.zero_()
+                for c in range(3):
+                    self.adapter.weight[c, c % in_ch] = 1.0
+        self.net = net
+        self.in_ch = in_ch
+        with torch.no_grad():
+            self.out_dim = int(self.eval()(torch.zeros(1, in_ch, 64, 64)).shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adapter is not None:
+            x = self.adapter(x)
+        return self.net(x).flatten(1)
+
+
+def make_extractor(spec: str, modality: str, widths: tuple, token_dim: int) -> nn.Module:
+    """Build the extractor named by `spec` for `modality`; it has an `out_dim` attribute."""
+    in_ch = IN_CHANNELS[modality]
+    if spec == "conv":
+        enc = TokenEncoder(in_ch, tuple(widths), token_dim)
+        enc.out_dim = token_dim
+        return enc
+    kind, _, rest = spec.partition(":")
+    if kind == "torchvision" and rest:
+        arch, _, weights = rest.partition(":")
+        return TorchvisionExtractor(arch, weights or None, in_ch)
+    raise ConfigError(f"unknown extractor {spec!r} for {modality}; use 'conv' or 'torchvision:<arch>[:<weights>]'.")
+
+
+def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dict[str, int], *, epochs: int,
+             positions: int, lr: float, batch_size: int, seed: int, ckpt_path: Path) -> None:
+    """Train `extractor` + linear heads on its modality's labels, one token per sample (resumes per epoch).
+
+    Each epoch draws `positions` frames / windows per clip; each is labelled with its clip's labels.
+    """
+    heads = nn.ModuleDict({h: nn.Linear(extractor.out_dim, n_classes[h]) for h in PRETRAIN_HEADS[modality]})
+    params = list(extractor.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    data = getattr(clips, modality)
+    n, t = data.shape[:2]
+    steps = (n * positions + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps), pct_start=0.15)
+    start = 0
+    state = ckpt.load(ckpt_path)
+    if state is not None:
+        extractor.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start = state["epoch"] + 1
+    labels = {"verb": clips.verb, "noun": clips.noun}
+    for epoch in range(start, epochs):
+        extractor.train()
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        clip_idx = torch.arange(n).repeat(positions)
+        pos_idx = torch.randint(0, t, (n * positions,), generator=gen)
+        order = torch.randperm(n * positions, generator=gen)
+        correct, seen = 0, 0
+        for s in tqdm(range(0, len(order), batch_size), desc=f"teacher {modality} extractor epoch {epoch + 1}/{epochs}",
+                      mininterval=2, leave=False):
+            sel = order[s:s + batch_size]
+            ci, pi = clip_idx[sel], pos_idx[sel]
+            feats = extractor(data[ci, pi].float())
+            loss = 0.0
+            for h, head in heads.items():
+                logits = head(feats)
+                loss = loss + F.cross_entropy(logits, labels[h][ci])
+                if h == PRETRAIN_HEADS[modality][0]:
+                    correct += int((logits.argmax(1) == labels[h][ci]).sum())
+                    seen += len(sel)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        print(f"teacher {modality} extractor epoch {epoch + 1}/{epochs}: train {PRETRAIN_HEADS[modality][0]} "
+              f"acc {100 * correct / max(1, seen):.1f}% (per {'window' if modality == 'A' else 'frame'})", flush=True)
+        ckpt.save_atomic({"epoch": epoch, "model": extractor.state_dict(), "heads": heads.state_dict(),
+                          "opt": opt.state_dict(), "sched": sched.state_dict()}, ckpt_path)
+    extractor.eval()
+    for p in extractor.parameters():
+        p.requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_all(encode: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int,
+               desc: str) -> torch.Tensor:
+    """[n, T, C, H, W] (any float dtype) -> tokens [n, T, D] float32, each element encoded on its own.
+
+    `encode` maps [B, C, H, W] -> [B, D]: a torch module in eval mode, or an ONNX Runtime session wrapper.
+    """
+    n, t = data.shape[:2]
+    out = []
+    step = max(1, batch_size * 4 // t)
+    for s in tqdm(range(0, n, step), desc=desc, mininterval=2, leave=False):
+        x = data[s:s + step].float()
+        out.append(encode(x.flatten(0, 1)).reshape(x.shape[0], t, -1))
+    return torch.cat(out)
+
+
+def cached_tokens(encoder: nn.Module, data: torch.Tensor, path: Path, batch_size: int, desc: str) -> torch.Tensor:
+    """Frozen-extractor tokens of `data`, computed once and cached at `path`."""
+    tokens = ckpt.load(path)
+    if tokens is None:
+        tokens = encode_all(encoder.eval(), data, batch_size, desc)
+        ckpt.save_atomic(tokens, path)
+    return tokens
