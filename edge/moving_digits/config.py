@@ -1,0 +1,93 @@
+"""Difficulty of MovingDigits-AV (`NuisanceLevels`) and the YAML file that sets it and the splits."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from edge.errors import ConfigError
+from edge.moving_digits.splits import DEFAULT_SPLITS, Split, check_disjoint
+from edge.preprocess.config import _from_mapping
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "assets" / "configs" / "moving_digits.yaml"
+
+
+@dataclass(frozen=True)
+class NuisanceLevels:
+    """Every knob of the generator's difficulty. Pixel sizes are at the 128 px render size; (lo, hi)
+    pairs are ranges drawn uniformly per clip; probabilities are per clip. 0 turns a nuisance off."""
+
+    card_scale: tuple = (0.30, 0.42)       # card side / view side
+    motion_amplitude: tuple = (0.7, 1.0)   # scales travel (push/lift/lower), turn (rotate) and shake size
+    tremor_px: float = 1.0                 # hand tremor on every verb (hold is not perfectly still)
+    ego_drift_px: float = 10.0             # head-mounted camera: slow wander amplitude
+    ego_jitter_px: float = 1.0             # head-mounted camera: fast jitter amplitude
+    ego_roll_deg: float = 2.0              # head-mounted camera: roll amplitude
+    blur_prob: float = 0.3                 # clips with motion blur ...
+    blur_exposure_s: float = 0.06          # ... of an exposure up to this long
+    noise_std: float = 8.0                 # sensor noise std, up to this many grey levels
+    brightness: tuple = (0.6, 1.3)         # gain range the scene's brightness wanders in
+    occluder_prob: float = 0.3             # a hand-like blob over part of the card ...
+    occluder_size: tuple = (0.5, 0.9)      # ... this big relative to the card side
+    freeze_prob: float = 0.15              # a frozen / dropped-frame run ...
+    freeze_max_frames: int = 4             # ... of up to this many frames
+    snr_db: tuple = (-5.0, 20.0)           # speech over background noise
+    noise_rms: tuple = (0.003, 0.02)       # background noise level
+
+    def __post_init__(self) -> None:
+        for name in ("card_scale", "motion_amplitude", "brightness", "occluder_size", "snr_db", "noise_rms"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair) or pair[0] > pair[1]:
+                raise ConfigError(f"moving_digits.levels.{name} must be a [low, high] pair with low <= high, "
+                                  f"got {list(pair)}.")
+        for name in ("blur_prob", "occluder_prob", "freeze_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"moving_digits.levels.{name} is a probability in [0, 1], got {getattr(self, name)}.")
+        for name in ("tremor_px", "ego_drift_px", "ego_jitter_px", "ego_roll_deg", "blur_exposure_s", "noise_std",
+                     "freeze_max_frames"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"moving_digits.levels.{name} must be >= 0, got {getattr(self, name)}.")
+        if not (0.05 <= self.card_scale[0] and self.card_scale[1] <= 0.8):
+            raise ConfigError(f"moving_digits.levels.card_scale must lie in [0.05, 0.8], got {list(self.card_scale)}.")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NuisanceLevels":
+        return _from_mapping(cls, data, "moving_digits.levels")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class MovingDigitsConfig:
+    levels: NuisanceLevels
+    splits: dict[str, Split]
+
+
+def load_config(path: Path | None = None) -> MovingDigitsConfig:
+    """Read levels and splits from YAML (default: assets/configs/moving_digits.yaml); unknown keys are errors."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the MovingDigits config {path}: {exc.strerror}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the MovingDigits config {path} is not valid YAML ({exc}).") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the MovingDigits config {path} must be a mapping with 'levels' and 'splits'.")
+    unknown = sorted(set(data) - {"levels", "splits"})
+    if unknown:
+        raise ConfigError(f"the MovingDigits config {path} has unknown key(s) {unknown}; known: levels, splits.")
+    levels = NuisanceLevels.from_dict(data.get("levels") or {})
+    splits = dict(DEFAULT_SPLITS)
+    for name, spec in (data.get("splits") or {}).items():
+        if not isinstance(spec, Mapping) or set(spec) != {"speakers", "images"}:
+            raise ConfigError(f"split {name!r} in {path} needs exactly the keys 'speakers' and 'images'.")
+        if not isinstance(spec["images"], (list, tuple)) or len(spec["images"]) != 2:
+            raise ConfigError(f"split {name!r} in {path}: images must be [start, stop], got {spec['images']!r}.")
+        splits[name] = Split(name, tuple(spec["speakers"]), tuple(spec["images"]))
+    check_disjoint(splits.values())
+    return MovingDigitsConfig(levels, splits)
