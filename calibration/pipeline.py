@@ -152,7 +152,7 @@ def _choose(paths: dict[str, dict[str, Path]], variants_report: dict[str, list[d
         combos.append({"choice": combo, "ms": round(sum(ms[r][combo[r]] for r in ROLES), 4),
                        "size_ratio": round(sum(size[r][combo[r]] for r in ROLES) / fp32_size, 4),
                        "worst_action_loss": max(losses.values()), "action_loss": losses})
-    combos.sort(key=lambda c: c["ms"])
+    combos.sort(key=lambda c: (round(c["ms"], 2), c["size_ratio"]))  # ties within 0.01 ms: smaller files
     ok = [c for c in combos if c["worst_action_loss"] <= targets.max_action_loss
           and c["size_ratio"] <= targets.max_size_ratio]
     best = ok[0] if ok else min(combos, key=lambda c: (c["worst_action_loss"], c["ms"]))
