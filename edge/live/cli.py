@@ -89,7 +89,7 @@ def _open(source: Source | None) -> Sensor:
     return Sensor(source)
 
 
-def _jsonl(path: str | None):
+def open_jsonl(path: str | None):
     if path is None:
         return None
     try:
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if video.source is None and audio.source is None:
         raise UsageError("neither a camera nor a microphone is left to run on.")
     display = args.display and _display_available()
-    jsonl = _jsonl(args.jsonl)
+    jsonl = open_jsonl(args.jsonl)
     pipeline = Pipeline(bundle, cfg, video, audio, realtime=args.realtime, duration_s=args.duration, jsonl=jsonl,
                         status=sys.stderr.isatty(), display=display)
     install_stop_handlers(pipeline.stop)

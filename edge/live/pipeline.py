@@ -299,7 +299,9 @@ class Pipeline:
                 try:
                     heads[m] = readers[m].read()
                 except SourceLost:
-                    self.states[m] = RECONNECTING  # media time goes on; the next good item reconnects it
+                    if self.states[m] != RECONNECTING:  # media time goes on; the next good item reconnects it
+                        self.metrics.count("camera_reconnects" if m == "V" else "mic_reconnects")
+                        self.states[m] = RECONNECTING
                     continue
                 except SourceError as exc:
                     warn(str(exc))
