@@ -193,3 +193,12 @@ def test_bad_inputs_get_one_sentence_and_exit_2(random_bundle, tiny_video, tmp_p
     assert res.returncode == 2
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_display_without_a_display_warns_and_runs_on(random_bundle, tiny_video):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    res = subprocess.run([sys.executable, str(REPO / "run_live.py"), "--camera", str(tiny_video), "--mic", "none",
+                          "--bundle", str(random_bundle), "--fast", "--display"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "running without the overlay" in res.stderr and "Traceback" not in res.stderr

@@ -85,3 +85,15 @@ def test_pipeline_sampling_equals_clip_forward(bundle):
     streamed = pipeline.student.logits((True, True, True))
     for got, want in zip(streamed, reference):
         np.testing.assert_allclose(got, want[0], rtol=1e-4, atol=1e-4)
+
+
+def test_with_nothing_usable_the_output_says_so_instead_of_guessing(bundle):
+    """Black frames and no microphone: every tick reports no_input, never a verb or noun."""
+    black = np.zeros((24, 32, 32, 3), np.uint8)
+    records: list[dict] = []
+    Pipeline(bundle, RuntimeConfig(), Sensor(ArrayVideo(black, 8.0, realtime=False)), Sensor(None, "off"),
+             realtime=False, on_record=records.append).run()
+    preds = [r for r in records if r["type"] == "prediction"]
+    assert preds and all(r["verb"] is None and r["modalities"] == [] for r in preds)
+    assert {r["state"] for r in preds[1:]} == {"no_input"}
+    assert preds[-1]["missing"] == {"V": "black", "F": "black", "A": "off"}

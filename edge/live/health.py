@@ -43,12 +43,12 @@ class VideoHealth:
             else:
                 self._frozen_since = None
             self._dark, self._bright = dark, bright
-        if self._frozen_since is not None and t - self._frozen_since >= self.cfg.frozen_s:
-            return "frozen"
         if self._dark >= self.cfg.dark_fraction:
             return "black"
         if self._bright >= self.cfg.bright_fraction:
             return "saturated"
+        if self._frozen_since is not None and t - self._frozen_since >= self.cfg.frozen_s:
+            return "frozen"
         return None
 
     def _reset(self) -> None:

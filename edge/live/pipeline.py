@@ -160,10 +160,10 @@ class Pipeline:
             else:
                 self.student.reset_video()
         elif a_reason is None:
-            window, _, arrival, _ = self.audio_ring.latest(
-                int(round(self.pre.audio_window_s * self.audio_ring.rate)))
+            ring = self.audio_ring  # one ring for this tick: a reopened microphone swaps it from its thread
+            window, _, arrival, _ = ring.latest(int(round(self.pre.audio_window_s * ring.rate)))
             try:
-                self.student.add_audio(window, self.audio_ring.rate, arrival)
+                self.student.add_audio(window, ring.rate, arrival)
             except PreprocessError:
                 a_reason = "NaN/Inf samples"
                 self.student.reset_audio()
