@@ -82,8 +82,8 @@ def _quantize(args: argparse.Namespace) -> int:
     print(f"report: {stem.with_suffix('.json')} and {stem.with_suffix('.md')}")
     met = all(report["targets"]["met"].values())
     if not met:
-        print(f"int8 misses a target; {'wrote it anyway to ' + str(out) if report['written'] else 'bundle not written'}.",
-              file=sys.stderr)
+        what = f"wrote it anyway to {out}" if report["written"] else "the bundle was not written"
+        print(f"the int8 model misses a target; {what}.", file=sys.stderr)
     return 0 if met else 1
 
 

@@ -59,7 +59,9 @@ def accuracy(verb_logits: np.ndarray, noun_logits: np.ndarray, clips: ClipSet) -
             "action": round(100.0 * float((verb_ok & noun_ok).mean()), 2)}
 
 
-def subset_logits(fusion: ort.InferenceSession, tokens: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def subset_logits(fusion: ort.InferenceSession,
+                  tokens: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(verb_logits, noun_logits) per subset key."""
     return {s: fuse(fusion, tokens, s) for s in SUBSETS}
 
 

@@ -89,7 +89,8 @@ def _compact(path: Path) -> None:
     graph = model.graph
     del graph.value_info[:]
     model.doc_string = ""
-    if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+    subgraphs = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    if not any(a.type in subgraphs for n in graph.node for a in n.attribute):
         keep = {v.name for v in graph.input} | {v.name for v in graph.output}
         names: dict[str, str] = {}
 

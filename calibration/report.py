@@ -27,9 +27,9 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         f"Files: {size['int8_bytes'] / 1024:.0f} KiB int8 vs {size['fp32_bytes'] / 1024:.0f} KiB fp32 "
-        f"({100 * size['ratio']:.1f} %). Targets: action loss <= {report['targets']['max_action_loss']} point on every "
-        f"subset: {'met' if met['action_loss'] else 'MISSED'}; size <= {100 * report['targets']['max_size_ratio']:.0f} %: "
-        f"{'met' if met['size'] else 'MISSED'}.",
+        f"({100 * size['ratio']:.1f} %). Targets: action loss <= {report['targets']['max_action_loss']} point "
+        f"on every subset: {'met' if met['action_loss'] else 'MISSED'}; "
+        f"size <= {100 * report['targets']['max_size_ratio']:.0f} %: {'met' if met['size'] else 'MISSED'}.",
         "",
         "## Quantization formats (median ms per batch-1 call, interleaved; file size)",
         "",

@@ -122,8 +122,9 @@ def test_calibrate_writes_a_loadable_int8_bundle(random_bundle, tmp_path):
     assert len(report["combinations_val"]) == 2 * 2 * 2 * len(FUSION_VARIANTS)
     # The written bundle runs through edge and gives logits close to the fp32 bundle's on in-distribution tokens.
     clips = random_clips(6, 5)
-    feeds = {name: encode(fp32.sessions[role], clips.inputs[m]) for m, role, name in (
-        ("V", "video_encoder", "video_tokens"), ("F", "flow_encoder", "flow_tokens"), ("A", "audio_encoder", "audio_tokens"))}
+    roles = (("V", "video_encoder", "video_tokens"), ("F", "flow_encoder", "flow_tokens"),
+             ("A", "audio_encoder", "audio_tokens"))
+    feeds = {name: encode(fp32.sessions[role], clips.inputs[m]) for m, role, name in roles}
     feeds["mask"] = subset_mask("VFA", 6)
     ref, got = fp32.run("fusion", **feeds)[0], bundle.run("fusion", **feeds)[0]
     assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.95

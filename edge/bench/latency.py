@@ -16,7 +16,6 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -27,8 +26,9 @@ from edge.errors import EdgeError
 from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, prepare_frame,
                              to_gray, to_rgb_uint8, window_to_model_input)
 
-DEFAULT_STUDENT = Path("assets/bundles/karmma_s")
-DEFAULT_TEACHER = Path("assets/bundles/teacher")
+BUNDLES = Path(__file__).resolve().parents[2] / "assets" / "bundles"
+DEFAULT_STUDENT = BUNDLES / "karmma_s"
+DEFAULT_TEACHER = BUNDLES / "teacher"
 STAGES = ("preprocess_video", "flow", "video_encoder", "flow_encoder", "preprocess_audio", "audio_encoder", "fusion")
 MODEL_STAGES = ("video_encoder", "flow_encoder", "audio_encoder", "fusion")
 CAMERA = (480, 640)
@@ -65,22 +65,19 @@ def timed_call(fn: Callable[[], object]) -> float:
 
 
 def synthetic_frames(n: int, seed: int = 0) -> list[np.ndarray]:
-    """A drifting, slowly brightening random texture: camera-sized BGR frames with real motion for flow."""
+    """A drifting random texture: camera-sized BGR frames with real motion for the flow stage."""
     rng = np.random.default_rng(seed)
     texture = rng.integers(0, 256, size=(CAMERA[0] + 64, CAMERA[1] + 64, 3), dtype=np.uint8)
-    return [np.ascontiguousarray(texture[2 * i % 64:][:CAMERA[0], 3 * i % 64:][:, :CAMERA[1]]) for i in range(n)]
+    shifts = [(2 * i % 64, 3 * i % 64) for i in range(n)]
+    return [np.ascontiguousarray(texture[dy:dy + CAMERA[0], dx:dx + CAMERA[1]]) for dy, dx in shifts]
 
 
-@dataclass
 class StreamingModel:
     """One bundle's per-prediction work, with its own flow backend and token windows."""
 
-    label: str
-    bundle: Bundle
-
-    def __post_init__(self) -> None:
-        pre = self.bundle.preprocess
-        self.flow_backend = make_flow_backend(pre.flow)
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.flow_backend = make_flow_backend(bundle.preprocess.flow)
         dims, tokens = self.bundle.manifest["token_dim"], self.bundle.manifest["tokens"]
         rng = np.random.default_rng(1)
         self.windows = {m: rng.standard_normal((1, tokens[m], dims[m])).astype(np.float32) for m in "VFA"}
@@ -145,7 +142,7 @@ def _models(args: argparse.Namespace) -> dict[str, StreamingModel]:
         label = f"{kind} {bundle.precision}"
         if label in models:
             raise EdgeError(f"two bundles are both {label} ({models[label].bundle.path} and {path}).")
-        models[label] = StreamingModel(label, bundle)
+        models[label] = StreamingModel(bundle)
     if not models:
         raise EdgeError("no bundle to time: pass --bundle / --int8 / --teacher or ship assets/bundles/.")
     return models
