@@ -47,7 +47,7 @@ def test_latency_rows_for_every_model_stage_and_total(random_bundle, int8_bundle
     models = {("student", "fp32"), ("student", "int8"), ("teacher", "fp32")}
     assert {(m, p) for m, p, _ in by} == models
     for model in models:
-        for stage in (*latency.STAGES, "models", "total"):
+        for stage in (*latency.STAGES, *latency.SUMS):
             r = by[(*model, stage)]
             assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         # total is the per-repetition sum of the stages, so each of its percentiles bounds every stage's.
