@@ -128,7 +128,8 @@ class Pipeline:
 
     def push_frame(self, t: float, data: np.ndarray, arrival: float) -> None:
         try:
-            frame = prepare_frame(to_rgb_uint8(data, bgr=False), self.pre)
+            with self.metrics.time("frame_prepare"):
+                frame = prepare_frame(to_rgb_uint8(data, bgr=False), self.pre)
         except PreprocessError as exc:
             self.metrics.count("bad_frames")
             if self.metrics.counters["bad_frames"] == 1:
@@ -227,6 +228,7 @@ class Pipeline:
     # ---- drivers ----
     def run(self) -> dict:
         """Run until the duration, the end of every file source, or stop(); return the summary record."""
+        self.student.warm_up()
         try:
             if self.realtime:
                 self._run_realtime()

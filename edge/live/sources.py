@@ -58,6 +58,11 @@ class Pacer:
         self.skipped = 0
         self._origin: float | None = None
 
+    @property
+    def origin(self) -> float | None:
+        """The monotonic time at which pts 0 was due (None before the first item)."""
+        return self._origin
+
     def due(self, pts_s: float) -> bool:
         """Wait until `pts_s` is due; False when the item is too late and should be skipped."""
         if not self.realtime:
@@ -325,12 +330,14 @@ class MicSource:
 
 
 class ArrayVideo:
-    """Frames held in memory (N, H, W, 3) RGB uint8 at `fps`: the demo stream and tests."""
+    """Frames held in memory (N, H, W, 3) RGB uint8 at `fps`: the demo stream and tests.
+    With `loop` the frames repeat for ever on a timeline that keeps going (the soak)."""
 
     is_file = True
 
-    def __init__(self, frames: np.ndarray, fps: float, realtime: bool = True, name: str = "array video") -> None:
-        self.frames, self.fps, self.name = frames, fps, name
+    def __init__(self, frames: np.ndarray, fps: float, realtime: bool = True, name: str = "array video",
+                 loop: bool = False) -> None:
+        self.frames, self.fps, self.name, self.loop = frames, fps, name, loop
         self.pacer = Pacer(realtime)
         self._i = 0
 
@@ -338,11 +345,11 @@ class ArrayVideo:
         return None
 
     def read(self) -> tuple[float, np.ndarray] | None:
-        while self._i < len(self.frames):
+        while self.loop or self._i < len(self.frames):
             i = self._i
             self._i += 1
             if self.pacer.due(i / self.fps):
-                return i / self.fps, self.frames[i]
+                return i / self.fps, self.frames[i % len(self.frames)]
         return None
 
     def close(self) -> None:
@@ -350,13 +357,14 @@ class ArrayVideo:
 
 
 class ArrayAudio:
-    """Mono float32 samples held in memory, delivered in blocks of `block_s` like a microphone."""
+    """Mono float32 samples held in memory, delivered in blocks of `block_s` like a microphone.
+    With `loop` the samples repeat for ever on a timeline that keeps going (the soak)."""
 
     is_file = True
 
     def __init__(self, samples: np.ndarray, rate: int, realtime: bool = True, block_s: float = 0.02,
-                 name: str = "array audio") -> None:
-        self.samples, self.rate, self.name = np.asarray(samples, np.float32), rate, name
+                 name: str = "array audio", loop: bool = False) -> None:
+        self.samples, self.rate, self.name, self.loop = np.asarray(samples, np.float32), rate, name, loop
         self.block = max(1, int(round(rate * block_s)))
         self.pacer = Pacer(realtime)
         self._i = 0
@@ -365,10 +373,13 @@ class ArrayAudio:
         return None
 
     def read(self) -> tuple[float, np.ndarray] | None:
-        while self._i < self.samples.size:
+        n = self.samples.size
+        while self.loop or self._i < n:
             start = self._i
-            self._i = min(self.samples.size, start + self.block)
+            self._i = start + self.block if self.loop else min(n, start + self.block)
             if self.pacer.due(self._i / self.rate):
+                if self.loop:
+                    return self._i / self.rate, np.take(self.samples, np.arange(start, self._i), mode="wrap")
                 return self._i / self.rate, self.samples[start:self._i]
         return None
 
@@ -378,16 +389,16 @@ class ArrayAudio:
 
 @dataclass(frozen=True)
 class Fault:
-    """Between start_s and end_s of the source's own timeline: lost | frozen | black | wrong_shape (video),
-    lost | silence | clip | nan (audio)."""
+    """Between start_s and end_s of the source's own timeline: lost | frozen | black | wrong_shape |
+    wrong_channels (video), lost | silence | clip | nan | inf (audio)."""
 
     start_s: float
     end_s: float
     kind: str
 
 
-VIDEO_FAULTS = ("lost", "frozen", "black", "wrong_shape")
-AUDIO_FAULTS = ("lost", "silence", "clip", "nan")
+VIDEO_FAULTS = ("lost", "frozen", "black", "wrong_shape", "wrong_channels")
+AUDIO_FAULTS = ("lost", "silence", "clip", "nan", "inf")
 
 
 class FaultInjector:
@@ -433,12 +444,16 @@ class FaultInjector:
             data = np.zeros_like(data)
         elif kind == "wrong_shape":
             data = np.ascontiguousarray(data[::2, ::3, 0])
+        elif kind == "wrong_channels":  # two channels: no camera format, so the frame cannot be used
+            data = np.ascontiguousarray(data[:, :, :2])
         elif kind == "silence":
             data = np.zeros_like(data)
         elif kind == "clip":
             data = np.clip(data * 50.0, -1.0, 1.0)
         elif kind == "nan":
             data = np.full_like(data, np.nan)
+        elif kind == "inf":
+            data = np.where(np.arange(data.size) % 2 == 0, np.inf, -np.inf).astype(data.dtype)
         self._last = data
         return pts, data
 
