@@ -257,8 +257,8 @@ class Pipeline:
     def _finished(self, t_rel: float) -> bool:
         if self.stop_event.is_set() or (self.duration_s is not None and t_rel >= self.duration_s):
             return True
-        files = [(m, s.source) for m, s in (("V", self.video), ("A", self.audio)) if s.source is not None]
-        return bool(files) and all(self.states[m] == ENDED for m, _ in files)
+        files = [m for m, s in (("V", self.video), ("A", self.audio)) if s.source is not None and s.source.is_file]
+        return bool(files) and all(self.states[m] == ENDED for m in files)  # live devices never end a run
 
     def _run_realtime(self) -> None:
         sources = (("V", self.video.source, self.push_frame, None),
