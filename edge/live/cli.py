@@ -163,3 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the pipeline started (while loading): nothing to flush
+        print("interrupted before the recognizer started.", file=sys.stderr)
+        return 130

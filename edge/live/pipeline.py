@@ -93,6 +93,9 @@ class Sensor:
 
 
 class Pipeline:
+    """One run: owns the rings, the streaming student, health, shedding, events and the drivers; the
+    sources come in already opened (so a microphone's actual rate is known)."""
+
     def __init__(self, bundle: Bundle, cfg: RuntimeConfig, video: Sensor, audio: Sensor, *,
                  realtime: bool = True, duration_s: float | None = None, jsonl: IO[str] | None = None,
                  status: bool = False, display: bool = False,
@@ -112,8 +115,8 @@ class Pipeline:
         if audio.source is not None:
             self._make_audio_ring()
         self.stop_event = threading.Event()
-        self.states = {"V": CONNECTED if video.source else video.absent,
-                       "A": CONNECTED if audio.source else audio.absent}
+        self.states = {"V": CONNECTED if video.source is not None else video.absent,
+                       "A": CONNECTED if audio.source is not None else audio.absent}
         self.display_frame: np.ndarray | None = None
         self.last_reasons: dict[str, str | None] = {}
         self._audio_seen = 0
