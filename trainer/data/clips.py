@@ -16,6 +16,9 @@ Where the tokens come from in a segment of frames [start, stop] (0-based, inclus
 from __future__ import annotations
 
 import abc
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -126,7 +129,7 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
     name = "dataset"
 
     def __init__(self, segments: list[Segment], labels: dict[str, list[str]], cfg: PreprocessConfig,
-                 train: bool, seed: int, skips: SkipLog) -> None:
+                 train: bool, seed: int, skips: SkipLog, options: dict | None = None) -> None:
         if not segments:
             raise MediaError(f"{skips.name}: no segment has readable media ({skips.total} skipped).")
         self.segments = segments
@@ -136,6 +139,7 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
         self.seed = seed
         self.epoch = 0
         self.skips = skips
+        self.options = dict(options or {})   # media options that change the samples (layout, flow source)
         self._bad: set[int] = set()
         self._backend: FlowBackend | None = None
         skips.report(kept=len(segments))
@@ -143,6 +147,15 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
     @property
     def num_classes(self) -> dict[str, int]:
         return {head: len(names) for head, names in self.labels.items()}
+
+    def cache_key(self) -> str:
+        """Hash of everything that decides the samples (segments, labels, preprocessing, sampling, media
+        options), to name a frozen-extractor token cache. Training samples change with the epoch (TSN),
+        so their key includes it."""
+        spec = {"name": self.name, "segments": [dataclasses.astuple(s) for s in self.segments],
+                "labels": self.labels, "pre": self.cfg.to_dict(), "train": self.train, "seed": self.seed,
+                "epoch": self.epoch if self.train else None, "options": self.options}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new TSN offsets (call before each training epoch, like DistributedSampler.set_epoch)."""

@@ -136,7 +136,7 @@ class EpicKitchens(SegmentDataset):
             if seg is not None:
                 segments.append(seg)
         super().__init__(segments, labels, cfg, split in ("train", "train-full") if train is None else train,
-                         seed, skips)
+                         seed, skips, {"layout": layout, "flow_source": flow_source})
 
     def _open(self, participant: str, video_id: str, fps: float | None) -> _VideoMedia:
         """Probe one video's media once (MediaError when they cannot be used)."""
