@@ -81,6 +81,9 @@ def test_clip_without_audio_runs_on_video_and_flow_until_the_file_ends(random_bu
     used = [p["modalities"] for p in preds if p["modalities"]]
     assert used and all("A" not in m for m in used) and used[-1] == ["V", "F"]
     assert all(p["missing"]["A"] == "no audio stream" for p in preds)
+    # Video alone gets a new token every other tick: the ticks in between repeat nothing.
+    assert all(round(p["t"] * 4) == p["t"] * 4 for p in preds if p["modalities"])
+    assert records[-1]["counters"]["ticks_without_new_input"] > 30
 
 
 def _faulty_camera_run(bundle_dir: Path, clip: Path, realtime: bool) -> list[dict]:

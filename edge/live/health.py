@@ -13,6 +13,14 @@ CONNECTED, RECONNECTING, ENDED, OFF = "connected", "reconnecting", "ended", "off
 WAITING = "waiting"  # connected, no data yet: the start of a run, not a fault
 
 
+def warm_up() -> None:
+    """Compile / load the statistics kernels now, not on the first live frame (numba's JIT holds the GIL)."""
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame_stats(frame, frame)
+    frame_stats(frame, None)
+    audio_stats(np.zeros(16, np.float32))
+
+
 class VideoHealth:
     """Disconnected, stale, frozen, black or saturated frames make V (and with it F) missing."""
 

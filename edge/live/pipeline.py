@@ -25,6 +25,7 @@ from edge.errors import PreprocessError
 from edge.live.config import CaptureConfig, RuntimeConfig
 from edge.live.events import EventTracker
 from edge.live.health import CONNECTED, ENDED, RECONNECTING, WAITING, AudioHealth, VideoHealth
+from edge.live.health import warm_up as health_warm_up
 from edge.live.metrics import Metrics, status_line
 from edge.live.rings import AudioRing, FrameRing
 from edge.live.shedding import LoadShedder
@@ -120,6 +121,7 @@ class Pipeline:
         self.display_frame: np.ndarray | None = None
         self.last_reasons: dict[str, str | None] = {}
         self._audio_seen = 0
+        self._last_mask: tuple[bool, bool, bool] | None = None
         self._last_status = 0.0
         self._threads: dict[str, CaptureThread] = {}
 
@@ -149,8 +151,8 @@ class Pipeline:
         self._make_audio_ring()
 
     # ---- one prediction tick ----
-    def step(self, now: float, t_rel: float, video_tick: bool) -> dict:
-        """One tick at stream time `now` (the rings' clock); returns the prediction record."""
+    def step(self, now: float, t_rel: float, video_tick: bool) -> dict | None:
+        """One tick at stream time `now` (the rings' clock); returns the prediction record (None: no new input)."""
         tick_start = time.perf_counter()
         latest = self.frame_ring.latest() if self.video.source else None
         v_reason = self.video_health.update(now, self.states["V"],
@@ -176,6 +178,14 @@ class Pipeline:
         reasons = {"V": v_reason, "F": f_reason, "A": a_reason}
         mask = tuple(reasons[m] is None and self.student.ready(m) for m in MODALITIES)
         modalities = [m for m, on in zip(MODALITIES, mask) if on]
+        fresh = mask[0] if video_tick else mask[2]
+        if modalities and not fresh and mask == self._last_mask:
+            # Nothing in use changed since the last prediction (e.g. audio alone on a video tick): fusion
+            # would repeat it with an older capture time, so this tick predicts nothing.
+            self.metrics.count("ticks_without_new_input")
+            self.last_reasons = reasons
+            return None
+        self._last_mask = mask
         record = {"type": "prediction", "t": round(t_rel, 3), "modalities": modalities, "verb": None,
                   "noun": None, "confidence": None, "latency_ms": None}
         if modalities:
@@ -232,6 +242,7 @@ class Pipeline:
     def run(self) -> dict:
         """Run until the duration, the end of every file source, or stop(); return the summary record."""
         self.student.warm_up()
+        health_warm_up()
         try:
             if self.realtime:
                 self._run_realtime()
@@ -338,7 +349,9 @@ class Pipeline:
             self._after_tick(record)
             k += 1
 
-    def _after_tick(self, record: dict) -> None:
+    def _after_tick(self, record: dict | None) -> None:
+        if record is None:
+            return
         now = time.monotonic()
         if self.status and now - self._last_status >= self.cfg.status_interval_s:
             self._last_status = now
