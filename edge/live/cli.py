@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # stdout closed early (e.g. piped into `head`): the run itself is done
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:  # Ctrl-C before the pipeline started (while loading): nothing to flush
         print("interrupted before the recognizer started.", file=sys.stderr)
         return 130
