@@ -71,6 +71,9 @@ def init(backend: str | None = None, device: str | None = None) -> DistInfo:
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
+        absent = [v for v in ("MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+        if absent:
+            raise ConfigError(f"WORLD_SIZE={world} but {' and '.join(absent)} unset: start the run with torchrun.")
         backend = backend or ("nccl" if use_cuda else "gloo")
         if backend == "nccl" and not use_cuda:
             raise ConfigError("the NCCL backend needs GPUs; use gloo on CPU.")
