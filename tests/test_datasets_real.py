@@ -10,7 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -24,53 +23,18 @@ from trainer.data.recordings import Recordings
 from trainer.data.registry import build_real_dataset
 from trainer.data.something_something import SomethingSomethingV2
 
+from media_helpers import corrupt, grey, write_video
+
 CFG = PreprocessConfig()
 EPIC_FPS = 60000 / 1001            # P01_11's fps in EPIC_100_video_info.csv
 N_FRAMES = 200                     # the generated P01_11 frame folder stops here (most segments are later)
 HOLE = 130                         # 1-based frame file deleted from it
 
 
-def grey(level: int, w: int = 32, h: int = 24) -> np.ndarray:
-    return np.full((h, w, 3), level, np.uint8)
-
-
 def token_levels(v) -> np.ndarray:
     """The grey level each V token was made from (undoing ImageNet normalisation of channel 0)."""
     x = v[:, 0].mean(dim=(1, 2)).numpy() * CFG.std[0] + CFG.mean[0]
     return np.round(x * 255).astype(int)
-
-
-def write_video(path: Path, n: int, fps, *, audio: bool, codec: str = "libx264", level=lambda k: 2 * k) -> None:
-    """n flat-grey frames (frame k at level(k)); optional 440 Hz mono audio track at 48 kHz."""
-    from fractions import Fraction
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p"
-        if audio:
-            ast = c.add_stream("aac" if codec == "libx264" else "libopus", rate=48000)
-            ast.layout = "mono"
-        for k in range(n):
-            for p in vs.encode(av.VideoFrame.from_ndarray(grey(level(k)), format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if audio:
-            t = np.arange(int(n / float(fps) * 48000)) / 48000
-            x = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            for i in range(0, x.size, 960):
-                fr = av.AudioFrame.from_ndarray(x[None, i:i + 960], format="flt", layout="mono")
-                fr.sample_rate = 48000
-                for p in ast.encode(fr):
-                    c.mux(p)
-            for p in ast.encode():
-                c.mux(p)
-
-
-def corrupt(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x00\x01 not a video at all " * 50)
 
 
 @pytest.fixture(scope="module")

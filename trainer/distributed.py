@@ -147,11 +147,15 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def parameter_spread(model: nn.Module, info: DistInfo) -> float:
-    """Largest difference between ranks in any parameter or buffer (0.0 when they are synchronised)."""
-    flat = torch.cat([t.detach().float().reshape(-1) for t in unwrap(model).state_dict().values()
-                      if t.is_floating_point()])
+    """Largest difference between ranks in any parameter (0.0 when gradients are synchronised).
+
+    Buffers are left out: BatchNorm running statistics are updated locally by each forward pass and
+    DDP re-broadcasts rank 0's at the next one, so after the last step they legitimately differ
+    (the checkpoint holds rank 0's).
+    """
     if not info.distributed:
         return 0.0
+    flat = torch.cat([p.detach().float().reshape(-1) for p in unwrap(model).parameters()])
     hi, lo = flat.clone(), flat.clone()
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
     dist.all_reduce(lo, op=dist.ReduceOp.MIN)
