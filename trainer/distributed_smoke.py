@@ -67,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "something-something-v2, recordings")
     p.add_argument("--data-root", default=None, help="data root of a real dataset")
     p.add_argument("--split", default="train")
+    p.add_argument("--annotations", help="annotation folder of a real dataset (default: under --data-root)")
+    p.add_argument("--media-root", help="media folder of EPIC-KITCHENS or Something-Something (default: under --data-root)")
+    p.add_argument("--layout", choices=["frames", "video"], help="EPIC-KITCHENS media layout (default frames)")
+    p.add_argument("--flow-source", choices=["recompute", "epic"],
+                   help="EPIC-KITCHENS flow: recomputed from RGB (default) or its precomputed u/v JPEGs")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT annotation rows")
     p.add_argument("--samples", type=int, default=32, help="size of the generated dataset")
     p.add_argument("--frame-size", type=int, default=16, help="frame size of the generated dataset")
     p.add_argument("--steps", type=int, default=4, help="optimizer steps")
@@ -88,7 +94,9 @@ def make_dataset(args: argparse.Namespace):
         raise EdgeError(f"--dataset {args.dataset} needs --data-root.")
     from trainer.data.registry import build_real_dataset
 
-    return build_real_dataset(args.dataset, args.data_root, args.split, seed=args.seed), {}
+    options = {k: getattr(args, k) for k in ("annotations", "media_root", "layout", "flow_source", "limit")
+               if getattr(args, k) is not None}
+    return build_real_dataset(args.dataset, args.data_root, args.split, seed=args.seed, **options), {}
 
 
 def train(args: argparse.Namespace, info: ddp.DistInfo) -> dict:

@@ -131,7 +131,7 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
     def __init__(self, segments: list[Segment], labels: dict[str, list[str]], cfg: PreprocessConfig,
                  train: bool, seed: int, skips: SkipLog, options: dict | None = None) -> None:
         if not segments:
-            raise MediaError(f"{skips.name}: no segment has readable media ({skips.total} skipped).")
+            raise MediaError(f"no segment has readable media. {skips.summary(kept=0)}")
         self.segments = segments
         self.labels = labels
         self.cfg = cfg

@@ -34,15 +34,12 @@ NOUNS = ["something"]
 
 def _annotation_file(folder: Path, stem: str, explicit: str | Path | None) -> Path:
     """`explicit`, else `<folder>/<stem>.json`, else `<folder>/something-something-v2-<stem>.json`."""
-    if explicit:
-        path = Path(explicit)
-    else:
-        path = folder / f"{stem}.json"
-        if not path.is_file():
-            path = folder / f"something-something-v2-{stem}.json"
-    if not path.is_file():
-        raise ConfigError(f"Something-Something v2 annotation file {path} does not exist.")
-    return path
+    candidates = [Path(explicit)] if explicit else [folder / f"{stem}.json",
+                                                    folder / f"something-something-v2-{stem}.json"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigError(f"Something-Something v2 annotation file {' or '.join(map(str, candidates))} does not exist.")
 
 
 def _load_json(path: Path):
