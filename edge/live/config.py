@@ -20,18 +20,18 @@ class CaptureConfig:
     audio_ring_s: float = 4.0        # seconds of audio kept (the model reads the last audio_window_s)
     mic_block_s: float = 0.02        # sounddevice callback block
     backoff_initial_s: float = 0.1   # first reconnect delay after a sensor fails
-    backoff_max_s: float = 1.0       # the delay doubles up to this
+    backoff_max_s: float = 0.5       # the delay doubles up to this
 
 
 @dataclass(frozen=True)
 class HealthConfig:
-    stale_s: float = 0.5             # no new data for this long: missing
-    frozen_s: float = 0.5            # identical frames for this long: missing
+    stale_s: float = 0.35            # no new data for this long: missing
+    frozen_s: float = 0.35           # identical frames for this long: missing
     frozen_diff: float = 0.05        # mean |frame - previous| in levels 0..255 below which frames count as identical
     dark_fraction: float = 0.95      # this share of dark pixels: a black frame (covered lens, camera off)
     bright_fraction: float = 0.95    # this share of saturated pixels: a blinded camera
     silent_rms: float = 1.0e-4       # audio below this RMS (about -80 dBFS) ...
-    silent_s: float = 0.5            # ... for this long: a dead or muted microphone
+    silent_s: float = 0.35           # ... for this long: a dead or muted microphone
     clipped_fraction: float = 0.05   # a block with this share of full-scale samples is clipped
     hold_s: float = 1.0              # clipped or NaN audio keeps A missing while it is inside the model's window
     min_tokens: dict = field(default_factory=lambda: {"V": 4, "F": 4, "A": 3})  # fresh tokens before a modality counts

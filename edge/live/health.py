@@ -28,6 +28,7 @@ class VideoHealth:
         self.cfg = cfg
         self._prev: np.ndarray | None = None
         self._prev_seq = -1
+        self._prev_t = 0.0
         self._frozen_since: float | None = None
         self._dark = self._bright = 0.0
 
@@ -45,11 +46,11 @@ class VideoHealth:
             return "stale"
         if seq != self._prev_seq:
             mean, dark, bright, diff = frame_stats(frame, self._prev)
-            self._prev, self._prev_seq = frame, seq
-            if not math.isnan(diff) and diff < self.cfg.frozen_diff:
-                self._frozen_since = t if self._frozen_since is None else self._frozen_since
+            if not math.isnan(diff) and diff < self.cfg.frozen_diff:  # frozen since the previous, identical frame
+                self._frozen_since = self._prev_t if self._frozen_since is None else self._frozen_since
             else:
                 self._frozen_since = None
+            self._prev, self._prev_seq, self._prev_t = frame, seq, t
             self._dark, self._bright = dark, bright
         if self._dark >= self.cfg.dark_fraction:
             return "black"
@@ -71,11 +72,12 @@ class AudioHealth:
         self._silent_since: float | None = None
         self._bad_until = -math.inf
         self._bad_reason = ""
+        self._prev_last_t: float | None = None
 
     def update(self, now: float, state: str, last_t: float | None, new_samples: np.ndarray) -> str | None:
         """`new_samples` = audio that arrived since the previous update; returns why A is missing, or None."""
         if state != CONNECTED:
-            self._silent_since, self._bad_until = None, -math.inf
+            self._silent_since, self._bad_until, self._prev_last_t = None, -math.inf, None
             return state
         if last_t is None:
             return WAITING
@@ -87,10 +89,12 @@ class AudioHealth:
                 self._bad_until, self._bad_reason = last_t + self.cfg.hold_s, "NaN/Inf samples"
             elif clipped >= self.cfg.clipped_fraction:
                 self._bad_until, self._bad_reason = last_t + self.cfg.hold_s, "clipped"
-            if rms < self.cfg.silent_rms and not nonfinite:
-                self._silent_since = last_t if self._silent_since is None else self._silent_since
+            if rms < self.cfg.silent_rms and not nonfinite:  # silent since the end of the previous audio
+                start = last_t if self._prev_last_t is None else self._prev_last_t
+                self._silent_since = start if self._silent_since is None else self._silent_since
             elif not nonfinite:
                 self._silent_since = None
+            self._prev_last_t = last_t
         if now < self._bad_until:
             return self._bad_reason
         if self._silent_since is not None and now - self._silent_since >= self.cfg.silent_s:
