@@ -72,7 +72,9 @@ def test_video_health_reasons():
     h = VideoHealth(cfg)
     frozen = _frames(1)[0]
     reasons = [h.update(i * 0.125, CONNECTED, (frozen.copy(), i * 0.125, i)) for i in range(8)]
-    assert reasons[:4] == [None] * 4 and reasons[-1] == "frozen"   # identical frames for >= 0.5 s
+    first = next(i for i, r in enumerate(reasons) if r == "frozen")  # identical since the frame at t = 0
+    assert reasons[:first] == [None] * first and reasons[first:] == ["frozen"] * (8 - first)
+    assert (first - 1) * 0.125 < cfg.frozen_s <= first * 0.125
     assert h.update(1.0, CONNECTED, (_frames(2)[0], 1.0, 8)) is None  # motion again: usable at once
 
 
