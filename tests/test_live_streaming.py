@@ -97,3 +97,24 @@ def test_with_nothing_usable_the_output_says_so_instead_of_guessing(bundle):
     assert preds and all(r["verb"] is None and r["modalities"] == [] for r in preds)
     assert {r["state"] for r in preds[1:]} == {"no_input"}
     assert preds[-1]["missing"] == {"V": "black", "F": "black", "A": "off"}
+
+
+class HiccupVideo(ArrayVideo):
+    """Raises an unexpected exception once, as a buggy driver might."""
+
+    failed = False
+
+    def read(self):
+        if self._i == 10 and not self.failed:
+            self.failed = True
+            raise RuntimeError("driver hiccup")
+        return super().read()
+
+
+def test_an_unexpected_source_exception_is_a_reconnect_not_a_dead_thread(bundle):
+    frames = smooth_frames(int(3.5 * FPS), 64, 4)
+    records: list[dict] = []
+    summary = Pipeline(bundle, RuntimeConfig(), Sensor(HiccupVideo(frames, FPS, realtime=True)),
+                       Sensor(None, "off"), realtime=True, duration_s=3.3, on_record=records.append).run()
+    assert summary["counters"]["camera_errors"] == 1 and summary["counters"]["camera_reconnects"] == 1
+    assert [r["modalities"] for r in records if r["type"] == "prediction"][-1] == ["V", "F"]

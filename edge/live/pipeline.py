@@ -61,6 +61,13 @@ class CaptureThread(threading.Thread):
                 warn(str(exc))
                 self.state = ENDED
                 return
+            except PreprocessError:  # one unusable frame (e.g. an unsupported pixel format): skip it
+                self.metrics.count("bad_frames")
+                continue
+            except Exception as exc:  # a driver or decoder failing in a way nobody anticipated: reopen it
+                self.metrics.count(f"{self.kind}_errors")
+                self._reconnect(SourceLost(f"{self.source.name} failed ({type(exc).__name__}: {exc})."))
+                continue
             if item is None:
                 self.state = ENDED
                 return
@@ -121,6 +128,7 @@ class Pipeline:
         self.display_frame: np.ndarray | None = None
         self.last_reasons: dict[str, str | None] = {}
         self._audio_seen = 0
+        self._t_last = 0.0
         self._last_mask: tuple[bool, bool, bool] | None = None
         self._last_status = 0.0
         self._threads: dict[str, CaptureThread] = {}
