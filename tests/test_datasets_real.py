@@ -157,6 +157,13 @@ def test_epic_video_layout_with_audio_and_a_corrupt_video(data_root, epic_rows, 
     assert sample["present"]["A"] and sample["A"].std() > 1.0
     mel = sample["A"][-1, 0].mean(dim=1)                              # a 440 Hz tone: one strong mel band
     assert int(mel.argmax()) in range(10, 30)
+    rgb = tmp_path / "P01" / "rgb_frames" / "P01_11"                 # frame folders + the video's audio
+    rgb.mkdir(parents=True)
+    for k in range(1, 161):
+        cv2.imwrite(str(rgb / f"frame_{k:010d}.jpg"), grey(k))
+    frames = EpicKitchens(data_root, "test", media_root=tmp_path)[0]
+    assert frames["present"]["A"] and np.allclose(frames["A"], sample["A"])
+    np.testing.assert_array_equal(token_levels(frames["V"]), start + uniform_indices(stop - start + 1, 8))
 
 
 def test_epic_paper_split_on_real_rows(data_root, epic_media, tmp_path):

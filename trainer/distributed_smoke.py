@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-root", default=None, help="data root of a real dataset")
     p.add_argument("--split", default="train")
     p.add_argument("--annotations", help="annotation folder of a real dataset (default: under --data-root)")
-    p.add_argument("--media-root", help="media folder of EPIC-KITCHENS or Something-Something (default: under --data-root)")
+    p.add_argument("--media-root",
+                   help="media folder of EPIC-KITCHENS or Something-Something (default: under --data-root)")
     p.add_argument("--layout", choices=["frames", "video"], help="EPIC-KITCHENS media layout (default frames)")
     p.add_argument("--flow-source", choices=["recompute", "epic"],
                    help="EPIC-KITCHENS flow: recomputed from RGB (default) or its precomputed u/v JPEGs")

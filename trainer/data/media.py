@@ -49,7 +49,8 @@ class SkipLog:
         return sum(self.counts.values())
 
     def summary(self, kept: int) -> str:
-        parts = [f"{n} {reason} (e.g. {self.examples[reason].rstrip('.')})" for reason, n in sorted(self.counts.items())]
+        parts = [f"{n} {reason} (e.g. {self.examples[reason].rstrip('.')})"
+                 for reason, n in sorted(self.counts.items())]
         return f"{self.name}: kept {kept} segments, skipped {self.total}: " + "; ".join(parts) + "."
 
     def report(self, kept: int) -> None:
