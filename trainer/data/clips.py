@@ -121,7 +121,8 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
     """Base of the real-data datasets: a list of segments, labels, sampling mode and skip bookkeeping.
 
     Subclasses implement `load(segment, rng)`. A segment whose media fail while loading is counted
-    in `skips`, remembered, and replaced by the next readable one, so an epoch never stops on bad media.
+    in `skips`, remembered, and replaced by the next readable one, so an epoch never stops on bad media
+    (each DataLoader worker process keeps its own count and warns once).
     TSN offsets are drawn from a generator keyed by (seed, epoch, index): the same sample whichever
     process or DataLoader worker loads it (what makes torchrun runs match single-process ones).
     """
