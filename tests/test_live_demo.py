@@ -23,7 +23,8 @@ def test_segments_are_scored_by_majority_over_the_predictions_that_cover_them():
     records = ([_pred(t, *right) for t in (2.0, 2.5, 3.0)] + [_pred(3.5, VERBS[1], NOUNS[7])]
                + [_pred(1.5, VERBS[5], NOUNS[5])] * 5          # before the window fills: not counted
                + [_pred(7.5, VERBS[0], NOUNS[2]), _pred(8.0, None, None)])
-    score = score_segments(segments, records, window_s=2.0, faults={"camera": Fault(6.5, 9.0, "lost")})
+    late = Segment(20.0, 22.0, 1, 1)                            # after the run stopped: not scored
+    score = score_segments(segments + [late], records, window_s=2.0, faults={"camera": Fault(6.5, 9.0, "lost")})
     assert score["segments"] == 2 and score["action_accuracy"] == 0.5
     assert score["verb_accuracy"] == 1.0 and score["noun_accuracy"] == 0.5
     assert score["rows"][0]["dropout"] == [] and score["rows"][1]["dropout"] == ["camera"]

@@ -32,10 +32,15 @@ def dropouts(duration_s: float) -> dict[str, Fault]:
 
 def score_segments(segments: list[Segment], records: list[dict], window_s: float,
                    faults: dict[str, Fault]) -> dict:
-    """Per segment, the majority (verb, noun) of predictions at t in [start + window/2, end + window/2]."""
+    """Per segment, the majority (verb, noun) of predictions at t in [start + window/2, end + window/2];
+    segments the run stopped before (--duration) are left out."""
+    times = [r["t"] for r in records if r["type"] == "prediction"]
+    until = max(times) if times else 0.0
     rows = []
     for seg in segments:
         lo, hi = seg.start_s + window_s / 2, seg.end_s + window_s / 2
+        if hi > until + 0.5 * window_s:
+            continue
         votes = collections.Counter((r["verb"], r["noun"]) for r in records
                                     if r["type"] == "prediction" and r["verb"] is not None and lo <= r["t"] <= hi)
         verb, noun = votes.most_common(1)[0][0] if votes else (None, None)

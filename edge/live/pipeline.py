@@ -40,7 +40,8 @@ def warn(message: str) -> None:
 
 
 class CaptureThread(threading.Thread):
-    """Reads one (already opened) source into `deliver`; a failing source is reopened with doubling backoff."""
+    """Reads one (already opened) source into `deliver`. A failing source is closed and reopened with a
+    backoff that doubles while the outage lasts; the outage (one warning, one count) ends at the next good read."""
 
     def __init__(self, source: Source, deliver: Callable[[float, np.ndarray, float], None], cfg: CaptureConfig,
                  metrics: Metrics, kind: str, stop: threading.Event,
@@ -51,11 +52,12 @@ class CaptureThread(threading.Thread):
         self.state = CONNECTED
 
     def run(self) -> None:
+        backoff = self.cfg.backoff_initial_s
         while not self.stop.is_set():
             try:
                 item = self.source.read()
             except SourceLost as exc:
-                self._reconnect(exc)
+                backoff = self._reopen(exc, backoff)
                 continue
             except SourceError as exc:
                 warn(str(exc))
@@ -66,30 +68,35 @@ class CaptureThread(threading.Thread):
                 continue
             except Exception as exc:  # a driver or decoder failing in a way nobody anticipated: reopen it
                 self.metrics.count(f"{self.kind}_errors")
-                self._reconnect(SourceLost(f"{self.source.name} failed ({type(exc).__name__}: {exc})."))
+                backoff = self._reopen(SourceLost(f"{self.source.name} failed ({type(exc).__name__}: {exc})."),
+                                       backoff)
                 continue
             if item is None:
                 self.state = ENDED
                 return
+            if self.state == RECONNECTING:
+                if self.on_reopen is not None:
+                    self.on_reopen()
+                self.state = CONNECTED
+                backoff = self.cfg.backoff_initial_s
             now = time.monotonic()
             self.deliver(now, item[1], now)
 
-    def _reconnect(self, exc: SourceError) -> None:
-        self.state = RECONNECTING
-        self.metrics.count(f"{self.kind}_reconnects")
-        warn(f"{exc} Reconnecting.")
+    def _reopen(self, exc: SourceError, backoff: float) -> float:
+        """Close, then try to open every `backoff` seconds (doubling); returns the next backoff."""
+        if self.state != RECONNECTING:
+            self.state = RECONNECTING
+            self.metrics.count(f"{self.kind}_reconnects")
+            warn(f"{exc} Reconnecting.")
         self.source.close()
-        backoff = self.cfg.backoff_initial_s
         while not self.stop.wait(backoff):
+            backoff = min(2 * backoff, self.cfg.backoff_max_s)
             try:
                 self.source.open()
+                return backoff
             except SourceError:
-                backoff = min(2 * backoff, self.cfg.backoff_max_s)
                 continue
-            if self.on_reopen is not None:
-                self.on_reopen()
-            self.state = CONNECTED
-            return
+        return backoff
 
 
 @dataclass
