@@ -169,38 +169,56 @@ class Pipeline:
     def step(self, now: float, t_rel: float, video_tick: bool) -> dict | None:
         """One tick at stream time `now` (the rings' clock); returns the prediction record (None: no new input)."""
         tick_start = time.perf_counter()
-        latest = self.frame_ring.latest() if self.video.source else None
+        latest = self.frame_ring.latest() if self.video.source is not None else None
         v_reason = self.video_health.update(now, self.states["V"],
                                             None if latest is None else (latest[0], latest[1], latest[3]))
         a_reason = self._audio_health(now)
         flow_scale = self.shedder.flow_scale
-        f_reason = v_reason or (None if flow_scale is not None else "shed")
         if video_tick:
             if v_reason is None:
                 self.student.add_frame(latest[0], latest[2], flow_scale)
             else:
                 self.student.reset_video()
-        elif a_reason is None:
-            ring = self.audio_ring  # one ring for this tick: a reopened microphone swaps it from its thread
-            window, _, arrival, _ = ring.latest(int(round(self.pre.audio_window_s * ring.rate)))
-            try:
-                self.student.add_audio(window, ring.rate, arrival)
-            except PreprocessError:
-                a_reason = "NaN/Inf samples"
-                self.student.reset_audio()
         else:
-            self.student.reset_audio()
-        reasons = {"V": v_reason, "F": f_reason, "A": a_reason}
+            a_reason = self._encode_audio(a_reason)
+        reasons = {"V": v_reason, "F": v_reason or (None if flow_scale is not None else "shed"), "A": a_reason}
+        self.last_reasons = reasons
         mask = tuple(reasons[m] is None and self.student.ready(m) for m in MODALITIES)
-        modalities = [m for m, on in zip(MODALITIES, mask) if on]
         fresh = mask[0] if video_tick else mask[2]
-        if modalities and not fresh and mask == self._last_mask:
+        if any(mask) and not fresh and mask == self._last_mask:
             # Nothing in use changed since the last prediction (e.g. audio alone on a video tick): fusion
             # would repeat it with an older capture time, so this tick predicts nothing.
             self.metrics.count("ticks_without_new_input")
-            self.last_reasons = reasons
             return None
         self._last_mask = mask
+        record, finished = self._predict(t_rel, mask, reasons)
+        record["flow_scale"] = flow_scale
+        tick_ms = (time.perf_counter() - tick_start) * 1000.0
+        self.metrics.stage("tick_video" if video_tick else "tick_audio", tick_ms)
+        if video_tick:
+            self.shedder.update(tick_ms)
+        for rec in (record, *finished):
+            self._emit(rec)
+        return record
+
+    def _encode_audio(self, a_reason: str | None) -> str | None:
+        """Encode the freshest audio window when A is usable; returns A's (possibly new) missing reason."""
+        if a_reason is not None:
+            self.student.reset_audio()
+            return a_reason
+        ring = self.audio_ring  # one ring for this tick: a reopened microphone swaps it from its thread
+        window, _, arrival, _ = ring.latest(int(round(self.pre.audio_window_s * ring.rate)))
+        try:
+            self.student.add_audio(window, ring.rate, arrival)
+        except PreprocessError:  # NaN/Inf that arrived after the health check
+            self.student.reset_audio()
+            return "NaN/Inf samples"
+        return None
+
+    def _predict(self, t_rel: float, mask: tuple[bool, bool, bool],
+                 reasons: dict[str, str | None]) -> tuple[dict, list[dict]]:
+        """Fusion over the token rings (or the reason there is no prediction); the record and finished events."""
+        modalities = [m for m, on in zip(MODALITIES, mask) if on]
         record = {"type": "prediction", "t": round(t_rel, 3), "modalities": modalities, "verb": None,
                   "noun": None, "confidence": None, "latency_ms": None}
         if modalities:
@@ -218,22 +236,13 @@ class Pipeline:
             finished = self.events.update(t_rel, verb_p, noun_p, modalities)
         else:
             waiting = any(reasons[m] in (None, WAITING) for m in MODALITIES)
-            state = "warming_up" if waiting else "no_input"
-            record["state"] = state
-            self.metrics.count(state)
+            record["state"] = "warming_up" if waiting else "no_input"
+            self.metrics.count(record["state"])
             finished = self.events.update(t_rel, None, None, [])
         missing = {m: r if r is not None else "filling" for m, r in reasons.items() if m not in modalities}
         if missing:
             record["missing"] = missing
-        record["flow_scale"] = flow_scale
-        tick_ms = (time.perf_counter() - tick_start) * 1000.0
-        self.metrics.stage("tick_video" if video_tick else "tick_audio", tick_ms)
-        if video_tick:
-            self.shedder.update(tick_ms)
-        self.last_reasons = reasons
-        for rec in (record, *finished):
-            self._emit(rec)
-        return record
+        return record, finished
 
     def _audio_health(self, now: float) -> str | None:
         ring = self.audio_ring
