@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
         if video.source is not None:
             video.source.close()
         raise
-    if video.source is None and audio.source is None:
-        raise UsageError("neither a camera nor a microphone is left to run on.")
     display = args.display and _display_available()
     jsonl = open_jsonl(args.jsonl)
     pipeline = Pipeline(bundle, cfg, video, audio, realtime=args.realtime, duration_s=args.duration, jsonl=jsonl,

@@ -115,6 +115,9 @@ class Pipeline:
                  realtime: bool = True, duration_s: float | None = None, jsonl: IO[str] | None = None,
                  status: bool = False, display: bool = False,
                  on_record: Callable[[dict], None] | None = None) -> None:
+        if video.source is None and audio.source is None:
+            raise SourceError(f"neither a camera nor a microphone is left to run on (camera: {video.absent}, "
+                              f"microphone: {audio.absent}).")
         self.bundle, self.cfg, self.video, self.audio = bundle, cfg, video, audio
         self.pre = bundle.preprocess
         self.realtime, self.duration_s, self.jsonl = realtime, duration_s, jsonl
