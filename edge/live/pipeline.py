@@ -11,7 +11,7 @@ time, so a file runs as fast as the CPU allows while every sampling decision sta
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sys
 import threading
 import time
@@ -384,7 +384,7 @@ class Pipeline:
             self._last_status = now
             drops = self.frame_ring.dropped + (self.audio_ring.dropped if self.audio_ring else 0)
             line = status_line(record, self.last_reasons, drops)
-            width = max(20, os.get_terminal_size(sys.stderr.fileno()).columns - 1) if sys.stderr.isatty() else 120
+            width = max(40, shutil.get_terminal_size((120, 24)).columns - 1)
             sys.stderr.write("\r" + line[:width].ljust(width))
             sys.stderr.flush()
         if self.display and self.display_frame is not None:
