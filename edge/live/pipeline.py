@@ -79,8 +79,9 @@ class CaptureThread(threading.Thread):
                     self.on_reopen()
                 self.state = CONNECTED
                 backoff = self.cfg.backoff_initial_s
-            now = time.monotonic()
-            self.deliver(now, item[1], now)
+            # A device stamps its own capture time (a microphone block: its callback); files: now.
+            stamp = time.monotonic() if self.source.is_file else item[0]
+            self.deliver(stamp, item[1], stamp)
 
     def _reopen(self, exc: SourceError, backoff: float) -> float:
         """Close, then try to open every `backoff` seconds (doubling); returns the next backoff."""

@@ -1,7 +1,8 @@
 """Sensor sources behind one small interface: open(), read() -> (pts_s, data) | None at the end, close().
 
 Video sources return HxWx3 RGB uint8 frames; audio sources return mono float32 blocks and have a `rate`.
-`pts_s` is the source's own timeline in seconds (media time for files and arrays, time since open for devices).
+`pts_s` is the source's own timeline in seconds: media time for files and arrays, and for live devices
+(is_file False) the time.monotonic() of the capture itself, which the capture thread uses as the stamp.
 read() raises SourceLost when a running source fails (the capture thread reopens it with backoff);
 open() raises SourceError with one sentence when the source cannot be had at all.
 """
@@ -88,7 +89,6 @@ class OpenCVCamera:
         self.spec = spec
         self.name = f"camera {spec}"
         self._cap = None
-        self._t0 = 0.0
 
     def open(self) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would bury our sentence
@@ -99,7 +99,7 @@ class OpenCVCamera:
                 raise SourceError(f"there is no camera at index {self.spec} (none is connected or it is in use); "
                                   f"{DEMO_HINT}.")
             raise SourceError(f"camera {self.spec} could not be opened; check the path or URL, or {DEMO_HINT}.")
-        self._cap, self._t0 = cap, time.monotonic()
+        self._cap = cap
 
     def read(self) -> tuple[float, np.ndarray]:
         if self._cap is None:
@@ -107,7 +107,7 @@ class OpenCVCamera:
         ok, frame = self._cap.read()
         if not ok or frame is None:
             raise SourceLost(f"{self.name} stopped delivering frames.")
-        return time.monotonic() - self._t0, to_rgb_uint8(frame, bgr=True)
+        return time.monotonic(), to_rgb_uint8(frame, bgr=True)
 
     def close(self) -> None:
         if self._cap is not None:
@@ -254,7 +254,6 @@ class MicSource:
         self._stream = None
         self._blocks: collections.deque = collections.deque(maxlen=max(4, int(1.0 / block_s)))
         self._ready = threading.Condition()
-        self._t0 = 0.0
         self._status_error: str | None = None
 
     def _resolve(self, sd) -> tuple[int, dict]:
@@ -296,7 +295,7 @@ class MicSource:
             stream.start()
         except Exception as exc:
             raise SourceLost(f"microphone {self.device!r} could not be started ({exc}).") from None
-        self._stream, self._t0 = stream, time.monotonic()
+        self._stream = stream
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
@@ -305,7 +304,7 @@ class MicSource:
         with self._ready:
             if len(self._blocks) == self._blocks.maxlen:
                 self.dropped_blocks += 1
-            self._blocks.append((time.monotonic() - self._t0, block))
+            self._blocks.append((time.monotonic(), block))
             self._ready.notify()
 
     def read(self) -> tuple[float, np.ndarray]:
