@@ -118,3 +118,17 @@ def test_an_unexpected_source_exception_is_a_reconnect_not_a_dead_thread(bundle)
                        Sensor(None, "off"), realtime=True, duration_s=3.3, on_record=records.append).run()
     assert summary["counters"]["camera_errors"] == 1 and summary["counters"]["camera_reconnects"] == 1
     assert [r["modalities"] for r in records if r["type"] == "prediction"][-1] == ["V", "F"]
+
+
+def test_over_budget_the_pipeline_lowers_flow_resolution_then_drops_flow(bundle):
+    frames = smooth_frames(int(6 * FPS), 64, 5)
+    runtime = RuntimeConfig()
+    runtime = dataclasses.replace(runtime, shedding=dataclasses.replace(runtime.shedding, budget_ms=1e-3))
+    records: list[dict] = []
+    summary = Pipeline(bundle, runtime, Sensor(ArrayVideo(frames, FPS, realtime=False)), Sensor(None, "off"),
+                       realtime=False, on_record=records.append).run()
+    scales = [r["flow_scale"] for r in records if r["type"] == "prediction"]
+    assert scales[0] == 1.0 and 0.5 in scales and 0.25 in scales and scales[-1] is None
+    last = [r for r in records if r["type"] == "prediction"][-1]
+    assert last["modalities"] == ["V"] and last["missing"]["F"] == "shed"
+    assert summary["shedding"]["escalations"] == 3
