@@ -27,7 +27,8 @@ class CaptureConfig:
 class HealthConfig:
     stale_s: float = 0.35            # no new data for this long: missing
     frozen_s: float = 0.35           # identical frames for this long: missing
-    frozen_diff: float = 0.05        # mean |frame - previous| in levels 0..255 below which frames count as identical
+    frozen_diff: float = 0.01        # mean |frame - previous| (levels 0..255) below which frames are identical:
+                                     # at 64x64 a still scene from a real sensor still differs by more
     dark_fraction: float = 0.95      # this share of dark pixels: a black frame (covered lens, camera off)
     bright_fraction: float = 0.95    # this share of saturated pixels: a blinded camera
     silent_rms: float = 1.0e-4       # audio below this RMS (about -80 dBFS) ...

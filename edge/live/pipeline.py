@@ -29,14 +29,15 @@ from edge.live.health import warm_up as health_warm_up
 from edge.live.metrics import Metrics, status_line
 from edge.live.rings import AudioRing, FrameRing
 from edge.live.shedding import LoadShedder
-from edge.live.sources import Source, SourceError, SourceLost
+from edge.live.sources import STDERR_LOCK, Source, SourceError, SourceLost
 from edge.live.streaming import StreamingStudent
 from edge.preprocess import prepare_frame, to_rgb_uint8
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"\nwarning: {message}\n")
-    sys.stderr.flush()
+    with STDERR_LOCK:  # not while a capture thread has the C libraries' stderr silenced
+        sys.stderr.write(f"\nwarning: {message}\n")
+        sys.stderr.flush()
 
 
 class CaptureThread(threading.Thread):

@@ -9,8 +9,11 @@ open() raises SourceError with one sentence when the source cannot be had at all
 from __future__ import annotations
 
 import collections
+import os
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -22,6 +25,27 @@ from edge.errors import EdgeError
 from edge.preprocess import mixdown, to_rgb_uint8
 
 DEMO_HINT = "run `python run_live.py --demo` to see the recognizer on its built-in demo stream"
+
+
+# Held while the C libraries' own stderr chatter is silenced (quiet_c_stderr); warnings take it too, so none is lost.
+STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def quiet_c_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment: ALSA and PortAudio print several lines of their own straight to
+    it each time a vanished microphone fails to reopen, burying the one sentence the user should read."""
+    with STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class SourceError(EdgeError):
@@ -282,7 +306,8 @@ class MicSource:
         channels = 1
         rate = self.wanted_rate
         try:
-            sd.check_input_settings(device=index, channels=1, samplerate=rate, dtype="float32")
+            with quiet_c_stderr():
+                sd.check_input_settings(device=index, channels=1, samplerate=rate, dtype="float32")
         except Exception:
             rate = int(info["default_samplerate"])
             channels = max(1, min(2, int(info["max_input_channels"])))
@@ -290,9 +315,10 @@ class MicSource:
         self._blocks.clear()
         self._status_error = None
         try:
-            stream = sd.InputStream(device=index, channels=channels, samplerate=rate, dtype="float32",
-                                    blocksize=max(1, int(rate * self.block_s)), callback=self._callback)
-            stream.start()
+            with quiet_c_stderr():
+                stream = sd.InputStream(device=index, channels=channels, samplerate=rate, dtype="float32",
+                                        blocksize=max(1, int(rate * self.block_s)), callback=self._callback)
+                stream.start()
         except Exception as exc:
             raise SourceLost(f"microphone {self.device!r} could not be started ({exc}).") from None
         self._stream = stream
@@ -321,8 +347,9 @@ class MicSource:
     def close(self) -> None:
         if self._stream is not None:
             try:
-                self._stream.abort()
-                self._stream.close()
+                with quiet_c_stderr():
+                    self._stream.abort()
+                    self._stream.close()
             except Exception:  # a vanished device may fail to close; it is gone either way
                 pass
             self._stream = None
