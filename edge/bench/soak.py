@@ -73,13 +73,15 @@ def plan_faults(total_s: float, seed: int) -> list[Planned]:
 
 
 class Recorder:
-    """Every prediction tick in preallocated arrays (memory stays flat): time, modalities used, latency."""
+    """Every prediction tick in preallocated arrays (memory stays flat): time, modalities used, latency, flow
+    resolution (NaN: flow shed)."""
 
     def __init__(self, capacity: int) -> None:
         self.t = np.zeros(capacity)
         self.mask = np.zeros(capacity, np.int8)
         self.predicted = np.zeros(capacity, bool)
         self.latency = np.full(capacity, np.nan)
+        self.flow_scale = np.full(capacity, np.nan)
         self.n = 0
 
     def __call__(self, record: dict) -> None:
@@ -91,6 +93,8 @@ class Recorder:
         self.predicted[i] = record["verb"] is not None
         if record["latency_ms"] is not None:
             self.latency[i] = record["latency_ms"]
+        if record["flow_scale"] is not None:
+            self.flow_scale[i] = record["flow_scale"]
         self.n += 1
 
 
@@ -155,11 +159,14 @@ def rss_mb() -> float:
 
 
 class Scheduler(threading.Thread):
-    """Runs the CPU bursts on the soak clock and samples resident memory every `rss_every_s`."""
+    """Runs CPU bursts (`processes` busy processes each) on the stream clock and samples resident memory every
+    `rss_every_s`; `zero()` is the monotonic time of stream time 0 (None until the stream starts)."""
 
-    def __init__(self, zero: Callable[[], float | None], bursts: list[Planned], stop: threading.Event, rss_every_s: float = 10.0):
+    def __init__(self, zero: Callable[[], float | None], bursts: list[Planned], stop: threading.Event,
+                 rss_every_s: float = 10.0, processes: int = BURST_PROCESSES) -> None:
         super().__init__(name="soak-scheduler", daemon=True)
         self.zero, self.bursts, self.stop, self.rss_every_s = zero, bursts, stop, rss_every_s
+        self.processes = processes
         self.rss: list[tuple[float, float]] = []
 
     def run(self) -> None:
@@ -175,7 +182,7 @@ class Scheduler(threading.Thread):
                 while events and events[0][0] <= now:
                     _, what = events.pop(0)
                     if what == "start":
-                        procs = start_busy(BURST_PROCESSES)
+                        procs = start_busy(self.processes)
                     else:
                         stop_busy(procs)
                         procs = []

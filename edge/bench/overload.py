@@ -1,0 +1,221 @@
+"""Overload: the real-time live pipeline while competing busy processes take the CPU; load shedding, latency, buffers.
+
+A real clip (default: flipping_a_pancake.mkv from the data root, looped; else the procedural demo stream) plays
+in real time through the threaded pipeline in three phases: idle, loaded (--busy processes that each keep a
+core busy), and after. Per phase: capture-to-prediction p50/p95/p99, per-tick processing time, predictions per
+second, skipped ticks, and the share of predictions at each flow resolution (1.0, 0.5, 0.25, dropped); when each
+shedding level was first reached after the load started and when full resolution came back. Buffers: every
+ring's fixed capacity, the drops they counted instead of growing, and resident memory at each phase's end.
+--budget-ms overrides the per-prediction budget of the runtime config (e.g. to see the ladder engage on a
+machine where the load does not push a tick past the shipped budget). --json prints one object.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.bench import default_data_root
+from edge.bench.soak import Planned, Recorder, Scheduler, rss_mb
+from edge.bundle import load_bundle
+from edge.errors import EdgeError
+from edge.live.cli import default_bundle, install_stop_handlers
+from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
+from edge.live.pipeline import Pipeline, Sensor
+from edge.live.shedding import LoadShedder
+from edge.live.sources import ArrayAudio, ArrayVideo, MediaAudio, MediaVideo, NoAudioStream
+
+DEFAULT_CLIP = "clips/flipping_a_pancake.mkv"
+LEVELS = ("1.0", "0.5", "0.25", "dropped")
+
+
+def load_clip(path: Path, rate: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """All video frames (RGB), their frame rate, and the mono audio at `rate` (empty without an audio stream)."""
+    video = MediaVideo(path, realtime=False)
+    video.open()
+    items = []
+    while (item := video.read()) is not None:
+        items.append(item)
+    video.close()
+    if len(items) < 2:
+        raise EdgeError(f"{path} has fewer than two video frames; overload needs a real clip.")
+    fps = (len(items) - 1) / max(1e-6, items[-1][0] - items[0][0])
+    audio = MediaAudio(path, rate, realtime=False)
+    try:
+        audio.open()
+    except NoAudioStream:
+        return np.stack([f for _, f in items]), fps, np.zeros(0, np.float32)
+    blocks = []
+    while (block := audio.read()) is not None:
+        blocks.append(block[1])
+    audio.close()
+    return np.stack([f for _, f in items]), fps, np.concatenate(blocks)
+
+
+def _level(scale: float) -> str:
+    return "dropped" if np.isnan(scale) else str(float(scale))
+
+
+def phase_report(rec: Recorder, t0: float, t1: float, tick_ms: np.ndarray) -> dict:
+    sel = (rec.t[:rec.n] >= t0) & (rec.t[:rec.n] < t1)
+    lat = rec.latency[:rec.n][sel]
+    lat = lat[np.isfinite(lat)]
+    scales = rec.flow_scale[:rec.n][sel & rec.predicted[:rec.n]]
+    levels = [_level(s) for s in scales]
+    shares = {lv: round(levels.count(lv) / len(levels), 3) for lv in LEVELS} if levels else {}
+    p = np.percentile(lat, [50, 95, 99]) if lat.size else [np.nan] * 3
+    return {"seconds": round(t1 - t0, 1), "predictions_per_s": round(int(sel.sum()) / (t1 - t0), 2),
+            "capture_to_prediction_ms": {"p50": round(float(p[0]), 1), "p95": round(float(p[1]), 1),
+                                         "p99": round(float(p[2]), 1)},
+            "tick_ms": {"p50": round(float(np.percentile(tick_ms, 50)), 2),
+                        "p95": round(float(np.percentile(tick_ms, 95)), 2)} if tick_ms.size else {},
+            "flow_levels": shares}
+
+
+def first_reached(rec: Recorder, start: float, end: float) -> dict:
+    """Seconds after the load started until each shedding level first appeared, and until full flow resolution
+    was back after the load ended."""
+    t, scales = rec.t[:rec.n], rec.flow_scale[:rec.n]
+    out = {}
+    for lv in LEVELS[1:]:
+        hit = np.flatnonzero((t >= start) & np.array([_level(s) == lv for s in scales]))
+        out[lv] = round(float(t[hit[0]] - start), 2) if hit.size else None
+    back = np.flatnonzero((t >= end) & (scales == 1.0))
+    out["full_resolution_back_after_load_s"] = round(float(t[back[0]] - end), 2) if back.size else None
+    return out
+
+
+class RecordingShedder(LoadShedder):
+    """The pipeline's shedder, also keeping each video tick's processing time (its input) with a timestamp."""
+
+    def __init__(self, cfg: SheddingConfig, capacity: int) -> None:
+        super().__init__(cfg)
+        self.t, self.ms, self.n = np.zeros(capacity), np.zeros(capacity), 0
+
+    def update(self, elapsed_ms: float) -> None:
+        if self.n < self.t.size:
+            self.t[self.n], self.ms[self.n] = time.monotonic(), elapsed_ms
+            self.n += 1
+        super().update(elapsed_ms)
+
+    def between(self, t0: float, t1: float) -> np.ndarray:
+        t, ms = self.t[:self.n], self.ms[:self.n]
+        return ms[(t >= t0) & (t < t1)]
+
+
+def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phase_s: tuple[float, float, float],
+             budget_ms: float | None) -> dict:
+    bundle = load_bundle(bundle_path, threads=1)
+    cfg = load_runtime_config(config)
+    if budget_ms is not None:
+        cfg = dataclasses.replace(cfg, shedding=dataclasses.replace(cfg.shedding, budget_ms=budget_ms))
+    rate = bundle.preprocess.audio_sample_rate
+    if clip is not None:
+        frames, fps, samples = load_clip(clip, rate)
+        stream = str(clip)
+    else:
+        from edge.moving_digits import DEFAULT_SPLITS, load_config, load_sources, render_session
+
+        split = DEFAULT_SPLITS["test"]
+        session = render_session(load_sources(None, speakers=list(split.speakers), images=split.images,
+                                              sample_rate=rate), 0, 8, load_config().levels, sample_rate=rate)
+        frames, fps, samples, stream = session.frames, session.fps, session.audio, "procedural demo stream"
+    camera = ArrayVideo(frames, fps, name="camera", loop=True)
+    audio = Sensor(ArrayAudio(samples, rate, block_s=cfg.capture.mic_block_s, name="microphone", loop=True)) \
+        if samples.size else Sensor(None, "no audio stream")
+    idle_s, load_s, after_s = phase_s
+    total = idle_s + load_s + after_s
+    period = 0.5 / bundle.preprocess.sample_fps
+    capacity = int(total / period * 1.2) + 1000
+    recorder = Recorder(capacity)
+    pipeline = Pipeline(bundle, cfg, Sensor(camera), audio, realtime=True, duration_s=total, on_record=recorder)
+    pipeline.shedder = shedder = RecordingShedder(cfg.shedding, capacity)
+    install_stop_handlers(pipeline.stop)
+    scheduler = Scheduler(lambda: camera.pacer.origin, [Planned("load", idle_s, idle_s + load_s)],
+                          pipeline.stop_event, rss_every_s=1.0, processes=busy)
+    scheduler.start()
+    try:
+        summary = pipeline.run()
+    finally:
+        pipeline.stop_event.set()
+        scheduler.join(timeout=5.0)
+    zero = camera.pacer.origin
+    if zero is None or recorder.n == 0:
+        raise EdgeError("the pipeline made no prediction; nothing to report.")
+    bounds = {"idle": (0.0, idle_s), "loaded": (idle_s, idle_s + load_s), "after": (idle_s + load_s, total)}
+    phases = {}
+    for name, (a, b) in bounds.items():
+        phases[name] = phase_report(recorder, zero + a, zero + b, shedder.between(zero + a, zero + b))
+        rss = [mb for s, mb in scheduler.rss if a <= s < b]
+        phases[name]["rss_mb_end"] = rss[-1] if rss else None
+    counters = summary["counters"]
+    return {
+        "stream": stream, "bundle": str(bundle_path), "busy_processes": busy,
+        "budget_ms": cfg.shedding.budget_ms, "phases_s": {k: round(b - a, 1) for k, (a, b) in bounds.items()},
+        "phases": phases,
+        "shedding": {"escalations": summary["shedding"]["escalations"],
+                     "first_reached_s": first_reached(recorder, zero + idle_s, zero + idle_s + load_s)},
+        "late_ticks": counters.get("late_ticks", 0),
+        "buffers": {"frame_ring_slots": cfg.capture.frame_ring, "audio_ring_s": cfg.capture.audio_ring_s,
+                    "token_rings": bundle.manifest["tokens"], "frame_ring": summary["frame_ring"],
+                    "audio_ring_dropped": summary["audio_ring_dropped"],
+                    "rss_mb": {"start": scheduler.rss[0][1] if scheduler.rss else None,
+                               "max": max((mb for _, mb in scheduler.rss), default=None),
+                               "end": scheduler.rss[-1][1] if scheduler.rss else None}},
+        "stages_ms": {k: {q: v.get(q) for q in ("p50", "p95", "p99")} for k, v in summary["stages_ms"].items()},
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--file", type=Path, default=None,
+                        help=f"clip to loop (default: {DEFAULT_CLIP} under the data root, else the demo stream)")
+    parser.add_argument("--data-root", type=Path, default=None, help="data root (default: $KARMMA_DATA_ROOT or "
+                        "../shared/data)")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="model bundle (default: the live default, assets/bundles/karmma_s_int8 else karmma_s)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="runtime settings YAML")
+    parser.add_argument("--busy", type=int, default=2, help="competing busy processes in the loaded phase")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds before the load")
+    parser.add_argument("--load", type=float, default=30.0, help="seconds under load")
+    parser.add_argument("--after", type=float, default=10.0, help="seconds after the load")
+    parser.add_argument("--budget-ms", type=float, default=None, help="override the per-prediction budget")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    if min(args.idle, args.load, args.after) <= 0 or args.busy < 0:
+        raise EdgeError("--idle, --load and --after must be positive and --busy not negative.")
+    if args.budget_ms is not None and args.budget_ms <= 0:
+        raise EdgeError(f"--budget-ms must be positive, got {args.budget_ms}.")
+    clip = args.file
+    if clip is None:
+        candidate = (args.data_root or default_data_root()) / DEFAULT_CLIP
+        clip = candidate if candidate.is_file() else None
+    elif not clip.is_file():
+        raise EdgeError(f"media file {clip} does not exist.")
+    r = overload(args.bundle or default_bundle(), args.config, clip, args.busy, (args.idle, args.load, args.after),
+                 args.budget_ms)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    print(f"overload: {r['stream']} looped in real time; {r['busy_processes']} busy processes during "
+          f"{r['phases_s']['loaded']:g} s; budget {r['budget_ms']:g} ms per prediction")
+    print(f"{'phase':<8}{'c2p p50':>9}{'p95':>7}{'p99':>7}{'tick p50':>10}{'p95':>7}{'pred/s':>8}  flow levels")
+    for name, ph in r["phases"].items():
+        c, tk = ph["capture_to_prediction_ms"], ph["tick_ms"]
+        levels = ", ".join(f"{k} {v:.0%}" for k, v in ph["flow_levels"].items() if v)
+        print(f"{name:<8}{c['p50']:>9.1f}{c['p95']:>7.1f}{c['p99']:>7.1f}{tk.get('p50', float('nan')):>10.2f}"
+              f"{tk.get('p95', float('nan')):>7.2f}{ph['predictions_per_s']:>8.2f}  {levels}")
+    sh = r["shedding"]
+    print(f"shedding: {sh['escalations']} escalations; after the load started: " + ", ".join(
+        f"{k} at {v} s" if v is not None else f"{k} never" for k, v in sh["first_reached_s"].items()))
+    b = r["buffers"]
+    print(f"buffers: frame ring {b['frame_ring_slots']} slots (dropped {b['frame_ring']['dropped']}, skipped "
+          f"{b['frame_ring']['skipped']}), audio ring {b['audio_ring_s']:g} s (dropped {b['audio_ring_dropped']}), "
+          f"token rings {b['token_rings']}; late ticks {r['late_ticks']}; RSS {b['rss_mb']['start']} -> "
+          f"{b['rss_mb']['end']} MB (max {b['rss_mb']['max']})")
+    return 0
