@@ -116,6 +116,7 @@ class OpenCVCamera:
 
     def open(self) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its warnings would bury our sentence
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # and so would FFmpeg's (read at its first use)
         cap = cv2.VideoCapture(self.spec)
         if not cap.isOpened():
             cap.release()
@@ -155,6 +156,22 @@ def _open_container(path: Path):
                           "it is corrupt or not a media file.") from None
 
 
+def _check_decodable(container, stream, path: Path) -> None:
+    if stream.codec_context is None:
+        kind = stream.type  # read before close(): the stream does not outlive its container
+        container.close()
+        raise SourceError(f"media file {path} has its {kind} in a codec this FFmpeg build cannot decode; "
+                          "convert it (e.g. to H.264 video / AAC audio) first.")
+
+
+def _check_complete(container, reached_s: float, path: Path) -> None:
+    """At the end of a stream: one that stops well before the duration its file states was cut off."""
+    stated = container.duration / 1e6 if container.duration else None  # microseconds (AV_TIME_BASE)
+    if stated is not None and reached_s < stated - max(1.0, 0.05 * stated):
+        raise SourceError(f"media file {path} stops at {reached_s:.1f} s of the {stated:.1f} s it states; "
+                          "it is truncated.")
+
+
 class MediaVideo:
     """The video stream of a media file through PyAV, paced at its own speed (realtime) or as fast as possible."""
 
@@ -175,8 +192,10 @@ class MediaVideo:
             container.close()
             raise SourceError(f"media file {self.path} has no video stream.")
         stream = container.streams.video[0]
+        _check_decodable(container, stream, self.path)
         stream.thread_type = "AUTO"
         self._container = container
+        self._reached = 0.0
         self._frames = container.decode(stream)
         self._av_error = av.error.FFmpegError
 
@@ -190,8 +209,10 @@ class MediaVideo:
                 raise SourceError(f"media file {self.path} is corrupt or truncated "
                                   f"({exc.strerror or type(exc).__name__}).") from None
             if frame is None:
+                _check_complete(self._container, self._reached, self.path)
                 return None
             pts = float(frame.time) if frame.time is not None else 0.0
+            self._reached = pts + (float(frame.duration * frame.time_base) if frame.duration else 0.0)
             if self.pacer.due(pts):
                 return pts, frame.to_ndarray(format="rgb24")
 
@@ -219,6 +240,7 @@ class MediaAudio:
         if not container.streams.audio:
             container.close()
             raise NoAudioStream(f"media file {self.path} has no audio stream; running with audio (A) missing.")
+        _check_decodable(container, container.streams.audio[0], self.path)
         self._container = container
         self._blocks = self._decode(container)
 
@@ -237,6 +259,7 @@ class MediaAudio:
                 x = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
                 done += x.size
                 yield done / self.rate, x
+            _check_complete(container, done / self.rate, self.path)
         except av.error.FFmpegError as exc:
             raise SourceError(f"media file {self.path} is corrupt or truncated "
                               f"({exc.strerror or type(exc).__name__}).") from None
