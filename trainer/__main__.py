@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--smoke", action="store_true", help="tiny run (< 1 minute) that exercises every stage")
     b.add_argument("--eval-split", default="test", choices=("test", "val"),
                    help="split the table is computed on (tune on val, never on test)")
+    b.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared CPU, more threads oversubscribe and run slower)")
 
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     e.add_argument("--config", type=Path, help="trainer YAML whose data section (seed, levels) renders the clips")
     e.add_argument("--json", type=Path, help="also write the scores here")
+    e.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     return ap
 
 
@@ -62,6 +65,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         print("error: --seeds must be at least 1.", file=sys.stderr)
         return 2
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     config = args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml")
     cfg = load_config(config, args.set)
     results = run_benchmark(cfg, resolve_source(args.data_root), args.out, args.cache, seeds=args.seeds,
@@ -80,7 +86,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from trainer.extractors import encode_all
     from trainer.models import MODALITIES
 
-    bundle = load_bundle(args.bundle, threads=2)
+    bundle = load_bundle(args.bundle, threads=max(1, args.threads))
     cfg = load_config(args.config)
     source = resolve_source(args.data_root)
     clips = load_clips(source, args.split, args.n_clips, cfg.data, bundle.preprocess, args.cache,

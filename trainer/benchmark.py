@@ -18,7 +18,7 @@ from trainer.data_access import DataSource, label_names, load_clips
 from trainer.evaluation import drop_curve, model_tokens, subset_table
 from trainer.export import export_bundle
 from trainer.report import aggregate, check_targets, write_results
-from trainer.students import MODES, train_student
+from trainer.students import MODES, pretrain_encoders, train_student
 from trainer.teacher import build_teacher, subset_logits
 
 
@@ -50,10 +50,13 @@ def run_benchmark(cfg: TrainerConfig, source: DataSource, out: Path, cache_dir: 
 
     shipped = None
     for seed in range(seeds):
+        encoders = pretrain_encoders(cfg.student, clips["train"], n_classes, tokens_per_modality,
+                                     batch_size=cfg.batch_size, seed=seed, work=out / "students")
         for mode in MODES:
             model = train_student(mode, cfg.student, clips["train"], n_classes, tokens_per_modality,
                                   batch_size=cfg.batch_size, seed=seed, ckpt_path=out / "students" / f"{mode}_seed{seed}.pt",
-                                  teacher_logits=train_logits if mode == "karmma_s" else None, val=clips["val"])
+                                  teacher_logits=train_logits if mode == "karmma_s" else None, val=clips["val"],
+                                  encoders=encoders)
             tokens = model_tokens(model, clips[eval_split], cfg.batch_size, f"{mode} seed {seed} {eval_split}")
             runs.setdefault(mode, []).append(_evaluate(model.fusion, tokens, clips[eval_split], cfg))
             print(f"{mode} seed {seed} done after {time.time() - start:.0f} s: {eval_split} action "

@@ -32,7 +32,7 @@ class TeacherConfig:
     """Stage 1: frozen per-modality extractors (spec per modality) + a fusion transformer on cached tokens."""
 
     extractors: dict = field(default_factory=lambda: {"V": "conv", "F": "conv", "A": "conv"})
-    widths: tuple = (48, 96, 192, 256)   # conv extractors: channels of the stride-2 stages
+    widths: tuple = (32, 64, 128, 192)   # conv extractors: channels of the stride-2 stages
     token_dim: int = 128
     dim: int = 128
     layers: int = 2
@@ -40,9 +40,9 @@ class TeacherConfig:
     ff: int = 256
     dropout: float = 0.1
     pretrain_epochs: int = 4
-    pretrain_positions: int = 2          # frames / windows drawn per clip per pre-training epoch
-    pretrain_lr: float = 0.002
-    fusion_epochs: int = 30
+    pretrain_positions: int = 3          # frames / windows drawn per clip per pre-training epoch
+    pretrain_lr: float = 0.004
+    fusion_epochs: int = 15
     fusion_lr: float = 0.001
     p_drop: float = 0.3                  # teacher-side modality dropout (0 = off)
     infonce: bool = False                # InfoNCE alignment of per-modality token averages
@@ -55,7 +55,10 @@ class StudentConfig:
     """Stage 2: the one student architecture and how its three trainings run."""
 
     model: dict = field(default_factory=dict)   # trainer.models.ModelConfig fields (missing is set per training)
-    epochs: int = 8
+    pretrain_epochs: int = 10            # unimodal warm start of the encoders (shared by the three trainings)
+    pretrain_positions: int = 3
+    pretrain_lr: float = 0.004
+    epochs: int = 6
     lr: float = 0.002
     weight_decay: float = 0.01
     p_drop: float = 0.4                  # modality dropout of Baseline w/ delta and KARMMA_S

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ConfigError
+from edge.moving_digits.render import NOUNS, VERBS
 from edge.moving_digits.config import MovingDigitsConfig, NuisanceLevels, load_config
 from edge.moving_digits.sources import default_data_root
 from edge.moving_digits.splits import Split, make_split
 from edge.preprocess.config import PreprocessConfig
-from trainer.clips import ClipSet, materialize
+from trainer.clips import ClipSet
 from trainer.config import DataConfig
+from trainer.data.moving_digits import MovingDigitsDataset, materialize
 
 
 @dataclass(frozen=True)
@@ -50,24 +52,14 @@ def resolve_source(data_root: str | Path | None) -> DataSource:
 
 
 def label_names() -> dict[str, list[str]]:
-    from edge.moving_digits.render import NOUNS, VERBS
-
     return {"verb": list(VERBS), "noun": list(NOUNS)}
 
 
 def load_clips(source: DataSource, split_name: str, n_clips: int, data: DataConfig, pre: PreprocessConfig,
                cache_dir: Path, *, speakers: list[str] | None = None,
                images: tuple[int, int] | str | None = None) -> ClipSet:
-    """The first `n_clips` clips of a split, rendered once into `cache_dir` and loaded as tensors."""
-    from trainer.data.moving_digits import MovingDigitsDataset
-
+    """`n_clips` clips of a split, rendered once (cached under `cache_dir`/moving_digits) and loaded as tensors."""
     split = source.split(split_name, speakers, images)
-    levels = source.levels(data)
-    spec = {"name": split.name, "split": split.key(), "n_clips": n_clips, "seed": data.seed,
-            "levels": levels.to_dict(), "preprocess": pre.to_dict(), "source": source.describe()}
-
-    def make():
-        return MovingDigitsDataset(split=split, n_clips=n_clips, seed=data.seed, data_root=source.root, pre=pre,
-                                   levels=levels)
-
-    return materialize(make, spec, cache_dir, workers=data.workers, desc=split_name)
+    dataset = MovingDigitsDataset(split=split, n_clips=n_clips, seed=data.seed, data_root=source.root, pre=pre,
+                                  levels=source.levels(data))
+    return ClipSet.from_arrays(materialize(dataset, workers=data.workers, cache_dir=cache_dir / "moving_digits"))

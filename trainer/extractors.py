@@ -91,10 +91,14 @@ def make_extractor(spec: str, modality: str, widths: tuple, token_dim: int) -> n
 
 
 def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dict[str, int], *, epochs: int,
-             positions: int, lr: float, batch_size: int, seed: int, ckpt_path: Path) -> None:
-    """Train `extractor` + linear heads on its modality's labels, one token per sample (resumes per epoch).
+             positions: int, lr: float, batch_size: int, seed: int, ckpt_path: Path, freeze: bool = True,
+             desc: str = "teacher") -> None:
+    """Train `extractor` (with an `out_dim` attribute) + linear heads on its modality's labels, one token per
+    sample (resumes per epoch); then freeze it unless `freeze` is False.
 
     Each epoch draws `positions` frames / windows per clip; each is labelled with its clip's labels.
+    A single frame or window is cheap (1/21 of a clip), so this converges in seconds where whole-clip
+    training would take minutes.
     """
     heads = nn.ModuleDict({h: nn.Linear(extractor.out_dim, n_classes[h]) for h in PRETRAIN_HEADS[modality]})
     params = list(extractor.parameters()) + list(heads.parameters())
@@ -119,7 +123,7 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
         pos_idx = torch.randint(0, t, (n * positions,), generator=gen)
         order = torch.randperm(n * positions, generator=gen)
         correct, seen = 0, 0
-        for s in tqdm(range(0, len(order), batch_size), desc=f"teacher {modality} extractor epoch {epoch + 1}/{epochs}",
+        for s in tqdm(range(0, len(order), batch_size), desc=f"{desc} {modality} extractor epoch {epoch + 1}/{epochs}",
                       mininterval=2, leave=False):
             sel = order[s:s + batch_size]
             ci, pi = clip_idx[sel], pos_idx[sel]
@@ -135,13 +139,13 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
             loss.backward()
             opt.step()
             sched.step()
-        print(f"teacher {modality} extractor epoch {epoch + 1}/{epochs}: train {PRETRAIN_HEADS[modality][0]} "
+        print(f"{desc} {modality} extractor epoch {epoch + 1}/{epochs}: train {PRETRAIN_HEADS[modality][0]} "
               f"acc {100 * correct / max(1, seen):.1f}% (per {'window' if modality == 'A' else 'frame'})", flush=True)
         ckpt.save_atomic({"epoch": epoch, "model": extractor.state_dict(), "heads": heads.state_dict(),
                           "opt": opt.state_dict(), "sched": sched.state_dict()}, ckpt_path)
     extractor.eval()
     for p in extractor.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(not freeze)
 
 
 @torch.no_grad()

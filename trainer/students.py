@@ -17,6 +17,7 @@ from trainer import ckpt
 from trainer.clips import ClipSet
 from trainer.config import StudentConfig
 from trainer.evaluation import accuracy, fuse_batched, model_tokens
+from trainer.extractors import pretrain
 from trainer.masks import random_drop, subset_index
 from trainer.models import MODALITIES, ModelConfig, MultimodalModel
 
@@ -54,16 +55,34 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
                     log_target=True, reduction="batchmean") * temperature ** 2
 
 
+def pretrain_encoders(cfg: StudentConfig, clips: ClipSet, n_classes: dict[str, int], tokens: dict[str, int], *,
+                      batch_size: int, seed: int, work: Path) -> dict[str, torch.Tensor]:
+    """Warm start for the student encoders: each pre-trained on its own modality's labels, one frame / window
+    per sample (as the teacher's extractors, but student-sized and not frozen). The three trainings of a seed
+    start from the same weights, so they differ only in what the method changes."""
+    torch.manual_seed(seed)
+    model = MultimodalModel(student_config(cfg, "baseline_delta", tokens), n_classes["verb"], n_classes["noun"])
+    for m in MODALITIES:
+        model.encoders[m].out_dim = model.cfg.token_dim
+        pretrain(model.encoders[m], m, clips, n_classes, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
+                 lr=cfg.pretrain_lr, batch_size=batch_size, seed=seed, ckpt_path=work / f"encoder_{m}_seed{seed}.pt",
+                 freeze=False, desc="student")
+    return model.encoders.state_dict()
+
+
 def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict[str, int], tokens: dict[str, int], *,
                   batch_size: int, seed: int, ckpt_path: Path, teacher_logits: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  val: ClipSet | None = None) -> MultimodalModel:
-    """Train one student (resumes per epoch from `ckpt_path`); `teacher_logits` = subset_logits of the train clips."""
+                  val: ClipSet | None = None, encoders: dict[str, torch.Tensor] | None = None) -> MultimodalModel:
+    """Train one student (resumes per epoch from `ckpt_path`); `teacher_logits` = subset_logits of the train clips,
+    `encoders` = pretrain_encoders' warm start (None: random init)."""
     if mode not in MODES:
         raise ValueError(f"unknown student mode {mode!r}; use one of {MODES}.")
     if mode == "karmma_s" and teacher_logits is None:
         raise ValueError("karmma_s needs the teacher's logits.")
     torch.manual_seed(seed)
     model = MultimodalModel(student_config(cfg, mode, tokens), n_classes["verb"], n_classes["noun"])
+    if encoders is not None:
+        model.encoders.load_state_dict(encoders)
     p_drop = 0.0 if mode == "baseline" else cfg.p_drop
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(clips)
