@@ -58,11 +58,13 @@ def audio_windows(lead_in_samples: int, pre: PreprocessConfig) -> list[tuple[int
 
 
 def _source_fingerprint() -> str:
-    """Hash of the renderer's and the preprocessing's code: a cache is stale when either changes."""
+    """Hash of the code that decides a clip's content (the renderer, the sources, the preprocessing):
+    a cache is stale when it changes; edits elsewhere (command line, sessions) keep caches valid."""
     h = hashlib.sha256()
-    for pkg in (edge.moving_digits, edge.preprocess):
-        for f in sorted(Path(pkg.__file__).parent.glob("*.py")):
-            h.update(f.read_bytes())
+    renderer = Path(edge.moving_digits.__file__).parent
+    for f in [renderer / "render.py", renderer / "sources.py",
+              *sorted(Path(edge.preprocess.__file__).parent.glob("*.py"))]:
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
