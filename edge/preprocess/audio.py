@@ -87,7 +87,9 @@ def log_mel(window: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft)[:: cfg.hop_length]
     power = np.abs(np.fft.rfft(frames * _hann(cfg.n_fft), axis=1)) ** 2
     fb = mel_filterbank(cfg.audio_sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
-    mel = power.astype(np.float32) @ fb.T
+    # einsum, not `@`: OpenBLAS threads this small product and stalls on a busy CPU (0.6 ms idle, ~5 ms
+    # loaded, vs 0.13 ms for einsum's own loop).
+    mel = np.einsum("tf,mf->tm", power.astype(np.float32), fb)
     return np.log(mel + 1e-6).T.astype(np.float32)
 
 
