@@ -173,7 +173,8 @@ def test_session_segments_match_the_stream(procedural, tmp_path):
     rms = lambda a, b: float(np.sqrt(np.mean(s.audio[int(a * 16000):int(b * 16000)] ** 2)))
     gap = rms(0, s.segments[0].start_s - 0.3)
     assert all(rms(seg.start_s, seg.end_s) > 3 * gap for seg in s.segments)
-    # Idle frames show no card: consecutive idle frames differ only by ego-motion and noise.
+    # The in-memory stream (what a live source replays) covers the arrays in order.
+    assert [t for t, _ in s.iter_frames()][:2] == [0.0, 1 / 30]
     blocks = list(s.iter_audio(1000))
     assert blocks[1][0] == 1000 / 16000 and sum(b.size for _, b in blocks) == s.audio.size
 
@@ -234,6 +235,8 @@ def test_materialize_equals_items_and_reuses_its_cache(tmp_path):
         item = ds[i]
         assert all(torch.equal(out[k][i], item[k]) for k in ("V", "F", "A"))
         assert (int(out["verb"][i]), int(out["noun"][i])) == (item["verb"], item["noun"])
+    forked = materialize(ds, workers=2, use_cache=False, progress=False)     # worker processes: same clips
+    assert all(torch.equal(forked[k], out[k]) for k in out)
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert folder.name == ds.cache_key()
     np.save(folder / "noun.npy", np.full(6, 9))       # a cache hit reads the folder instead of re-rendering

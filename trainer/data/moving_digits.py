@@ -77,14 +77,15 @@ class MovingDigitsDataset(Dataset):
     def __init__(self, split: str | Split = "train", n_clips: int = 1000, seed: int = 0,
                  data_root: Path | None = None, pre: PreprocessConfig | None = None,
                  levels: NuisanceLevels | None = None) -> None:
-        self.split = make_split(split) if isinstance(split, str) else split
+        config = load_config() if isinstance(split, str) or levels is None else None
+        self.split = make_split(split, splits=config.splits) if isinstance(split, str) else split
         if n_clips <= 0:
             raise ConfigError(f"n_clips must be positive, got {n_clips}.")
         self.n_clips, self.seed = int(n_clips), int(seed)
         self.pre = pre or PreprocessConfig()
         if self.pre.flow_tokens != self.pre.video_tokens:
             raise ConfigError("MovingDigits gives one flow token per video token; flow_tokens must equal video_tokens.")
-        self.levels = levels or load_config().levels
+        self.levels = levels if levels is not None else config.levels
         self.sources = load_sources(data_root, list(self.split.speakers), self.split.images,
                                     self.pre.audio_sample_rate)
         self._split_id = zlib.crc32(self.split.key().encode())
