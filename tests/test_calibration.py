@@ -130,3 +130,41 @@ def test_calibrate_writes_a_loadable_int8_bundle(random_bundle, tmp_path):
     assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.95
     text = markdown(report)
     assert "| VFA |" in text and "ECE" in text
+
+
+def _tiny_config(tmp_path, n_val: int, n_test: int):
+    import yaml
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"data": {"n_val": n_val, "n_test": n_test, "workers": 0}}))
+    return path
+
+
+def test_cli_rejects_a_calibration_set_that_leaves_no_val_clips(random_bundle, tmp_path, capsys):
+    from calibration.__main__ import main
+
+    code = main(["quantize", "--bundle", str(random_bundle), "--config", str(_tiny_config(tmp_path, 8, 8)),
+                 "--calib-clips", "8", "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "leaves no val clips" in err[0]
+
+
+@pytest.mark.slow
+def test_cli_quantizes_on_real_held_out_clips(data_root, random_bundle, tmp_path, capsys):
+    """The whole command on a few real MovingDigits-AV clips: report files, and the data recorded in the bundle."""
+    import json
+
+    from calibration.__main__ import main
+
+    out, stem = tmp_path / "int8", tmp_path / "report"
+    code = main(["quantize", "--bundle", str(random_bundle), "--out", str(out), "--data-root", str(data_root),
+                 "--config", str(_tiny_config(tmp_path, 10, 8)), "--calib-clips", "4", "--encoder-inputs", "16",
+                 "--timing-repetitions", "10", "--cache", str(tmp_path / "cache"), "--report", str(stem),
+                 "--write-anyway"])
+    assert code in (0, 1)
+    report = json.loads(stem.with_suffix(".json").read_text())
+    assert report["clips"] == {"calib": 4, "val": 6, "test": 8}
+    assert "| VFA |" in stem.with_suffix(".md").read_text()
+    calib = load_bundle(out).manifest["extra"]["calibration_set"]
+    assert calib["data_source"].startswith("real") and calib["calibration_split"] == "val"
+    assert calib["val_split"]["speakers"] != calib["test_split"]["speakers"]
