@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.bundle import MANIFEST, sha256_of
+from edge.bundle import MANIFEST
 from edge.live.config import RuntimeConfig
 from edge.live.pipeline import Pipeline, Sensor
 from edge.live.sources import ArrayVideo, MicSource
