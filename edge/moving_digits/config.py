@@ -34,11 +34,13 @@ class NuisanceLevels:
     occluder_size: tuple = (0.5, 0.9)      # ... this big relative to the card side
     freeze_prob: float = 0.15              # a frozen / dropped-frame run ...
     freeze_max_frames: int = 4             # ... of up to this many frames
+    speech_rate: tuple = (0.85, 1.15)      # speech played faster/slower (tempo and pitch): more voices
     snr_db: tuple = (-5.0, 20.0)           # speech over background noise
     noise_rms: tuple = (0.003, 0.02)       # background noise level
 
     def __post_init__(self) -> None:
-        for name in ("card_scale", "motion_amplitude", "brightness", "occluder_size", "snr_db", "noise_rms"):
+        for name in ("card_scale", "motion_amplitude", "brightness", "occluder_size", "speech_rate", "snr_db",
+                     "noise_rms"):
             pair = getattr(self, name)
             if len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair) or pair[0] > pair[1]:
                 raise ConfigError(f"moving_digits.levels.{name} must be a [low, high] pair with low <= high, "
@@ -50,6 +52,8 @@ class NuisanceLevels:
                      "freeze_max_frames"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"moving_digits.levels.{name} must be >= 0, got {getattr(self, name)}.")
+        if not (0.5 <= self.speech_rate[0] and self.speech_rate[1] <= 2.0):
+            raise ConfigError(f"moving_digits.levels.speech_rate must lie in [0.5, 2.0], got {list(self.speech_rate)}.")
         if not (0.05 <= self.card_scale[0] and self.card_scale[1] <= 0.8):
             raise ConfigError(f"moving_digits.levels.card_scale must lie in [0.05, 0.8], got {list(self.card_scale)}.")
 

@@ -331,8 +331,9 @@ def plan_clip(sources: DigitSources, rng: np.random.Generator, verb: int, noun: 
     if levels.freeze_max_frames > 0 and rng.random() < levels.freeze_prob:
         first = int(rng.integers(1, n_frames))
         freeze[first:first + int(rng.integers(1, levels.freeze_max_frames + 1))] = first - 1
-    if sources.sample_rate != sample_rate:
-        sound = resample(sound, sources.sample_rate, sample_rate)
+    rate = rng.uniform(*levels.speech_rate)         # read as if recorded at rate x its rate: tempo and pitch
+    if sources.sample_rate != sample_rate or rate != 1.0:
+        sound = resample(sound, int(round(sources.sample_rate * rate)), sample_rate)
     body = n_samples - lead_samples
     if sound.size > body:
         cut = int(rng.integers(0, sound.size - body + 1))
