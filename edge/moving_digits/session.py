@@ -78,7 +78,9 @@ def render_session(sources: DigitSources, seed: int, n_actions: int, levels: Nui
     cursor += idle
 
     frames = np.empty((cursor, size, size, 3), np.uint8)
-    n_samples = int(round(cursor / fps * sample_rate))
+    plans = [p for p in pieces if not isinstance(p, tuple)]
+    n_samples = max([int(round(cursor / fps * sample_rate))] +     # rounding may put a clip's end 1 sample later
+                    [int(round(p.frame_base / fps * sample_rate)) + p.n_samples for p in plans])
     noise = scene.audio_noise(n_samples, sample_rate)
     audio = noise.copy()
     segments = []
@@ -89,8 +91,7 @@ def render_session(sources: DigitSources, seed: int, n_actions: int, levels: Nui
             continue
         frames[piece.frame_base:piece.frame_base + piece.n_frames] = render_frames(piece, range(piece.n_frames))
         a0 = int(round(piece.frame_base / fps * sample_rate))
-        n = min(piece.n_samples, n_samples - a0)
-        audio[a0:a0 + n] = render_audio(piece, noise[a0:a0 + piece.n_samples])[:n]
+        audio[a0:a0 + piece.n_samples] = render_audio(piece, noise[a0:a0 + piece.n_samples])
         start = (piece.frame_base + piece.lead_in_frames) / fps
         segments.append(Segment(round(start, 6), round(start + duration_s, 6), piece.verb, piece.noun))
     return Session(frames, audio, fps, sample_rate, segments, sources.source, seed)
