@@ -205,9 +205,10 @@ def materialize(dataset: MovingDigitsDataset, workers: int = 0, cache_dir: Path 
             except OSError:             # another process finished the same cache first
                 shutil.rmtree(tmp, ignore_errors=True)
     frames = arrays["frames"]
-    v = torch.empty((frames.shape[0], frames.shape[1], 3, frames.shape[2], frames.shape[3]), dtype=torch.float32)
-    for i in range(frames.shape[0]):
-        v[i] = torch.from_numpy(np.stack([normalize_frame(f, dataset.pre) for f in frames[i]]))
-    return {"V": v, "F": torch.from_numpy(np.array(arrays["F"])), "A": torch.from_numpy(np.array(arrays["A"])),
+    v = np.empty((frames.shape[0], frames.shape[1], 3, frames.shape[2], frames.shape[3]), np.float32)
+    for i in range(frames.shape[0]):      # numpy, not per-item torch copies (their threads stall a busy CPU)
+        for t in range(frames.shape[1]):
+            v[i, t] = normalize_frame(frames[i, t], dataset.pre)
+    return {"V": torch.from_numpy(v), "F": torch.from_numpy(np.array(arrays["F"])), "A": torch.from_numpy(np.array(arrays["A"])),
             "verb": torch.from_numpy(np.array(arrays["verb"], np.int64)),
             "noun": torch.from_numpy(np.array(arrays["noun"], np.int64))}
