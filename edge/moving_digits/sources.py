@@ -163,12 +163,12 @@ def procedural_digit(rng: np.random.Generator, digit: int) -> np.ndarray:
     """A 28x28 uint8 digit (white on black) in a random Hershey font, stroke and affine distortion."""
     canvas = np.zeros((64, 64), np.uint8)
     font = _FONTS[rng.integers(len(_FONTS))]
-    scale = 1.6 if font != cv2.FONT_HERSHEY_PLAIN else 3.2
     thick = int(rng.integers(2, 6))
+    scale = 52.0 / cv2.getTextSize(str(digit), font, 1.0, thick)[0][1]     # glyph ~70 % of the height, as MNIST
     (w, h), _ = cv2.getTextSize(str(digit), font, scale, thick)
     cv2.putText(canvas, str(digit), ((64 - w) // 2, (64 + h) // 2), font, scale, 255, thick, cv2.LINE_AA)
     angle = rng.uniform(-15, 15)
-    m = cv2.getRotationMatrix2D((32, 32), angle, rng.uniform(0.75, 1.0))
+    m = cv2.getRotationMatrix2D((32, 32), angle, rng.uniform(0.8, 1.0))
     m[0, 1] += rng.uniform(-0.3, 0.3)          # shear
     m[:, 2] += rng.uniform(-3, 3, 2)
     warped = cv2.warpAffine(canvas, m, (64, 64), flags=cv2.INTER_LINEAR)
