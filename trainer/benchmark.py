@@ -5,11 +5,13 @@ cached teacher tokens), so a killed run started again with the same arguments re
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import torch
 
+from edge.errors import ConfigError
 from edge.preprocess.config import PreprocessConfig
 from trainer.clips import ClipSet
 from trainer.config import TrainerConfig
@@ -27,6 +29,19 @@ def _evaluate(fuse, tokens: dict[str, torch.Tensor], clips: ClipSet, cfg: Traine
             "curve": drop_curve(fuse, tokens, clips.verb, clips.noun, tuple(cfg.eval.drop_ps), cfg.eval.drop_repeats)}
 
 
+def _check_same_clips(out: Path, keys: dict[str, str]) -> None:
+    """A resumed run must train on the clips its checkpoints and cached tokens came from."""
+    path = out / "clips.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(s for s in keys if s in before and before[s] != keys[s])
+        if changed:
+            raise ConfigError(f"{out} holds a run on different {'/'.join(changed)} clips (renderer, levels or sizes "
+                              "changed); resume only with the same settings, or use a new --out.")
+        keys = {**before, **keys}
+    path.write_text(json.dumps(keys, indent=1))
+
+
 def run_benchmark(cfg: TrainerConfig, source: DataSource, out: Path, cache_dir: Path, *, seeds: int = 1,
                   eval_split: str = "test") -> dict:
     """Run the whole benchmark and write results.json / results.md / drop_curve.png and two bundles under `out`."""
@@ -39,6 +54,7 @@ def run_benchmark(cfg: TrainerConfig, source: DataSource, out: Path, cache_dir: 
     counts = {"train": cfg.data.n_train, "val": cfg.data.n_val, "test": cfg.data.n_test}
     splits = ["train", "val"] + ([eval_split] if eval_split != "val" else [])
     clips = {s: load_clips(source, s, counts[s], cfg.data, pre, cache_dir) for s in splits}
+    _check_same_clips(out, {s: c.key for s, c in clips.items()})
     print(f"clips ready after {time.time() - start:.0f} s: " + ", ".join(f"{s} {len(c)}" for s, c in clips.items()),
           flush=True)
 

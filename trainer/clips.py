@@ -19,10 +19,12 @@ class ClipSet:
     A: torch.Tensor
     verb: torch.Tensor
     noun: torch.Tensor
+    key: str = ""            # identity of the clips (the renderer's cache key): what a run's checkpoints belong to
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, torch.Tensor]) -> "ClipSet":
-        return cls(**{m: arrays[m].half() for m in MODALITIES}, verb=arrays["verb"].long(), noun=arrays["noun"].long())
+    def from_arrays(cls, arrays: Mapping[str, torch.Tensor], key: str = "") -> "ClipSet":
+        return cls(**{m: arrays[m].half() for m in MODALITIES}, verb=arrays["verb"].long(), noun=arrays["noun"].long(),
+                   key=key)
 
     def __len__(self) -> int:
         return int(self.verb.shape[0])

@@ -62,7 +62,7 @@ class StudentConfig:
     lr: float = 0.002
     weight_decay: float = 0.01
     p_drop: float = 0.4                  # modality dropout of Baseline w/ delta and KARMMA_S
-    alpha: float = 0.5                   # KARMMA_S: alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE
+    alpha: float = 0.8                   # KARMMA_S: alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE
     temperature: float = 2.0
 
 

@@ -62,4 +62,5 @@ def load_clips(source: DataSource, split_name: str, n_clips: int, data: DataConf
     split = source.split(split_name, speakers, images)
     dataset = MovingDigitsDataset(split=split, n_clips=n_clips, seed=data.seed, data_root=source.root, pre=pre,
                                   levels=source.levels(data))
-    return ClipSet.from_arrays(materialize(dataset, workers=data.workers, cache_dir=cache_dir / "moving_digits"))
+    return ClipSet.from_arrays(materialize(dataset, workers=data.workers, cache_dir=cache_dir / "moving_digits"),
+                               key=dataset.cache_key())
