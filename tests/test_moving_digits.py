@@ -243,3 +243,9 @@ def test_materialize_equals_items_and_reuses_its_cache(tmp_path):
     assert materialize(ds, workers=0, cache_dir=tmp_path, progress=False)["noun"].tolist() == [9] * 6
     other = MovingDigitsDataset(make_split("test", images=(7000, 7100)), n_clips=6, seed=2, data_root=None)
     assert other.cache_key() != ds.cache_key()
+    # A cache of older renderer code is removed when a new one is written; a current one is kept.
+    old = tmp_path / "0123456789abcdef0123"
+    old.mkdir()
+    (old / "meta.json").write_text(json.dumps({"code": "older"}))
+    materialize(other, workers=0, cache_dir=tmp_path, progress=False)
+    assert not old.exists() and folder.exists() and (tmp_path / other.cache_key()).exists()

@@ -178,37 +178,50 @@ def _render_all(dataset: MovingDigitsDataset, workers: int, progress: bool) -> d
     return out
 
 
+def _write_cache(folder: Path, dataset: MovingDigitsDataset, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically (a temporary folder renamed into place), then drop caches of older renderer code."""
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for k in _ARRAYS:
+        np.save(tmp / f"{k}.npy", arrays[k])
+    code = _source_fingerprint()
+    (tmp / "meta.json").write_text(json.dumps({"split": dataset.split.key(), "n_clips": len(dataset),
+                                               "seed": dataset.seed, "source": dataset.sources.description,
+                                               "code": code, "clips_per_s": float(arrays["clips_per_s"])}))
+    try:
+        tmp.rename(folder)
+    except OSError:             # another process finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
+    for other in folder.parent.glob("*/meta.json"):       # rendered by code that no longer exists: never hit again
+        try:
+            stale = json.loads(other.read_text()).get("code") != code
+        except (OSError, ValueError):
+            continue
+        if stale:
+            shutil.rmtree(other.parent, ignore_errors=True)
+
+
 def materialize(dataset: MovingDigitsDataset, workers: int = 0, cache_dir: Path | None = None,
                 use_cache: bool = True, progress: bool = True) -> dict[str, torch.Tensor]:
     """Every item of `dataset` stacked: V [N,T,3,S,S], F [N,T,2,S,S], A [N,5,1,64,98] float32, verb, noun int64.
 
     Rendered once in `workers` processes, then kept under `cache_dir` (default: default_cache_dir()) in a
-    folder named by `dataset.cache_key()`; values equal `dataset[i]` exactly. About 0.8 MB per clip in memory.
+    folder named by `dataset.cache_key()` (~0.5 MB per clip; writing one removes the caches of older renderer
+    code there); values equal `dataset[i]` exactly. About 0.8 MB per clip in memory.
     """
-    arrays = None
     folder = Path(cache_dir or default_cache_dir()) / dataset.cache_key()
     if use_cache and (folder / "meta.json").is_file():
         arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in _ARRAYS}
-    if arrays is None:
+    else:
         arrays = _render_all(dataset, workers, progress)
         if use_cache:
-            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for k in _ARRAYS:
-                np.save(tmp / f"{k}.npy", arrays[k])
-            (tmp / "meta.json").write_text(json.dumps({"split": dataset.split.key(), "n_clips": len(dataset),
-                                                       "seed": dataset.seed, "source": dataset.sources.description,
-                                                       "clips_per_s": float(arrays["clips_per_s"])}))
-            try:
-                tmp.rename(folder)
-            except OSError:             # another process finished the same cache first
-                shutil.rmtree(tmp, ignore_errors=True)
+            _write_cache(folder, dataset, arrays)
     frames = arrays["frames"]
     v = np.empty((frames.shape[0], frames.shape[1], 3, frames.shape[2], frames.shape[3]), np.float32)
     for i in range(frames.shape[0]):      # numpy, not per-item torch copies (their threads stall a busy CPU)
         for t in range(frames.shape[1]):
             v[i, t] = normalize_frame(frames[i, t], dataset.pre)
-    return {"V": torch.from_numpy(v), "F": torch.from_numpy(np.array(arrays["F"])), "A": torch.from_numpy(np.array(arrays["A"])),
-            "verb": torch.from_numpy(np.array(arrays["verb"], np.int64)),
+    return {"V": torch.from_numpy(v), "F": torch.from_numpy(np.array(arrays["F"])),
+            "A": torch.from_numpy(np.array(arrays["A"])), "verb": torch.from_numpy(np.array(arrays["verb"], np.int64)),
             "noun": torch.from_numpy(np.array(arrays["noun"], np.int64))}
