@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError
-from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, load_config, load_sources, make_split,
+from edge.moving_digits import (DEFAULT_SPLITS, VERBS, NuisanceLevels, load_config, load_sources, make_split,
                                 render_clip, render_session, write_session)
 from edge.moving_digits.render import plan_clip
 from edge.moving_digits.session import load_segments

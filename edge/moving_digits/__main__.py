@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", help="train | val | test (default test: unseen speakers and images)")
     ap.add_argument("--speakers", nargs="+", default=None, help="override the split's FSDD speakers")
     ap.add_argument("--images", default=None, help="override the split's MNIST image range START:STOP")
-    ap.add_argument("--config", type=Path, default=None, help="levels/splits YAML (default assets/configs/moving_digits.yaml)")
+    ap.add_argument("--config", type=Path, default=None,
+                    help="levels/splits YAML (default assets/configs/moving_digits.yaml)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-actions", type=int, default=10)
     args = ap.parse_args(argv)

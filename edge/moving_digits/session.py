@@ -123,7 +123,8 @@ def write_session(session: Session, path: Path) -> Path:
                 upto = min(len(pcm), int(round((k + 1) / session.fps * session.sample_rate)))
                 if upto > written:
                     af = av.AudioFrame.from_ndarray(pcm[None, written:upto], format="s16", layout="mono")
-                    af.sample_rate, af.pts, af.time_base = session.sample_rate, written, Fraction(1, session.sample_rate)
+                    af.sample_rate, af.pts = session.sample_rate, written
+                    af.time_base = Fraction(1, session.sample_rate)
                     out.mux(aus.encode(af))
                     written = upto
             out.mux(vs.encode(None))
