@@ -92,3 +92,12 @@ def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypat
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     assert not list(tmp_path.glob(".*")), "no temporary checkpoint left behind"
+
+
+def test_resume_on_different_clips_is_refused(tmp_path):
+    from trainer.benchmark import _check_same_clips
+
+    _check_same_clips(tmp_path, {"train": "a", "val": "b"})
+    _check_same_clips(tmp_path, {"train": "a", "test": "c"})        # same clips, a new split: fine
+    with pytest.raises(ConfigError, match="different train clips"):
+        _check_same_clips(tmp_path, {"train": "changed", "val": "b"})
