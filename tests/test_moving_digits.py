@@ -85,13 +85,21 @@ def test_real_source_from_data_root(data_root):
 
 
 def test_default_splits_share_no_speaker_or_image(data_root):
-    check_disjoint(DEFAULT_SPLITS.values())
     seen: dict[bytes, str] = {}
     for split in DEFAULT_SPLITS.values():
         src = load_sources(data_root, list(split.speakers), split.images)
         for d in range(10):
             for img in src.images[d]:
                 assert seen.setdefault(img.tobytes(), split.name) == split.name
+            for snd in src.sounds[d]:
+                assert seen.setdefault(snd.tobytes(), split.name) == split.name
+
+
+def test_split_overlaps_are_refused():
+    check_disjoint(DEFAULT_SPLITS.values())
+    assert make_split("test", ["theo"], "100:200") == Split("test", ("theo",), (100, 200))
+    with pytest.raises(ConfigError, match="START:STOP"):
+        make_split("test", images="7000-8000")
     with pytest.raises(ConfigError, match="share speaker"):
         check_disjoint([DEFAULT_SPLITS["train"], make_split("x", ["lucas"], "6000:7000")])
     with pytest.raises(ConfigError, match="share image"):
