@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import zlib
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +58,20 @@ def audio_windows(lead_in_samples: int, pre: PreprocessConfig) -> list[tuple[int
     return [(e - n, e) for e in ends]
 
 
+@lru_cache(maxsize=1)
 def _source_fingerprint() -> str:
     """Hash of the code that decides a clip's content (the renderer, the sources, the preprocessing):
-    a cache is stale when it changes; edits elsewhere (command line, sessions) keep caches valid."""
+    a cache is stale when it changes; edits elsewhere (command line, sessions) keep caches valid.
+    Taken once, at import, so it describes the code this process runs even if the files change later."""
     h = hashlib.sha256()
     renderer = Path(edge.moving_digits.__file__).parent
     for f in [renderer / "render.py", renderer / "sources.py",
               *sorted(Path(edge.preprocess.__file__).parent.glob("*.py"))]:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+_source_fingerprint()           # fixed now, for the code this process has imported
 
 
 class MovingDigitsDataset(Dataset):
