@@ -1,8 +1,9 @@
 """`python -m calibration quantize --bundle DIR [--data-root R] [--out DIR]`: fp32 bundle -> int8 bundle + report.
 
 Clips are the trainer's MovingDigits-AV val and test splits (the same rendered-clip cache and data settings
-as `python -m trainer benchmark`): the first --calib-clips val clips calibrate the int8 ranges, the other val
-clips choose the format and fit the temperatures, the test clips measure retention and ECE.
+as `python -m trainer benchmark`): the first --calib-clips val clips calibrate the int8 ranges (their inputs
+only, no labels), the whole val split chooses the format and fits the temperatures, and the test split
+measures retention and ECE.
 The bundle is written only when it meets the targets (or with --write-anyway); exit 1 when it does not.
 """
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-clips", type=int, default=128, help="val clips used as calibration data (default 128)")
     q.add_argument("--encoder-inputs", type=int, default=512,
                    help="calibration inputs per encoder, drawn from those clips' frames / windows (default 512)")
-    q.add_argument("--masks-per-clip", type=int, default=2,
-                   help="random missing-modality masks per calibration clip for the fusion (default 2)")
+    q.add_argument("--masks-per-clip", type=int, default=4,
+                   help="random missing-modality masks per calibration clip for the fusion (default 4)")
     q.add_argument("--max-action-loss", type=float, default=1.0, help="points of action accuracy int8 may lose")
     q.add_argument("--max-size-ratio", type=float, default=0.30, help="int8 / fp32 file size allowed")
     q.add_argument("--timing-repetitions", type=int, default=300, help="timed calls per quantization variant")
@@ -57,9 +58,8 @@ def _quantize(args: argparse.Namespace) -> int:
     out = args.out or args.bundle.with_name(args.bundle.name + "_int8")
     cfg = load_config(args.config)
     source = resolve_source(args.data_root)
-    if cfg.data.n_val <= args.calib_clips:
-        raise EdgeError(f"--calib-clips {args.calib_clips} leaves no val clips of {cfg.data.n_val} for choosing "
-                        "the format and fitting temperatures.")
+    if cfg.data.n_val < args.calib_clips:
+        raise EdgeError(f"--calib-clips {args.calib_clips} is more than the {cfg.data.n_val} val clips.")
     info = {"dataset": "MovingDigits-AV", "data_source": source.describe(),
             "data_root": str(source.root) if source.root else None, "data_seed": cfg.data.seed,
             "levels": source.levels_dict(cfg.data), "calibration_split": "val", **{
@@ -67,7 +67,7 @@ def _quantize(args: argparse.Namespace) -> int:
     val = from_trainer_clips(load_clips(source, "val", cfg.data.n_val, cfg.data, pre, args.cache), info)
     test = from_trainer_clips(load_clips(source, "test", cfg.data.n_test, cfg.data, pre, args.cache), info)
     k = args.calib_clips
-    splits = Splits(calib=val.take(slice(0, k)), val=val.take(slice(k, None)), test=test)
+    splits = Splits(calib=val.take(slice(0, k)), val=val, test=test)
     info["calibration_clips"] = f"val clips 0..{k - 1} of {cfg.data.n_val}"
     report = calibrate(args.bundle, splits, out, encoder_inputs=args.encoder_inputs,
                        masks_per_clip=args.masks_per_clip, seed=args.seed, timing_repetitions=args.timing_repetitions,

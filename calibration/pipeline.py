@@ -23,8 +23,8 @@ MODALITY_OF = {role: m for m, (role, _) in ENCODER_INPUT.items()}
 
 @dataclass
 class Splits:
-    calib: ClipSet   # drawn from the validation split: calibration ranges
-    val: ClipSet     # validation split: format choice and temperatures
+    calib: ClipSet   # drawn from the validation split: calibration ranges (inputs only)
+    val: ClipSet     # validation split: format choice and temperatures (labels used)
     test: ClipSet    # test split: the reported retention and ECE
 
 
@@ -60,7 +60,7 @@ def _losses(fp32: dict, int8: dict) -> dict[str, float]:
 
 
 def calibrate(bundle_dir: str | Path, splits: Splits, out_dir: str | Path, *, encoder_inputs: int = 512,
-              masks_per_clip: int = 2, seed: int = 0, threads: int = 1, timing_repetitions: int = 200,
+              masks_per_clip: int = 4, seed: int = 0, threads: int = 1, timing_repetitions: int = 200,
               targets: Targets = Targets(), source: dict | None = None, write_anyway: bool = False,
               log: Callable[[str], None] = print) -> dict:
     """Quantize `bundle_dir`, write the int8 bundle to `out_dir` when it meets `targets` (or `write_anyway`),

@@ -54,6 +54,11 @@ def markdown(report: dict) -> str:
         ch = c["choice"]
         lines.append(f"| {ch['video_encoder']} / {ch['flow_encoder']} / {ch['audio_encoder']} / {ch['fusion']} | "
                      f"{c['ms']:.3f} | {100 * c['size_ratio']:.1f} | {c['worst_action_loss']:+.1f} |")
+    kept = next(c for c in combos if c["choice"] == report["choice"])
+    ch = kept["choice"]
+    lines += ["", f"Kept: {ch['video_encoder']} / {ch['flow_encoder']} / {ch['audio_encoder']} / {ch['fusion']}, "
+                  f"{kept['ms']:.3f} ms per prediction, {100 * kept['size_ratio']:.1f} % of the fp32 size, worst val "
+                  f"action loss {kept['worst_action_loss']:+.1f} points."]
     lines += [
         "",
         "## Temperature scaling (fitted on the validation split; action-confidence ECE % on the test split)",

@@ -140,13 +140,13 @@ def _tiny_config(tmp_path, n_val: int, n_test: int):
     return path
 
 
-def test_cli_rejects_a_calibration_set_that_leaves_no_val_clips(random_bundle, tmp_path, capsys):
+def test_cli_rejects_more_calibration_clips_than_val_clips(random_bundle, tmp_path, capsys):
     from calibration.__main__ import main
 
     code = main(["quantize", "--bundle", str(random_bundle), "--config", str(_tiny_config(tmp_path, 8, 8)),
-                 "--calib-clips", "8", "--cache", str(tmp_path / "cache")])
+                 "--calib-clips", "9", "--cache", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "leaves no val clips" in err[0]
+    assert code == 2 and len(err) == 1 and "more than the 8 val clips" in err[0]
 
 
 @pytest.mark.slow
@@ -163,7 +163,7 @@ def test_cli_quantizes_on_real_held_out_clips(data_root, random_bundle, tmp_path
                  "--write-anyway"])
     assert code in (0, 1)
     report = json.loads(stem.with_suffix(".json").read_text())
-    assert report["clips"] == {"calib": 4, "val": 6, "test": 8}
+    assert report["clips"] == {"calib": 4, "val": 10, "test": 8}
     assert "| VFA |" in stem.with_suffix(".md").read_text()
     calib = load_bundle(out).manifest["extra"]["calibration_set"]
     assert calib["data_source"].startswith("real") and calib["calibration_split"] == "val"
