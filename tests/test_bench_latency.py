@@ -56,7 +56,8 @@ def test_latency_rows_for_every_model_stage_and_total(random_bundle, int8_bundle
     assert png.stat().st_size > 10_000
 
 
-def test_latency_table_prints_ratios(random_bundle, teacher_bundle, tmp_path, capsys):
+def test_latency_table_prints_ratios(random_bundle, teacher_bundle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `--png ''` means no histogram file at all (it once wrote ./.png)
     code = bench_main(["latency", "--bundle", str(random_bundle), "--teacher", str(teacher_bundle),
                        "--int8", str(teacher_bundle.parent / "absent"), "--repetitions", "10", "--png", ""])
     assert code == 2  # an explicitly named bundle that does not exist is an error, in one line
@@ -66,6 +67,7 @@ def test_latency_table_prints_ratios(random_bundle, teacher_bundle, tmp_path, ca
                        "--repetitions", "10", "--warmup", "1", "--png", ""])
     out = capsys.readouterr().out
     assert code == 0 and "teacher / student fp32 (p50)" in out and "total" in out
+    assert "histograms:" not in out and list(tmp_path.iterdir()) == []
 
 
 def test_ratios_divide_medians_per_stage():

@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repetitions", type=int, default=300, help="timed predictions per model")
     parser.add_argument("--warmup", type=int, default=20, help="untimed predictions per model first")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (the runtime's default)")
-    parser.add_argument("--png", type=Path, default=Path("runs/bench/latency.png"),
+    parser.add_argument("--png", type=lambda s: Path(s) if s else None, default=Path("runs/bench/latency.png"),
                         help="where to write the histograms (default runs/bench/latency.png); '' for none")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
 
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     times = interleave({label: task(label) for label in models}, args.repetitions, args.warmup)
     rows = rows_of(times, models)
-    if args.png and str(args.png):
+    if args.png is not None:
         plot(times, args.png)
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -244,6 +244,6 @@ def run(args: argparse.Namespace) -> int:
     print(table(rows))
     for name, per_stage in ratios(rows).items():
         print(f"{name} (p50): " + ", ".join(f"{stage} {r:.2f}x" for stage, r in per_stage.items()))
-    if args.png and str(args.png):
+    if args.png is not None:
         print(f"histograms: {args.png}")
     return 0
