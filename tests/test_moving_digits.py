@@ -118,6 +118,11 @@ def test_config_rejects_unknown_keys(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="probability"):
         NuisanceLevels(blur_prob=1.5)
+    bad.write_text("levels: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
 
 
 # ---------------------------------------------------------------- clips

@@ -209,47 +209,42 @@ def check_gap(live: LiveRun, lost: tuple[str, ...], kept: str, t_off: float, t_o
     assert back and all(m in back[0]["modalities"] for m in lost)
 
 
+def drop_and_restore(live: LiveRun, device, lost: tuple[str, ...], kept: str) -> tuple[float, float, str]:
+    """Stop `device` for 3 s, start it again and end the run; check the outage shows within NOTICE_S, the lost
+    modalities are back within RECOVER_S and `kept` covers the gap. Returns (notice s, back s, stderr)."""
+    try:
+        t_off = time.monotonic()
+        device.stop()
+        t_notice = live.wait_for(lacks(lost[0]), 5)
+        time.sleep(3.0)
+        t_on = device.start()
+        t_back = live.wait_for(uses(*lost), 10)
+    finally:
+        _, err = live.stop()
+    assert t_notice is not None and t_notice - t_off <= NOTICE_S, t_notice and t_notice - t_off
+    assert t_back is not None and t_back - t_on <= RECOVER_S, t_back and t_back - t_on
+    check_gap(live, lost, kept, t_off, t_on, t_back)
+    return t_notice - t_off, t_back - t_on, err
+
+
 def test_network_camera_drops_out_and_comes_back_without_restart(devices, tmp_path):
     pulse, camera, bundle = devices
     live = start_live(pulse, camera, bundle, tmp_path)
-    try:
-        t_off = time.monotonic()
-        camera.stop()
-        t_notice = live.wait_for(lacks("V"), 5)
-        time.sleep(3.0)
-        t_on = camera.start()
-        t_back = live.wait_for(uses("V", "F"), 10)
-    finally:
-        out, err = live.stop()
-    assert t_notice is not None and t_notice - t_off <= NOTICE_S, t_notice and t_notice - t_off
-    assert t_back is not None and t_back - t_on <= RECOVER_S, t_back and t_back - t_on
-    check_gap(live, ("V", "F"), "A", t_off, t_on, t_back)
+    notice_s, back_s, err = drop_and_restore(live, camera, ("V", "F"), "A")
     summary = live.records[-1][1]
     assert summary["type"] == "summary" and summary["counters"]["camera_reconnects"] >= 1
     assert "Traceback" not in err
-    print(f"camera: noticed {t_notice - t_off:.3f} s after the stream stopped, V+F back {t_back - t_on:.3f} s after "
-          f"it returned")
+    print(f"camera: noticed {notice_s:.3f} s after the stream stopped, V+F back {back_s:.3f} s after it returned")
 
 
 def test_pulseaudio_microphone_drops_out_and_comes_back_without_restart(devices, tmp_path):
     pulse, camera, bundle = devices
     live = start_live(pulse, camera, bundle, tmp_path)
-    try:
-        t_off = time.monotonic()
-        pulse.stop()
-        t_notice = live.wait_for(lacks("A"), 5)
-        time.sleep(3.0)
-        t_on = pulse.start()
-        t_back = live.wait_for(uses("A"), 10)
-    finally:
-        out, err = live.stop()
-    assert t_notice is not None and t_notice - t_off <= NOTICE_S, t_notice and t_notice - t_off
-    assert t_back is not None and t_back - t_on <= RECOVER_S, t_back and t_back - t_on
-    check_gap(live, ("A",), "V", t_off, t_on, t_back)
+    notice_s, back_s, err = drop_and_restore(live, pulse, ("A",), "V")
     summary = live.records[-1][1]
     assert summary["type"] == "summary" and summary["counters"]["mic_reconnects"] >= 1
     # Reopen attempts while the server is down do not flood stderr with ALSA's and PortAudio's own lines (the
     # three PortAudio prints from its audio thread at the moment of loss cannot be silenced from Python).
     assert "Traceback" not in err and "ALSA lib" not in err and "AlsaOpen" not in err, err[-2000:]
-    print(f"microphone: noticed {t_notice - t_off:.3f} s after the server stopped, A back {t_back - t_on:.3f} s "
+    print(f"microphone: noticed {notice_s:.3f} s after the server stopped, A back {back_s:.3f} s "
           f"after it delivered audio again")

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from edge.errors import ConfigError
 from edge.preprocess.config import _from_mapping
+from edge.yamlfile import read_yaml
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "configs" / "runtime.yaml"
 
@@ -93,10 +92,4 @@ class RuntimeConfig:
 def load_runtime_config(path: str | Path | None = None) -> RuntimeConfig:
     """The runtime settings from `path` (default: the shipped runtime.yaml); one ConfigError sentence if bad."""
     path = Path(path) if path is not None else DEFAULT_PATH
-    if not path.is_file():
-        raise ConfigError(f"runtime config {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"runtime config {path} is not valid YAML ({type(exc).__name__}).") from None
-    return RuntimeConfig.from_dict(data, str(path))
+    return RuntimeConfig.from_dict(read_yaml(path, "runtime config"), str(path))

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from edge.errors import ConfigError
 from edge.moving_digits.splits import DEFAULT_SPLITS, Split, check_disjoint
 from edge.preprocess.config import _from_mapping
+from edge.yamlfile import read_yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "assets" / "configs" / "moving_digits.yaml"
 
@@ -74,12 +73,7 @@ class MovingDigitsConfig:
 def load_config(path: Path | None = None) -> MovingDigitsConfig:
     """Read levels and splits from YAML (default: assets/configs/moving_digits.yaml); unknown keys are errors."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read the MovingDigits config {path}: {exc.strerror}.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"the MovingDigits config {path} is not valid YAML ({exc}).") from None
+    data = read_yaml(path, "the MovingDigits config")
     if not isinstance(data, Mapping):
         raise ConfigError(f"the MovingDigits config {path} must be a mapping with 'levels' and 'splits'.")
     unknown = sorted(set(data) - {"levels", "splits"})
