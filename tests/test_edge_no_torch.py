@@ -10,8 +10,11 @@ BLOCK_TORCH = "import sys; sys.modules['torch'] = None\n"
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    """Run `code` in a fresh interpreter where `import torch` fails; it must exit 0."""
+    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 def test_edge_imports_and_preprocesses_without_torch():
@@ -25,7 +28,6 @@ def test_edge_imports_and_preprocesses_without_torch():
         "assert not any(m.split('.')[0] in ('torch', 'trainer', 'calibration') for m in sys.modules if sys.modules[m])\n"
         "print('ok')\n"
     )
-    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
@@ -37,7 +39,6 @@ def test_torch_flow_backend_needs_torch_only_when_chosen():
         "except ImportError:\n"
         "    print('import error')\n"
     )
-    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "import error"
 
 
@@ -47,6 +48,5 @@ def test_bench_flow_skips_torch_with_a_note(data_root):
         f"sys.exit(main(['flow', '--data-root', {str(data_root)!r}, '--backends', 'torch', 'dis', "
         "'--repeats', '1', '--json']))\n"
     )
-    assert result.returncode == 0, result.stderr
     assert "skipping the torch flow backend" in result.stderr
     assert {r["backend"] for r in json.loads(result.stdout)} == {"dis"}
