@@ -34,6 +34,9 @@ from edge.live.streaming import StreamingStudent
 from edge.preprocess import prepare_frame, to_rgb_uint8
 
 
+DEVICE = {"V": "camera", "A": "mic"}  # the name of each sensor in counters and thread names
+
+
 def warn(message: str) -> None:
     with STDERR_LOCK:  # not while a capture thread has the C libraries' stderr silenced
         sys.stderr.write(f"\nwarning: {message}\n")
@@ -121,6 +124,7 @@ class Pipeline:
             raise SourceError(f"neither a camera nor a microphone is left to run on (camera: {video.absent}, "
                               f"microphone: {audio.absent}).")
         self.bundle, self.cfg, self.video, self.audio = bundle, cfg, video, audio
+        self.sensors = {"V": video, "A": audio}
         self.pre = bundle.preprocess
         self.realtime, self.duration_s, self.jsonl = realtime, duration_s, jsonl
         self.status, self.display, self.on_record = status, display, on_record
@@ -300,7 +304,7 @@ class Pipeline:
     def _finished(self, t_rel: float) -> bool:
         if self.stop_event.is_set() or (self.duration_s is not None and t_rel >= self.duration_s):
             return True
-        files = [m for m, s in (("V", self.video), ("A", self.audio)) if s.source is not None and s.source.is_file]
+        files = [m for m, s in self.sensors.items() if s.source is not None and s.source.is_file]
         return bool(files) and all(self.states[m] == ENDED for m in files)  # live devices never end a run
 
     def _run_realtime(self) -> None:
@@ -309,7 +313,7 @@ class Pipeline:
         for m, source, deliver, on_reopen in sources:
             if source is not None:
                 self._threads[m] = CaptureThread(source, deliver, self.cfg.capture, self.metrics,
-                                                 "camera" if m == "V" else "mic", self.stop_event, on_reopen)
+                                                 DEVICE[m], self.stop_event, on_reopen)
                 self._threads[m].start()
         period = 0.5 / self.pre.sample_fps
         origin = time.monotonic()
@@ -336,7 +340,7 @@ class Pipeline:
     def _run_fast(self) -> None:
         """Read sources in timestamp order, stamping data with media time; tick whenever time passes a tick."""
         heads: dict[str, tuple[float, np.ndarray] | None] = {}
-        readers = {m: s.source for m, s in (("V", self.video), ("A", self.audio)) if s.source is not None}
+        readers = {m: s.source for m, s in self.sensors.items() if s.source is not None}
         push = {"V": self.push_frame, "A": self.push_audio}
 
         def advance(m: str) -> None:
@@ -345,7 +349,7 @@ class Pipeline:
                     heads[m] = readers[m].read()
                 except SourceLost:
                     if self.states[m] != RECONNECTING:  # media time goes on; the next good item reconnects it
-                        self.metrics.count("camera_reconnects" if m == "V" else "mic_reconnects")
+                        self.metrics.count(f"{DEVICE[m]}_reconnects")
                         self.states[m] = RECONNECTING
                     continue
                 except SourceError as exc:
@@ -399,7 +403,7 @@ class Pipeline:
         self.stop_event.set()
         for thread in self._threads.values():
             thread.join(timeout=2.0)
-        for m, sensor in (("V", self.video), ("A", self.audio)):
+        for m, sensor in self.sensors.items():
             thread = self._threads.get(m)
             if sensor.source is not None and (thread is None or not thread.is_alive()):
                 sensor.source.close()
