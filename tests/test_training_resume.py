@@ -39,9 +39,6 @@ def _same(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.xfail(strict=True, reason="known trainer bug (reported): nn.Dropout in the teacher fusion draws from the "
-                   "global torch RNG, which the per-epoch checkpoint neither saves nor re-seeds, so a resumed epoch "
-                   "uses other dropout masks; teacher/fusion.pt and with it students/karmma_s differ")
 def test_smoke_training_killed_mid_run_resumes_to_identical_weights(tmp_path):
     cache = tmp_path / "cache"
     whole = subprocess.run(_args(tmp_path / "whole", cache), cwd=REPO, capture_output=True, text=True, timeout=300)

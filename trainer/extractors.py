@@ -113,6 +113,7 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
         extractor.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])  # dropout draws from the global RNG
         sched.load_state_dict(state["sched"])
         start = state["epoch"] + 1
     labels = {"verb": clips.verb, "noun": clips.noun}
@@ -141,7 +142,7 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
             sched.step()
         print(f"{desc} {modality} extractor epoch {epoch + 1}/{epochs}: train {PRETRAIN_HEADS[modality][0]} "
               f"acc {100 * correct / max(1, seen):.1f}% (per {'window' if modality == 'A' else 'frame'})", flush=True)
-        ckpt.save_atomic({"epoch": epoch, "model": extractor.state_dict(), "heads": heads.state_dict(),
+        ckpt.save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), "model": extractor.state_dict(), "heads": heads.state_dict(),
                           "opt": opt.state_dict(), "sched": sched.state_dict()}, ckpt_path)
     extractor.eval()
     for p in extractor.parameters():

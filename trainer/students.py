@@ -93,6 +93,7 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])  # dropout draws from the global RNG
         sched.load_state_dict(state["sched"])
         start = state["epoch"] + 1
     for epoch in range(start, cfg.epochs):
@@ -123,6 +124,6 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
             acc = accuracy(*fuse_batched(model.fusion, toks, torch.ones(len(val), 3)), val.verb, val.noun)
             msg += f", val VFA verb/noun/action {acc['verb']:.1f}/{acc['noun']:.1f}/{acc['action']:.1f}%"
         print(msg, flush=True)
-        ckpt.save_atomic({"epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
+        ckpt.save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), "model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict()}, ckpt_path)
     return model.eval()

@@ -67,6 +67,7 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
     if state is not None:
         fusion.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["rng"])  # dropout draws from the global RNG
         sched.load_state_dict(state["sched"])
         start = state["epoch"] + 1
     for epoch in tqdm(range(start, cfg.fusion_epochs), desc="teacher fusion", mininterval=2, initial=start,
@@ -86,7 +87,7 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
             loss.backward()
             opt.step()
             sched.step()
-        ckpt.save_atomic({"epoch": epoch, "model": fusion.state_dict(), "opt": opt.state_dict(),
+        ckpt.save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), "model": fusion.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict()}, ckpt_path)
     fusion.eval()
 
