@@ -113,7 +113,8 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
         extractor.load_state_dict(state["model"])
         heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["opt"])
-        torch.set_rng_state(state["rng"])  # dropout draws from the global RNG
+        if "rng" in state:  # dropout draws from the global RNG (checkpoints before this key lack it)
+            torch.set_rng_state(state["rng"])
         sched.load_state_dict(state["sched"])
         start = state["epoch"] + 1
     labels = {"verb": clips.verb, "noun": clips.noun}

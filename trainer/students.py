@@ -93,7 +93,8 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        torch.set_rng_state(state["rng"])  # dropout draws from the global RNG
+        if "rng" in state:  # dropout draws from the global RNG (checkpoints before this key lack it)
+            torch.set_rng_state(state["rng"])
         sched.load_state_dict(state["sched"])
         start = state["epoch"] + 1
     for epoch in range(start, cfg.epochs):

@@ -67,7 +67,8 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
     if state is not None:
         fusion.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        torch.set_rng_state(state["rng"])  # dropout draws from the global RNG
+        if "rng" in state:  # dropout draws from the global RNG (checkpoints before this key lack it)
+            torch.set_rng_state(state["rng"])
         sched.load_state_dict(state["sched"])
         start = state["epoch"] + 1
     for epoch in tqdm(range(start, cfg.fusion_epochs), desc="teacher fusion", mininterval=2, initial=start,
