@@ -29,3 +29,22 @@ def load(path: str | Path) -> Any | None:
     if not path.is_file():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_epoch(path: str | Path, epoch: int, parts: dict[str, Any]) -> None:
+    """Checkpoint the end of `epoch`: each part's state_dict (model, optimizer, scheduler, ...) plus the
+    global torch RNG state, which dropout draws from, so a resumed run continues exactly."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), **state}, path)
+
+
+def resume(path: str | Path, parts: dict[str, Any]) -> int:
+    """Restore `parts` from the checkpoint at `path`; the epoch to start from (0 without one)."""
+    state = load(path)
+    if state is None:
+        return 0
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    if "rng" in state:  # checkpoints written before this key lack it
+        torch.set_rng_state(state["rng"])
+    return state["epoch"] + 1

@@ -107,16 +107,8 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
     n, t = data.shape[:2]
     steps = (n * positions + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps), pct_start=0.15)
-    start = 0
-    state = ckpt.load(ckpt_path)
-    if state is not None:
-        extractor.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        opt.load_state_dict(state["opt"])
-        if "rng" in state:  # dropout draws from the global RNG (checkpoints before this key lack it)
-            torch.set_rng_state(state["rng"])
-        sched.load_state_dict(state["sched"])
-        start = state["epoch"] + 1
+    parts = {"model": extractor, "heads": heads, "opt": opt, "sched": sched}
+    start = ckpt.resume(ckpt_path, parts)
     labels = {"verb": clips.verb, "noun": clips.noun}
     for epoch in range(start, epochs):
         extractor.train()
@@ -143,8 +135,7 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
             sched.step()
         print(f"{desc} {modality} extractor epoch {epoch + 1}/{epochs}: train {PRETRAIN_HEADS[modality][0]} "
               f"acc {100 * correct / max(1, seen):.1f}% (per {'window' if modality == 'A' else 'frame'})", flush=True)
-        ckpt.save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), "model": extractor.state_dict(), "heads": heads.state_dict(),
-                          "opt": opt.state_dict(), "sched": sched.state_dict()}, ckpt_path)
+        ckpt.save_epoch(ckpt_path, epoch, parts)
     extractor.eval()
     for p in extractor.parameters():
         p.requires_grad_(not freeze)

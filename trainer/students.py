@@ -88,15 +88,8 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
     n = len(clips)
     steps = (n + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps), pct_start=0.15)
-    start = 0
-    state = ckpt.load(ckpt_path)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if "rng" in state:  # dropout draws from the global RNG (checkpoints before this key lack it)
-            torch.set_rng_state(state["rng"])
-        sched.load_state_dict(state["sched"])
-        start = state["epoch"] + 1
+    parts = {"model": model, "opt": opt, "sched": sched}
+    start = ckpt.resume(ckpt_path, parts)
     for epoch in range(start, cfg.epochs):
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -125,6 +118,5 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
             acc = accuracy(*fuse_batched(model.fusion, toks, torch.ones(len(val), 3)), val.verb, val.noun)
             msg += f", val VFA verb/noun/action {acc['verb']:.1f}/{acc['noun']:.1f}/{acc['action']:.1f}%"
         print(msg, flush=True)
-        ckpt.save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), "model": model.state_dict(), "opt": opt.state_dict(),
-                          "sched": sched.state_dict()}, ckpt_path)
+        ckpt.save_epoch(ckpt_path, epoch, parts)
     return model.eval()

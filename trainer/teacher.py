@@ -62,15 +62,8 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
     steps = (n + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.fusion_lr, total_steps=max(1, cfg.fusion_epochs * steps),
                                                 pct_start=0.1)
-    start = 0
-    state = ckpt.load(ckpt_path)
-    if state is not None:
-        fusion.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if "rng" in state:  # dropout draws from the global RNG (checkpoints before this key lack it)
-            torch.set_rng_state(state["rng"])
-        sched.load_state_dict(state["sched"])
-        start = state["epoch"] + 1
+    parts = {"model": fusion, "opt": opt, "sched": sched}
+    start = ckpt.resume(ckpt_path, parts)
     for epoch in tqdm(range(start, cfg.fusion_epochs), desc="teacher fusion", mininterval=2, initial=start,
                       total=cfg.fusion_epochs):
         fusion.train()
@@ -88,8 +81,7 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
             loss.backward()
             opt.step()
             sched.step()
-        ckpt.save_atomic({"epoch": epoch, "rng": torch.get_rng_state(), "model": fusion.state_dict(), "opt": opt.state_dict(),
-                          "sched": sched.state_dict()}, ckpt_path)
+        ckpt.save_epoch(ckpt_path, epoch, parts)
     fusion.eval()
 
 
