@@ -90,6 +90,24 @@ def make_extractor(spec: str, modality: str, widths: tuple, token_dim: int) -> n
     raise ConfigError(f"unknown extractor {spec!r} for {modality}; use 'conv' or 'torchvision:<arch>[:<weights>]'.")
 
 
+def pretrain_heads(extractor: nn.Module, modality: str, n_classes: dict[str, int]) -> nn.ModuleDict:
+    """The linear heads an extractor is pre-trained with (PRETRAIN_HEADS), on its `out_dim` features."""
+    return nn.ModuleDict({h: nn.Linear(extractor.out_dim, n_classes[h]) for h in PRETRAIN_HEADS[modality]})
+
+
+def pretrain_loss(extractor: nn.Module, heads: nn.ModuleDict, modality: str, x: torch.Tensor,
+                  labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed CE of every head on single frames / windows `x` [B, C, H, W]; and how many the first head got right."""
+    feats = extractor(x)
+    loss, correct = 0.0, 0
+    for h, head in heads.items():
+        logits = head(feats)
+        loss = loss + F.cross_entropy(logits, labels[h])
+        if h == PRETRAIN_HEADS[modality][0]:
+            correct = int((logits.argmax(1) == labels[h]).sum())
+    return loss, correct
+
+
 def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dict[str, int], *, epochs: int,
              positions: int, lr: float, batch_size: int, seed: int, ckpt_path: Path, freeze: bool = True,
              desc: str = "teacher") -> None:
@@ -100,7 +118,7 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
     A single frame or window is cheap (1/21 of a clip), so this converges in seconds where whole-clip
     training would take minutes.
     """
-    heads = nn.ModuleDict({h: nn.Linear(extractor.out_dim, n_classes[h]) for h in PRETRAIN_HEADS[modality]})
+    heads = pretrain_heads(extractor, modality, n_classes)
     params = list(extractor.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     data = getattr(clips, modality)
@@ -121,14 +139,10 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
                       mininterval=2, leave=False):
             sel = order[s:s + batch_size]
             ci, pi = clip_idx[sel], pos_idx[sel]
-            feats = extractor(data[ci, pi].float())
-            loss = 0.0
-            for h, head in heads.items():
-                logits = head(feats)
-                loss = loss + F.cross_entropy(logits, labels[h][ci])
-                if h == PRETRAIN_HEADS[modality][0]:
-                    correct += int((logits.argmax(1) == labels[h][ci]).sum())
-                    seen += len(sel)
+            loss, hits = pretrain_loss(extractor, heads, modality, data[ci, pi].float(),
+                                       {h: labels[h][ci] for h in heads})
+            correct += hits
+            seen += len(sel)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

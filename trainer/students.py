@@ -55,6 +55,17 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
                     log_target=True, reduction="batchmean") * temperature ** 2
 
 
+def student_loss(verb: torch.Tensor, noun: torch.Tensor, target_verb: torch.Tensor, target_noun: torch.Tensor,
+                 cfg: StudentConfig, teacher: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """CE per head; with the teacher's (verb, noun) logits on the same modality subset, KARMMA_S's
+    alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE."""
+    ce = F.cross_entropy(verb, target_verb) + F.cross_entropy(noun, target_noun)
+    if teacher is None:
+        return ce
+    kd = kd_loss(verb, teacher[0], cfg.temperature) + kd_loss(noun, teacher[1], cfg.temperature)
+    return cfg.alpha * kd + (1 - cfg.alpha) * ce
+
+
 def pretrain_encoders(cfg: StudentConfig, clips: ClipSet, n_classes: dict[str, int], tokens: dict[str, int], *,
                       batch_size: int, seed: int, work: Path) -> dict[str, torch.Tensor]:
     """Warm start for the student encoders: each pre-trained on its own modality's labels, one frame / window
@@ -100,14 +111,11 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
             idx = order[s:s + batch_size]
             mask = random_drop(len(idx), p_drop, gen) if p_drop > 0 else torch.ones(len(idx), 3)
             verb, noun = forward_present(model, clips.inputs(idx), mask)
-            ce = F.cross_entropy(verb, clips.verb[idx]) + F.cross_entropy(noun, clips.noun[idx])
+            teacher = None
             if mode == "karmma_s":
                 sub = subset_index(mask)
-                kd = (kd_loss(verb, teacher_logits[0][sub, idx], cfg.temperature)
-                      + kd_loss(noun, teacher_logits[1][sub, idx], cfg.temperature))
-                loss = cfg.alpha * kd + (1 - cfg.alpha) * ce
-            else:
-                loss = ce
+                teacher = (teacher_logits[0][sub, idx], teacher_logits[1][sub, idx])
+            loss = student_loss(verb, noun, clips.verb[idx], clips.noun[idx], cfg, teacher)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -54,6 +54,16 @@ def alignment_loss(fusion: Fusion, tokens: list[torch.Tensor], mask: torch.Tenso
     return total / max(1, pairs)
 
 
+def fusion_loss(fusion: Fusion, tokens: list[torch.Tensor], mask: torch.Tensor, verb: torch.Tensor,
+                noun: torch.Tensor, cfg: TeacherConfig) -> torch.Tensor:
+    """CE per head on the masked tokens, plus the optional InfoNCE alignment."""
+    verb_logits, noun_logits = fusion(*tokens, mask)
+    loss = F.cross_entropy(verb_logits, verb) + F.cross_entropy(noun_logits, noun)
+    if cfg.infonce:
+        loss = loss + cfg.infonce_weight * alignment_loss(fusion, tokens, mask, cfg.infonce_tau)
+    return loss
+
+
 def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet, cfg: TeacherConfig, *,
                  batch_size: int, seed: int, ckpt_path: Path) -> None:
     """Train the teacher's fusion + heads on cached tokens (resumes per epoch)."""
@@ -72,11 +82,8 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size]
             mask = random_drop(len(idx), cfg.p_drop, gen) if cfg.p_drop > 0 else torch.ones(len(idx), 3)
-            batch = [tokens[m][idx] for m in MODALITIES]
-            verb, noun = fusion(*batch, mask)
-            loss = F.cross_entropy(verb, clips.verb[idx]) + F.cross_entropy(noun, clips.noun[idx])
-            if cfg.infonce:
-                loss = loss + cfg.infonce_weight * alignment_loss(fusion, batch, mask, cfg.infonce_tau)
+            loss = fusion_loss(fusion, [tokens[m][idx] for m in MODALITIES], mask, clips.verb[idx], clips.noun[idx],
+                               cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
