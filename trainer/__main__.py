@@ -1,4 +1,5 @@
-"""python -m trainer benchmark | evaluate  (see README, "Trainer and results")."""
+"""python -m trainer benchmark | teacher | student | evaluate  (see README, "Trainer and results" and
+"Real datasets and multi-machine training")."""
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,28 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared CPU, more threads oversubscribe and run slower)")
 
+    for name, text in (("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion"),
+                       ("student", "the teacher (or resume it from --out), then distil KARMMA_S; export bundles")):
+        t = sub.add_parser(name, help=f"{text} on --dataset (runs under torchrun too)")
+        _dataset_args(t)
+        t.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, token caches, results, "
+                                                               "bundles); the same --out resumes")
+        t.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
+                                                   "trainer_smoke.yaml with --smoke)")
+        t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (e.g. batch_size=256, data.workers=8)")
+        t.add_argument("--smoke", action="store_true", help="the tiny smoke configuration")
+        t.add_argument("--eval-split", default="test", help="split scored at the end (default test)")
+        t.add_argument("--freeze-bn", action="store_true",
+                       help="BatchNorm on running statistics: N processes then train exactly as one on CPU")
+        t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda:LOCAL_RANK when available")
+        t.add_argument("--threads", type=int, default=1, help="torch threads per process")
+
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
-    e.add_argument("--data-root")
-    e.add_argument("--split", default="test", help="split name from moving_digits.yaml (default test)")
+    _dataset_args(e)
+    e.add_argument("--split", default="test", help="split to score (default test)")
+    e.add_argument("--workers", type=int, default=0, help="DataLoader processes reading a real dataset")
     e.add_argument("--speakers", nargs="+", help="FSDD speakers to evaluate on (overrides the split's)")
     e.add_argument("--images", help="MNIST image range START:STOP (overrides the split's)")
     e.add_argument("--n-clips", type=int, default=1000)
@@ -46,11 +65,38 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    from trainer.datasets import DATASET_NAMES, MOVING_DIGITS
+
+    p.add_argument("--dataset", default=MOVING_DIGITS, choices=DATASET_NAMES, help=f"default {MOVING_DIGITS}")
+    p.add_argument("--data-root", help="data root (MovingDigits-AV: MNIST + FSDD, default $KARMMA_DATA_ROOT or "
+                                       "../shared/data; real datasets: required)")
+    p.add_argument("--annotations", help="annotation folder of a real dataset (default: under --data-root)")
+    p.add_argument("--media-root", help="media folder of EPIC-KITCHENS or Something-Something (default: under "
+                                        "--data-root)")
+    p.add_argument("--layout", choices=("frames", "video"), help="EPIC-KITCHENS media layout (default frames)")
+    p.add_argument("--flow-source", choices=("recompute", "epic"),
+                   help="EPIC-KITCHENS flow: recomputed from RGB (default) or its u/v JPEGs")
+    p.add_argument("--limit", type=int, help="only the first LIMIT annotation rows of each split")
+
+
+def _dataset_spec(args: argparse.Namespace):
+    from trainer.datasets import DatasetSpec
+
+    options = {k: getattr(args, k) for k in ("annotations", "media_root", "layout", "flow_source", "limit")
+               if getattr(args, k) is not None}
+    return DatasetSpec(args.dataset, args.data_root, options)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "benchmark":
             return _benchmark(args)
+        if args.command in ("teacher", "student"):
+            return _train(args)
+        if args.dataset != "moving-digits":
+            return _evaluate_dataset(args)
         return _evaluate(args)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -75,6 +121,55 @@ def _benchmark(args: argparse.Namespace) -> int:
     print((args.out / "results.md").read_text())
     print(f"wrote {args.out / 'results.json'}, results.md, drop_curve.png and bundles/ "
           f"({results['wall_time_s'] / 60:.1f} min)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import logging
+
+    import torch
+
+    from trainer import distributed as ddp
+    from trainer.config import load_config
+    from trainer.stages import Run, run_student, run_teacher
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(max(1, args.threads))
+    config = args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml")
+    cfg = load_config(config, args.set)
+    info = ddp.init(device=args.device)
+    try:
+        run = Run(_dataset_spec(args), cfg, args.out, info, eval_split=args.eval_split, freeze_bn=args.freeze_bn)
+        (run_teacher if args.command == "teacher" else run_student)(run)
+    finally:
+        ddp.shutdown()
+    return 0
+
+
+def _evaluate_dataset(args: argparse.Namespace) -> int:
+    from edge.bundle import load_bundle
+    from trainer.config import load_config
+    from trainer.datasets import build_dataset
+    from trainer.evaluation import bundle_callables
+    from trainer.stages import format_scores, score_tokens
+    from trainer.streams import dataset_tokens
+
+    bundle = load_bundle(args.bundle, threads=max(1, args.threads))
+    cfg = load_config(args.config)
+    dataset = build_dataset(_dataset_spec(args), args.split, train=False, data=cfg.data, pre=bundle.preprocess)
+    if dict(bundle.labels) != dataset.labels:
+        raise EdgeError(f"{args.bundle} predicts other classes than {args.dataset} has "
+                        f"({', '.join(f'{len(v)} {h}s' for h, v in dataset.labels.items())}).")
+    encode, fuse = bundle_callables(bundle)
+    tokens = dataset_tokens(encode, dataset, dims=dict(bundle.manifest["token_dim"]), batch_size=cfg.batch_size,
+                            workers=args.workers, desc=f"{args.dataset} {args.split} tokens")
+    result = {"model": bundle.manifest["name"], "dataset": args.dataset, "eval_split": args.split,
+              **score_tokens(fuse, tokens, cfg.eval)}
+    print(format_scores(result))
+    if dataset.skips.total:
+        print(dataset.skips.summary(kept=len(dataset)))
+    if args.json:
+        args.json.write_text(json.dumps({"bundle": str(args.bundle), **result}, indent=1))
     return 0
 
 

@@ -48,6 +48,7 @@ class TeacherConfig:
     infonce: bool = False                # InfoNCE alignment of per-modality token averages
     infonce_weight: float = 0.1
     infonce_tau: float = 0.1
+    token_views: int = 2                 # real datasets: TSN draws of the train split whose tokens are cached
 
 
 @dataclass(frozen=True)

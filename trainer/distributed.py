@@ -90,10 +90,12 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = True) -> nn.Module:
+def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = True, find_unused: bool = False) -> nn.Module:
     """The model on its device, wrapped in DistributedDataParallel when there is more than one process.
 
     The wrapper broadcasts rank 0's parameters and buffers at construction, so every rank starts equal.
+    `find_unused`: some parameters may get no gradient in a step (an encoder whose modality is missing
+    from every sample of a rank's batch is not run), which DDP must then be told.
     """
     model = model.to(info.device)
     if not info.distributed:
@@ -101,7 +103,7 @@ def wrap(model: nn.Module, info: DistInfo, sync_bn: bool = True) -> nn.Module:
     if sync_bn and info.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -40,23 +40,36 @@ def fuse_batched(fuse: Fuse, tokens: dict[str, torch.Tensor], mask: torch.Tensor
     return torch.cat(verbs), torch.cat(nouns)
 
 
-def subset_table(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor,
-                 noun: torch.Tensor) -> dict[str, dict[str, float]]:
-    """{subset: {verb, noun, action}} for the 7 subsets."""
+def subset_table(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor, noun: torch.Tensor,
+                 present: torch.Tensor | None = None) -> dict[str, dict[str, float]]:
+    """{subset: {verb, noun, action}} for the 7 subsets.
+
+    With `present` [n, 3] (what each sample has), a subset's mask is ANDed with it and the subset is scored
+    on the samples left with at least one modality; a subset no sample has (A on SSv2) is left out.
+    """
     n = verb.shape[0]
-    return {s: accuracy(*fuse_batched(fuse, tokens, subset_mask(s, n)), verb, noun) for s in SUBSETS}
+    table = {}
+    for s in SUBSETS:
+        mask = subset_mask(s, n) if present is None else subset_mask(s, n) * present
+        rows = mask.sum(1) > 0
+        if bool(rows.any()):
+            picked = {m: t[rows] for m, t in tokens.items()}
+            table[s] = accuracy(*fuse_batched(fuse, picked, mask[rows]), verb[rows], noun[rows])
+    return table
 
 
 def drop_curve(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor, noun: torch.Tensor,
-               ps: tuple[float, ...], repeats: int, seed: int = 1234) -> dict[float, float]:
-    """Action accuracy when each modality is missing independently with probability p (trainer.masks.random_drop).
+               ps: tuple[float, ...], repeats: int, seed: int = 1234,
+               present: torch.Tensor | None = None) -> dict[float, float]:
+    """Action accuracy when each modality is missing independently with probability p (trainer.masks.random_drop,
+    ANDed with `present` when given).
 
     Every model scored with the same seed sees the same masks; `repeats` draws per clip average out the noise.
     """
     out = {}
     for p in ps:
         gen = torch.Generator().manual_seed(seed + int(round(p * 1000)))
-        accs = [accuracy(*fuse_batched(fuse, tokens, random_drop(verb.shape[0], p, gen)), verb, noun)["action"]
+        accs = [accuracy(*fuse_batched(fuse, tokens, random_drop(verb.shape[0], p, gen, present)), verb, noun)["action"]
                 for _ in range(repeats)]
         out[float(p)] = float(np.mean(accs))
     return out

@@ -1,0 +1,349 @@
+"""`python -m trainer teacher | student`: the teacher and KARMMA_S on any dataset (trainer.datasets), read in
+batches, alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel, rank-0-only logs and checkpoints).
+
+Teacher: (1) the three extractors pre-trained on their modalities' labels, one pass over the data per
+epoch for all three, then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
+(training samples change with the TSN draw, so `teacher.token_views` draws of the train split are
+cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the cached tokens.
+Student: a unimodal warm start of its encoders, then KARMMA_S (modality dropout, learned missing-modality
+tokens, KD from the teacher on the same modality subset, computed from the teacher's cached tokens of the
+very samples the student sees). Modality masks are the random drop ANDed with what each sample has.
+
+Every stage checkpoints per epoch (rank 0, atomically) and resumes, so `student` after `teacher` with the
+same --out reuses the teacher. With --freeze-bn (BatchNorm on running statistics) and dropout 0, N processes
+train the same weights as one, up to floating-point noise: masks, TSN offsets and pre-training positions are
+drawn per sample from (seed, epoch, index), never from a rank's own generator.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+
+from edge.errors import ConfigError
+from edge.preprocess import PreprocessConfig
+from trainer import ckpt
+from trainer import distributed as ddp
+from trainer.config import EvalConfig, TrainerConfig
+from trainer.datasets import DatasetSpec, build_dataset, presence
+from trainer.evaluation import drop_curve, subset_table
+from trainer.export import export_bundle
+from trainer.extractors import pretrain_heads, pretrain_loss
+from trainer.masks import sample_drop
+from trainer.models import MODALITIES, Fusion, MultimodalModel
+from trainer.streams import cached_tokens, dataset_tokens, make_loader, per_rank_batch
+from trainer.students import forward_present, student_config, student_loss
+from trainer.teacher import build_extractors, fusion_loss, teacher_model_config
+
+
+@dataclass
+class Run:
+    """Everything a stage needs: the dataset, the settings, where to write, and this process's rank."""
+
+    spec: DatasetSpec
+    cfg: TrainerConfig
+    out: Path
+    info: ddp.DistInfo
+    eval_split: str = "test"
+    freeze_bn: bool = False
+    pre: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def dataset(self, split: str, train: bool):
+        return build_dataset(self.spec, split, train=train, data=self.cfg.data, pre=self.pre)
+
+    @property
+    def tokens_per_modality(self) -> dict[str, int]:
+        return {"V": self.pre.video_tokens, "F": self.pre.flow_tokens, "A": self.pre.audio_tokens}
+
+    def log(self, message: str) -> None:
+        if self.info.is_main:
+            print(message, flush=True)
+
+
+def _connected_zero(module: nn.Module) -> torch.Tensor:
+    """0 that depends on every parameter: the loss of a batch with nothing to learn from, so each rank
+    still takes part in the step's gradient all-reduce."""
+    return sum(p.sum() for p in module.parameters() if p.requires_grad) * 0.0
+
+
+class PretrainStep(nn.Module):
+    """Loss of one batch for pre-training the three encoders on single frames / windows of their own modality.
+
+    A modality's loss is the mean over the samples of the GLOBAL batch that have it: each rank's share is
+    weighted by its own count (ranks can hold different numbers of samples with audio), which keeps N
+    processes equal to one.
+    """
+
+    def __init__(self, encoders: nn.ModuleDict, n_classes: dict[str, int], positions: int, seed: int,
+                 info: ddp.DistInfo) -> None:
+        super().__init__()
+        self.encoders = encoders
+        self.heads = nn.ModuleDict({m: pretrain_heads(encoders[m], m, n_classes) for m in MODALITIES})
+        self.positions, self.seed, self.info = positions, seed, info
+
+    def forward(self, batch: dict, epoch: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        present, index = presence(batch).cpu(), batch["index"].cpu()
+        local = present.sum(0)
+        weight = local * self.info.world_size / ddp.all_reduce_sum(local, self.info).clamp(min=1)
+        loss = _connected_zero(self)
+        for i, m in enumerate(MODALITIES):
+            rows = torch.nonzero(present[:, i] > 0).flatten()
+            if not len(rows):
+                continue
+            steps = batch[m].shape[1]
+            pos = torch.as_tensor(np.stack([np.random.default_rng([self.seed, epoch, int(index[r]), i])
+                                            .integers(0, steps, self.positions) for r in rows]))
+            sample = rows.repeat_interleave(self.positions)
+            x = batch[m][sample.to(batch[m].device), pos.flatten().to(batch[m].device)].to(device)
+            labels = {h: batch[h].cpu()[sample].to(device) for h in self.heads[m]}
+            loss = loss + float(weight[i]) * pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)[0]
+        return loss
+
+
+class FusionStep(nn.Module):
+    """Loss of one batch of cached-token rows for the teacher's fusion."""
+
+    def __init__(self, fusion: Fusion, views: list[dict[str, torch.Tensor]], run: Run) -> None:
+        super().__init__()
+        self.fusion, self.views, self.run = fusion, views, run
+
+    def forward(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        cfg, view = self.run.cfg.teacher, self.views[epoch % len(self.views)]
+        device, index = self.run.info.device, index.cpu()
+        mask = _mask(index, view["present"][index], cfg.p_drop, self.run.cfg.data.seed, epoch)
+        tokens = [view[m][index].float().to(device) for m in MODALITIES]
+        return fusion_loss(self.fusion, tokens, mask.to(device), view["verb"][index].to(device),
+                           view["noun"][index].to(device), cfg)
+
+
+class StudentStep(nn.Module):
+    """Loss of one batch of samples for KARMMA_S, the teacher predicting from its cached tokens of the same samples."""
+
+    def __init__(self, student: MultimodalModel, teacher: Fusion, views: list[dict[str, torch.Tensor]],
+                 run: Run) -> None:
+        super().__init__()
+        self.student, self.views, self.run = student, views, run
+        self.teacher = [teacher]        # a list: not a submodule, so DDP neither syncs nor checkpoints it
+
+    def forward(self, batch: dict, epoch: int) -> torch.Tensor:
+        cfg, device = self.run.cfg.student, self.run.info.device
+        index, view = batch["index"].cpu(), self.views[epoch % len(self.views)]
+        mask = _mask(index, presence(batch).cpu(), cfg.p_drop, self.run.cfg.data.seed, epoch).to(device)
+        verb, noun = forward_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
+        with torch.no_grad():
+            teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
+        return student_loss(verb, noun, batch["verb"].to(device), batch["noun"].to(device), cfg, teacher)
+
+
+def _mask(index: torch.Tensor, present: torch.Tensor, p_drop: float, seed: int, epoch: int) -> torch.Tensor:
+    return sample_drop(index, present, p_drop, seed, epoch) if p_drop > 0 else present.float()
+
+
+def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run: Run, *, epochs: int, lr: float,
+        weight_decay: float, pct_start: float, ckpt_path: Path, desc: str) -> None:
+    """AdamW + one-cycle over `epochs` of `batches(epoch)`; resumes from and checkpoints to `ckpt_path`."""
+    step.to(run.info.device)
+    opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * n_batches),
+                                                pct_start=pct_start)
+    parts = {"model": step, "opt": opt, "sched": sched}
+    start = ckpt.resume(ckpt_path, parts)
+    model = ddp.wrap(step, run.info, find_unused=True)
+    for epoch in range(start, epochs):
+        step.train()
+        if run.freeze_bn:
+            ddp.freeze_batchnorm(step)
+        total = torch.zeros(2)
+        for batch in tqdm(batches(epoch), total=n_batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", mininterval=2,
+                          leave=False, disable=not run.info.is_main):
+            loss = model(batch, epoch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += torch.tensor([float(loss.detach()), 1.0])
+        total = ddp.all_reduce_sum(total, run.info)
+        run.log(f"{desc} epoch {epoch + 1}/{epochs}: mean loss {total[0] / max(1.0, float(total[1])):.4f}")
+        if run.info.is_main:
+            ckpt.save_epoch(ckpt_path, epoch, parts)
+        if run.info.distributed:
+            torch.distributed.barrier()
+    step.eval()
+
+
+def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[Callable[[int], Iterable], int]:
+    """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch."""
+    loader, sampler = make_loader(dataset, run.info, run.cfg.batch_size, shuffle=True, seed=run.cfg.data.seed,
+                                  workers=run.cfg.data.workers)
+
+    def batches(epoch: int) -> Iterable:
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(view_of(epoch))
+        return loader
+
+    return batches, len(loader)
+
+
+def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
+    """`batches(epoch)` of row indices 0..n-1 (cached tokens), shared out over the ranks."""
+    rows = TensorDataset(torch.arange(n))
+    sampler = ddp.sampler(rows, run.info, shuffle=True, seed=run.cfg.data.seed, drop_last=True)
+    loader = DataLoader(rows, batch_size=per_rank_batch(run.cfg.batch_size, run.info), sampler=sampler)
+
+    def batches(epoch: int) -> Iterable:
+        sampler.set_epoch(epoch)
+        return (b[0] for b in loader)
+
+    return batches, len(loader)
+
+
+def pretrain_encoders(encoders: nn.ModuleDict, train, run: Run, *, epochs: int, positions: int, lr: float,
+                      ckpt_path: Path, desc: str) -> None:
+    step = PretrainStep(encoders, train.num_classes, positions, run.cfg.data.seed, run.info)
+    batches, n = _sample_batches(train, run, view_of=lambda epoch: epoch)
+    fit(step, batches, n, run, epochs=epochs, lr=lr, weight_decay=0.01, pct_start=0.15, ckpt_path=ckpt_path,
+        desc=desc)
+
+
+def split_tokens(encoders: nn.ModuleDict, dataset, name: str, run: Run, work: Path,
+                 dims: dict[str, int]) -> list[dict[str, torch.Tensor]]:
+    """Cached tokens of `dataset` per TSN draw (teacher.token_views draws of a training split, else one)."""
+    device = run.info.device
+
+    def encode(m: str, x: torch.Tensor) -> torch.Tensor:
+        return encoders[m](x.to(device))
+
+    views = []
+    draws = run.cfg.teacher.token_views if getattr(dataset, "train", False) else 1
+    for view in range(draws):
+        dataset.set_epoch(view)
+        path = work / "tokens" / f"{name}_{dataset.cache_key()}.pt"
+        views.append(cached_tokens(encode, dataset, path, run.info, dims=dims, batch_size=run.cfg.batch_size,
+                                   workers=run.cfg.data.workers, desc=f"{work.name} tokens ({name}, draw {view})"))
+    return views
+
+
+def score_tokens(fuse, view: dict[str, torch.Tensor], cfg: EvalConfig) -> dict:
+    """The 7-subset table (each subset scored on the samples that have one of its modalities) and the drop curve."""
+    tokens = {m: view[m].float() for m in MODALITIES}
+    present = view["present"]
+    return {"n": int(present.shape[0]),
+            "table": subset_table(fuse, tokens, view["verb"], view["noun"], present),
+            "curve": drop_curve(fuse, tokens, view["verb"], view["noun"], tuple(cfg.drop_ps), cfg.drop_repeats,
+                                present=present)}
+
+
+def _describe(dataset) -> dict:
+    skips = getattr(dataset, "skips", None)
+    return {"samples": len(dataset), "skipped": dict(skips.counts) if skips is not None else {}}
+
+
+def _check_same_run(run: Run, train) -> None:
+    """A resumed --out must hold a run on the same data: its checkpoints and token caches belong to it."""
+    train.set_epoch(0)
+    this = {"dataset": run.spec.name, "train_samples": train.cache_key()}
+    path = run.out / "run.json"
+    if path.is_file():
+        if json.loads(path.read_text()) != this:
+            raise ConfigError(f"{run.out} holds a run on other data ({path}); resume only with the same dataset, "
+                              "split files and preprocessing, or use a new --out.")
+    elif run.info.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(this))
+
+
+def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]], dict]:
+    """Teacher on `run.spec`'s train split; returns it, its cached train-token views and its eval-split scores."""
+    start, cfg, work = time.time(), run.cfg.teacher, run.out / "teacher"
+    train = run.dataset("train", train=True)
+    _check_same_run(run, train)
+    torch.manual_seed(run.cfg.data.seed)
+    extractors = build_extractors(cfg)
+    pretrain_encoders(extractors, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
+                      lr=cfg.pretrain_lr, ckpt_path=work / "extractors.pt", desc="teacher extractors")
+    for p in extractors.parameters():
+        p.requires_grad_(False)
+    dims = {m: extractors[m].out_dim for m in MODALITIES}
+    views = split_tokens(extractors, train, "train", run, work, dims)
+    evaluation = run.dataset(run.eval_split, train=False)
+    eval_view = split_tokens(extractors, evaluation, run.eval_split, run, work, dims)[0]
+    n = train.num_classes
+    fusion = Fusion(run.tokens_per_modality, dims, cfg.dim, cfg.layers, cfg.heads, cfg.ff, n["verb"], n["noun"],
+                    missing="learned", dropout=cfg.dropout)
+    batches, n_batches = _index_batches(len(train), run)
+    fit(FusionStep(fusion, views, run), batches, n_batches, run, epochs=cfg.fusion_epochs, lr=cfg.fusion_lr,
+        weight_decay=0.01, pct_start=0.1, ckpt_path=work / "fusion.pt", desc="teacher fusion")
+    teacher = MultimodalModel.from_parts(teacher_model_config(cfg, run.tokens_per_modality), extractors,
+                                         fusion).eval()
+    result = {"model": "teacher", "dataset": run.spec.name, "eval_split": run.eval_split,
+              "train": _describe(train), "eval": _describe(evaluation),
+              **score_tokens(_cpu_fuse(fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
+    _finish(run, teacher, train.labels, "teacher", result)
+    return teacher, views, result
+
+
+def run_student(run: Run) -> dict:
+    """KARMMA_S distilled from the teacher (trained first, or resumed from --out)."""
+    teacher, views, _ = run_teacher(run)
+    start, cfg, work = time.time(), run.cfg.student, run.out / "student"
+    train = run.dataset("train", train=True)
+    n = train.num_classes
+    torch.manual_seed(run.cfg.data.seed)
+    model = MultimodalModel(student_config(cfg, "karmma_s", run.tokens_per_modality), n["verb"], n["noun"])
+    for m in MODALITIES:
+        model.encoders[m].out_dim = model.cfg.token_dim
+    pretrain_encoders(model.encoders, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
+                      lr=cfg.pretrain_lr, ckpt_path=work / "encoders.pt", desc="student encoders")
+    teacher.fusion.to(run.info.device)
+    batches, n_batches = _sample_batches(train, run, view_of=lambda epoch: epoch % len(views))
+    fit(StudentStep(model, teacher.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=work / "karmma_s.pt", desc="KARMMA_S")
+    spread = ddp.check_synchronised(model, run.info)
+    if not run.info.is_main:
+        return {}
+    model = model.cpu().eval()
+    evaluation = run.dataset(run.eval_split, train=False)
+    eval_view = dataset_tokens(lambda m, x: model.encoders[m](x), evaluation,
+                               dims={m: model.cfg.token_dim for m in MODALITIES}, batch_size=run.cfg.batch_size,
+                               workers=run.cfg.data.workers, desc=f"KARMMA_S tokens ({run.eval_split})")
+    result = {"model": "karmma_s", "dataset": run.spec.name, "eval_split": run.eval_split,
+              "world_size": run.info.world_size, "weight_spread_between_ranks": spread,
+              "train": _describe(train), "eval": _describe(evaluation),
+              **score_tokens(_cpu_fuse(model.fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
+    _finish(run, model, train.labels, "karmma_s", result)
+    return result
+
+
+def _cpu_fuse(fusion: Fusion):
+    fusion = fusion.cpu().eval()
+    return lambda *args: fusion(*args)
+
+
+def _finish(run: Run, model: MultimodalModel, labels: dict, name: str, result: dict) -> None:
+    """Rank 0: results.json, a bundle, and the table on stdout."""
+    if not run.info.is_main:
+        return
+    folder = run.out / ("teacher" if name == "teacher" else "student")
+    (folder / "results.json").write_text(json.dumps(result, indent=1))
+    metrics = {"split": run.eval_split, "accuracy": result["table"], "dataset": run.spec.name}
+    export_bundle(model.cpu(), run.pre, labels, run.out / "bundles" / name, name=f"{name}-{run.spec.name}",
+                  kind="teacher" if name == "teacher" else "student", metrics=metrics,
+                  extra={"data": {"dataset": run.spec.name, "options": run.spec.options}})
+    run.log(format_scores(result))
+
+
+def format_scores(result: dict) -> str:
+    lines = [f"{result['model']} on {result['dataset']} {result['eval_split']} ({result['n']} samples)",
+             "subset   verb   noun  action"]
+    lines += [f"{s:<6} {a['verb']:6.1f} {a['noun']:6.1f} {a['action']:7.1f}" for s, a in result["table"].items()]
+    lines.append("random drop p: " + "  ".join(f"{p:.1f}:{a:.1f}" for p, a in result["curve"].items()))
+    return "\n".join(lines)
