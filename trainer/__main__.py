@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value (e.g. batch_size=256, data.workers=8)")
         t.add_argument("--smoke", action="store_true", help="the tiny smoke configuration")
+        t.add_argument("--train-split", default="train", help="split trained on (default train; EPIC and SSv2: "
+                                                              "90%% of the train list, train-full: all of it)")
         t.add_argument("--eval-split", default="test", help="split scored at the end (default test)")
         t.add_argument("--freeze-bn", action="store_true",
                        help="BatchNorm on running statistics: N processes then train exactly as one on CPU")
@@ -139,7 +141,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(config, args.set)
     info = ddp.init(device=args.device)
     try:
-        run = Run(_dataset_spec(args), cfg, args.out, info, eval_split=args.eval_split, freeze_bn=args.freeze_bn)
+        run = Run(_dataset_spec(args), cfg, args.out, info, train_split=args.train_split, eval_split=args.eval_split,
+                  freeze_bn=args.freeze_bn)
         (run_teacher if args.command == "teacher" else run_student)(run)
     finally:
         ddp.shutdown()

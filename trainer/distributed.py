@@ -82,6 +82,11 @@ def init(backend: str | None = None, device: str | None = None) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
+def backend_name(info: DistInfo) -> str:
+    """"gloo" / "nccl" under torchrun, "none" in a single process."""
+    return str(dist.get_backend()) if info.distributed else "none"
+
+
 def shutdown() -> None:
     """Leave the process group (call once at the end of training, after the DDP model is released)."""
     if dist.is_initialized():

@@ -52,6 +52,7 @@ class Run:
     cfg: TrainerConfig
     out: Path
     info: ddp.DistInfo
+    train_split: str = "train"
     eval_split: str = "test"
     freeze_bn: bool = False
     pre: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -264,7 +265,7 @@ def _check_same_run(run: Run, train) -> None:
 def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]], dict]:
     """Teacher on `run.spec`'s train split; returns it, its cached train-token views and its eval-split scores."""
     start, cfg, work = time.time(), run.cfg.teacher, run.out / "teacher"
-    train = run.dataset("train", train=True)
+    train = run.dataset(run.train_split, train=True)
     _check_same_run(run, train)
     torch.manual_seed(run.cfg.data.seed)
     extractors = build_extractors(cfg)
@@ -295,7 +296,7 @@ def run_student(run: Run) -> dict:
     """KARMMA_S distilled from the teacher (trained first, or resumed from --out)."""
     teacher, views, _ = run_teacher(run)
     start, cfg, work = time.time(), run.cfg.student, run.out / "student"
-    train = run.dataset("train", train=True)
+    train = run.dataset(run.train_split, train=True)
     n = train.num_classes
     torch.manual_seed(run.cfg.data.seed)
     model = MultimodalModel(student_config(cfg, "karmma_s", run.tokens_per_modality), n["verb"], n["noun"])
@@ -316,7 +317,8 @@ def run_student(run: Run) -> dict:
                                dims={m: model.cfg.token_dim for m in MODALITIES}, batch_size=run.cfg.batch_size,
                                workers=run.cfg.data.workers, desc=f"KARMMA_S tokens ({run.eval_split})")
     result = {"model": "karmma_s", "dataset": run.spec.name, "eval_split": run.eval_split,
-              "world_size": run.info.world_size, "weight_spread_between_ranks": spread,
+              "world_size": run.info.world_size, "backend": ddp.backend_name(run.info),
+              "weight_spread_between_ranks": spread,
               "train": _describe(train), "eval": _describe(evaluation),
               **score_tokens(_cpu_fuse(model.fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
     _finish(run, model, train.labels, "karmma_s", result)
