@@ -35,6 +35,8 @@ def test_one_minute_soak_with_injected_faults(random_bundle):
 def test_overload_reports_phases_shedding_and_bounded_buffers(random_bundle):
     r = bench("overload", "--bundle", str(random_bundle), "--idle", "2", "--load", "4", "--after", "2", timeout=120)
     assert set(r["phases"]) == {"idle", "loaded", "after"}
+    assert r["config"]["flow_size"] == "64x64" and r["config"]["flow_backend"] == "dis"   # the shipped config
+    assert r["config"]["trained_flow"] == "dis at 64x64" and not r["config"]["budget_overridden"]
     for phase in r["phases"].values():
         assert phase["predictions_per_s"] > 2 and sum(phase["flow_levels"].values()) == pytest.approx(1.0, abs=0.01)
     buffers = r["buffers"]

@@ -2,13 +2,15 @@
 
 A real clip (default: flipping_a_pancake.mkv from the data root, looped; else the procedural demo stream) plays
 in real time through the threaded pipeline in three phases: idle, loaded (--busy processes that each keep a
-core busy), and after. Per phase: capture-to-prediction p50/p95/p99, per-tick processing time (what the shedder
-compares with its budget), predictions per second, and the share of predictions at each flow resolution (1.0, 0.5, 0.25, dropped); when each
-shedding level was first reached after the load started and when full resolution came back. Buffers: every
-ring's fixed capacity, the drops they counted instead of growing, ticks skipped because the loop fell behind,
-and resident memory at each phase's end.
---budget-ms overrides the per-prediction budget of the runtime config (e.g. to see the ladder engage on a
-machine where the load does not push a tick past the shipped budget). --json prints one object.
+core busy), and after. Per phase: capture-to-prediction p50/p95/p99, per-video-tick processing time (what the
+shedder compares with its budget), predictions per second, the share of predictions at each flow resolution
+(1.0, 0.5, 0.25, dropped) and resident memory at the phase's end; when each shedding level was first reached
+after the load started and when full resolution came back after it. Buffers: every ring's fixed capacity, the
+drops they counted instead of growing, and ticks skipped because the loop fell behind.
+The run states its configuration: the runtime config file, where flow runs (flow.size, backend) against what
+the bundle was trained with, and the shedding ladder. --config assets/configs/runtime_flow360_torch.yaml is
+the heavier configuration in which flow dominates a tick. --budget-ms overrides the config's budget (it can
+show the ladder on a machine the load does not overload). --json prints one object.
 """
 from __future__ import annotations
 
@@ -155,14 +157,23 @@ def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phas
         rss = [mb for s, mb in scheduler.rss if a <= s < b]
         phases[name]["rss_mb_end"] = rss[-1] if rss else None
     counters = summary["counters"]
+    trained, size = bundle.preprocess.flow, bundle.preprocess.frame_size
+    side = pipeline.student.flow_side
     return {
         "stream": stream, "bundle": str(bundle_path), "busy_processes": busy,
-        "budget_ms": cfg.shedding.budget_ms, "phases_s": {k: round(b - a, 1) for k, (a, b) in bounds.items()},
+        "config": {"path": str(config), "flow_size": f"{side}x{side}",
+                   "flow_backend": pipeline.student.flow_backend.name,
+                   "trained_flow": f"{trained.backend} at {size}x{size}",
+                   "budget_ms": cfg.shedding.budget_ms, "budget_overridden": budget_ms is not None,
+                   "flow_scales": list(cfg.shedding.flow_scales), "shed_after": cfg.shedding.shed_after,
+                   "recover_after": cfg.shedding.recover_after},
+        "phases_s": {k: round(b - a, 1) for k, (a, b) in bounds.items()},
         "phases": phases,
         "shedding": {"escalations": summary["shedding"]["escalations"],
                      "first_reached_s": first_reached(recorder, zero + idle_s, zero + idle_s + load_s)},
         "late_ticks": counters.get("late_ticks", 0),
-        "buffers": {"frame_ring_slots": cfg.capture.frame_ring, "audio_ring_s": cfg.capture.audio_ring_s,
+        "buffers": {"frame_ring_slots": cfg.capture.frame_ring, "frame_ring_frame": f"{side}x{side}x3",
+                    "audio_ring_s": cfg.capture.audio_ring_s,
                     "token_rings": bundle.manifest["tokens"], "frame_ring": summary["frame_ring"],
                     "audio_ring_dropped": summary["audio_ring_dropped"],
                     "rss_mb": {"start": scheduler.rss[0][1] if scheduler.rss else None,
@@ -204,20 +215,28 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
+    c = r["config"]
     print(f"overload: {r['stream']} looped in real time; {r['busy_processes']} busy processes during "
-          f"{r['phases_s']['loaded']:g} s; budget {r['budget_ms']:g} ms per prediction")
-    print(f"{'phase':<8}{'c2p p50':>9}{'p95':>7}{'p99':>7}{'tick p50':>10}{'p95':>7}{'pred/s':>8}  flow levels")
+          f"{r['phases_s']['loaded']:g} s")
+    print(f"config: {c['path']}; flow {c['flow_size']} ({c['flow_backend']}; the bundle was trained on "
+          f"{c['trained_flow']}); budget {c['budget_ms']:g} ms per video tick"
+          f"{' (overridden by --budget-ms)' if c['budget_overridden'] else ''}; flow scales {c['flow_scales']} then "
+          f"dropped, one step after {c['shed_after']} ticks over budget, back after {c['recover_after']} under half")
+    print(f"{'phase':<8}{'c2p p50':>9}{'p95':>7}{'p99':>7}{'tick p50':>10}{'p95':>7}{'pred/s':>8}{'RSS MB':>8}"
+          f"  flow levels")
     for name, ph in r["phases"].items():
-        c, tk = ph["capture_to_prediction_ms"], ph["tick_ms"]
+        q, tk = ph["capture_to_prediction_ms"], ph["tick_ms"]
         levels = ", ".join(f"{k} {v:.0%}" for k, v in ph["flow_levels"].items() if v)
-        print(f"{name:<8}{c['p50']:>9.1f}{c['p95']:>7.1f}{c['p99']:>7.1f}{tk.get('p50', float('nan')):>10.2f}"
-              f"{tk.get('p95', float('nan')):>7.2f}{ph['predictions_per_s']:>8.2f}  {levels}")
+        print(f"{name:<8}{q['p50']:>9.1f}{q['p95']:>7.1f}{q['p99']:>7.1f}{tk.get('p50', float('nan')):>10.2f}"
+              f"{tk.get('p95', float('nan')):>7.2f}{ph['predictions_per_s']:>8.2f}{ph['rss_mb_end'] or 0:>8.1f}"
+              f"  {levels}")
     sh = r["shedding"]
     print(f"shedding: {sh['escalations']} escalations; after the load started: " + ", ".join(
         f"{k} at {v} s" if v is not None else f"{k} never" for k, v in sh["first_reached_s"].items()))
     b = r["buffers"]
-    print(f"buffers: frame ring {b['frame_ring_slots']} slots (overwritten unread {b['frame_ring']['dropped']}, "
-          f"not sampled {b['frame_ring']['skipped']}), audio ring {b['audio_ring_s']:g} s (dropped {b['audio_ring_dropped']}), "
-          f"token rings {b['token_rings']}; late ticks {r['late_ticks']}; RSS {b['rss_mb']['start']} -> "
-          f"{b['rss_mb']['end']} MB (max {b['rss_mb']['max']})")
+    print(f"buffers: frame ring {b['frame_ring_slots']} x {b['frame_ring_frame']} (overwritten unread "
+          f"{b['frame_ring']['dropped']}, not sampled {b['frame_ring']['skipped']}), audio ring "
+          f"{b['audio_ring_s']:g} s (dropped {b['audio_ring_dropped']}), token rings {b['token_rings']}; "
+          f"late ticks {r['late_ticks']}; RSS {b['rss_mb']['start']} -> {b['rss_mb']['end']} MB "
+          f"(max {b['rss_mb']['max']})")
     return 0

@@ -46,6 +46,18 @@ class SheddingConfig:
 
 
 @dataclass(frozen=True)
+class FlowRuntimeConfig:
+    size: int = 0                    # side of the square flow is computed on at shedding level 1.0; 0: the model's
+                                     # frame size (as trained); larger: flow at camera resolution, area-averaged
+                                     # down to the model's size (costs more; shedding's flow_scales scale this size)
+    backend: str = ""                # "": the bundle's backend; dis | torch | farneback replace it (with that
+                                     # backend's defaults), which the model was not trained with
+
+
+FLOW_BACKENDS = ("", "dis", "torch", "farneback")
+
+
+@dataclass(frozen=True)
 class EventsConfig:
     ema_alpha: float = 0.3           # weight of the newest prediction in the smoothed probabilities
     start_at: float = 0.5            # an action starts when its smoothed confidence reaches this ...
@@ -58,6 +70,7 @@ class RuntimeConfig:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     shedding: SheddingConfig = field(default_factory=SheddingConfig)
+    flow: FlowRuntimeConfig = field(default_factory=FlowRuntimeConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     status_interval_s: float = 0.5
 
@@ -66,7 +79,7 @@ class RuntimeConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
         sections = {"capture": CaptureConfig, "health": HealthConfig, "shedding": SheddingConfig,
-                    "events": EventsConfig}
+                    "flow": FlowRuntimeConfig, "events": EventsConfig}
         values = dict(data)
         for name, section in sections.items():
             if name in values:
@@ -82,6 +95,9 @@ class RuntimeConfig:
         scales = self.shedding.flow_scales
         if not scales or any(not isinstance(s, (int, float)) or not 0 < s <= 1 for s in scales):
             raise ConfigError(f"{where}: shedding.flow_scales must be numbers in (0, 1].")
+        if self.flow.size < 0 or self.flow.backend not in FLOW_BACKENDS:
+            raise ConfigError(f"{where}: flow.size must be 0 or a positive number of pixels and flow.backend one "
+                              f"of {list(FLOW_BACKENDS)}, got {self.flow.size} and {self.flow.backend!r}.")
         if not 0 < self.events.ema_alpha <= 1 or self.events.end_below > self.events.start_at:
             raise ConfigError(f"{where}: events need 0 < ema_alpha <= 1 and end_below <= start_at.")
 

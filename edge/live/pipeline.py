@@ -10,6 +10,7 @@ time, so a file runs as fast as the CPU allows while every sampling decision sta
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -129,11 +130,13 @@ class Pipeline:
         self.realtime, self.duration_s, self.jsonl = realtime, duration_s, jsonl
         self.status, self.display, self.on_record = status, display, on_record
         self.metrics = Metrics()
-        self.student = StreamingStudent(bundle, cfg.health.min_tokens, self.metrics)
+        self.student = StreamingStudent(bundle, cfg.health.min_tokens, self.metrics, cfg.flow.size, cfg.flow.backend)
         self.shedder = LoadShedder(cfg.shedding)
         self.events = EventTracker(cfg.events, bundle.labels)
         self.video_health, self.audio_health = VideoHealth(cfg.health), AudioHealth(cfg.health)
-        s = self.pre.frame_size
+        # The ring keeps frames at the flow's size (the model's, unless flow.size asks for more).
+        s = self.student.flow_side
+        self._ring_pre = dataclasses.replace(self.pre, frame_size=s)
         self.frame_ring = FrameRing(cfg.capture.frame_ring, (s, s, 3))
         self.audio_ring: AudioRing | None = None
         if audio.source is not None:
@@ -158,7 +161,7 @@ class Pipeline:
     def push_frame(self, t: float, data: np.ndarray, arrival: float) -> None:
         try:
             with self.metrics.time("frame_prepare"):
-                frame = prepare_frame(to_rgb_uint8(data, bgr=False), self.pre)
+                frame = prepare_frame(to_rgb_uint8(data, bgr=False), self._ring_pre)
         except PreprocessError as exc:
             self.metrics.count("bad_frames")
             if self.metrics.counters["bad_frames"] == 1:
@@ -179,13 +182,14 @@ class Pipeline:
         """One tick at stream time `now` (the rings' clock); returns the prediction record (None: no new input)."""
         tick_start = time.perf_counter()
         latest = self.frame_ring.latest() if self.video.source is not None else None
+        frame = None if latest is None else prepare_frame(latest[0], self.pre)  # the model's size
         v_reason = self.video_health.update(now, self.states["V"],
-                                            None if latest is None else (latest[0], latest[1], latest[3]))
+                                            None if latest is None else (frame, latest[1], latest[3]))
         a_reason = self._audio_health(now)
         flow_scale = self.shedder.flow_scale
         if video_tick:
             if v_reason is None:
-                self.student.add_frame(latest[0], latest[2], flow_scale)
+                self.student.add_frame(frame, latest[2], flow_scale, flow_frame=latest[0])
             else:
                 self.student.reset_video()
         else:

@@ -2,12 +2,17 @@
 a prediction runs only the fusion model over the last tokens of each modality and the availability mask."""
 from __future__ import annotations
 
+import dataclasses
+
+import cv2
 import numpy as np
 
 from edge.bundle import MODALITIES, Bundle, subset_key
+from edge.errors import ConfigError
 from edge.live.metrics import Metrics
 from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, to_gray,
                              window_to_model_input)
+from edge.preprocess.config import FlowConfig
 
 
 class TokenRing:
@@ -50,13 +55,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class StreamingStudent:
-    """Token rings per modality over a bundle's encoders; `predict` runs fusion only."""
+    """Token rings per modality over a bundle's encoders; `predict` runs fusion only.
 
-    def __init__(self, bundle: Bundle, min_tokens: dict[str, int], metrics: Metrics | None = None) -> None:
+    Flow runs on `flow_side` x `flow_side` gray frames (the model's frame size unless `flow_size` asks for more,
+    e.g. a camera's resolution) and is brought to the model's size and pixel units before its encoder;
+    `flow_backend` ("" = the bundle's) may replace the backend the model was trained with.
+    """
+
+    def __init__(self, bundle: Bundle, min_tokens: dict[str, int], metrics: Metrics | None = None,
+                 flow_size: int = 0, flow_backend: str = "") -> None:
         self.bundle = bundle
         self.cfg = bundle.preprocess
         self.metrics = metrics or Metrics()
-        self.flow_backend = make_flow_backend(self.cfg.flow)
+        if 0 < flow_size < self.cfg.frame_size:
+            raise ConfigError(f"flow.size {flow_size} is below the model's frame size {self.cfg.frame_size}; "
+                              f"use 0 (the model's size) or at least {self.cfg.frame_size}.")
+        self.flow_side = flow_size or self.cfg.frame_size
+        self._flow_pre = dataclasses.replace(self.cfg, frame_size=self.flow_side)
+        trained = self.cfg.flow
+        self.flow_backend = make_flow_backend(trained if flow_backend in ("", trained.backend)
+                                              else FlowConfig(backend=flow_backend))
         tokens, dims = bundle.manifest["tokens"], bundle.manifest["token_dim"]
         self.rings = {m: TokenRing(tokens[m], dims[m]) for m in MODALITIES}
         self.min_tokens = {m: min(min_tokens[m], tokens[m]) for m in MODALITIES}
@@ -66,10 +84,10 @@ class StreamingStudent:
         """Run every model and the flow once on dummy inputs, so the first live tick does not pay for
         onnxruntime's and OpenCV's first-call setup; the rings are left empty and the timings unrecorded."""
         metrics, self.metrics = self.metrics, Metrics()
-        s = self.cfg.frame_size
+        s, f = self.cfg.frame_size, self.flow_side
         try:
             for _ in range(2):
-                self.add_frame(np.zeros((s, s, 3), np.uint8), 0.0, 1.0)
+                self.add_frame(np.zeros((s, s, 3), np.uint8), 0.0, 1.0, np.zeros((f, f, 3), np.uint8))
             self.add_audio(np.zeros(self.cfg.audio_window_samples, np.float32), self.cfg.audio_sample_rate, 0.0)
             self.logits((True, True, True))
         finally:
@@ -77,24 +95,34 @@ class StreamingStudent:
             self.reset_video()
             self.reset_audio()
 
-    def add_frame(self, frame: np.ndarray, arrival: float, flow_scale: float | None) -> None:
+    def add_frame(self, frame: np.ndarray, arrival: float, flow_scale: float | None,
+                  flow_frame: np.ndarray | None = None) -> None:
         """Encode one sampled model-size RGB frame; with a flow scale, also the flow against the previous
-        sampled frame (None: flow is shed, F's ring restarts)."""
+        sampled frame (None: flow is shed, F's ring restarts). `flow_frame`: the same picture at flow_side
+        (None: `frame`, for flow at the model's size)."""
         m = self.metrics
         with m.time("video_encoder"):
             token = self.bundle.run("video_encoder", frame=normalize_frame(frame, self.cfg)[None])[0]
         self.rings["V"].push(token[0], arrival)
-        gray = to_gray(frame)
+        gray = to_gray(frame if flow_frame is None else flow_frame)
         if flow_scale is None:
             self.rings["F"].reset()
         elif self._prev_gray is not None:
             with m.time("flow"):
-                flow = compute_flow(self.flow_backend, self._prev_gray, gray, self.cfg, scale=flow_scale)
+                flow = self.model_flow(self._prev_gray, gray, flow_scale)
                 flow_input = flow_to_model_input(flow, self.cfg)[None]
             with m.time("flow_encoder"):
                 token = self.bundle.run("flow_encoder", flow=flow_input)[0]
             self.rings["F"].push(token[0], arrival)
         self._prev_gray = gray
+
+    def model_flow(self, prev_gray: np.ndarray, gray: np.ndarray, scale: float) -> np.ndarray:
+        """Flow computed at flow_side * scale, as the model sees it: at its frame size, in its pixels."""
+        flow = compute_flow(self.flow_backend, prev_gray, gray, self._flow_pre, scale=scale)
+        size = self.cfg.frame_size
+        if flow.shape[0] == size:
+            return flow
+        return cv2.resize(flow, (size, size), interpolation=cv2.INTER_AREA) * (size / flow.shape[0])
 
     def add_audio(self, window: np.ndarray, rate: int, arrival: float) -> None:
         """Encode one audio window (the last audio_window_s, any rate; resampled to the model rate)."""
