@@ -146,11 +146,13 @@ def broadcast(obj: Any, info: DistInfo, src: int = 0) -> Any:
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum of `tensor` over ranks (e.g. correct / total counts for evaluation), returned on every rank."""
-    if info.distributed:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+    """Sum of `tensor` over ranks (e.g. correct / total counts for evaluation), returned on every rank, on
+    the tensor's own device (NCCL reduces only GPU tensors, so a CPU tensor travels through the rank's device)."""
+    if not info.distributed:
+        return tensor
+    total = tensor.to(info.device, copy=True)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.to(tensor.device)
 
 
 def parameter_spread(model: nn.Module, info: DistInfo) -> float:

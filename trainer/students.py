@@ -40,7 +40,7 @@ def forward_present(model: MultimodalModel, inputs: dict[str, torch.Tensor],
     for i, m in enumerate(MODALITIES):
         x = inputs[m]
         keep = mask[:, i] > 0
-        t = torch.zeros(x.shape[0], x.shape[1], model.fusion.embed[m].in_features)
+        t = torch.zeros(x.shape[0], x.shape[1], model.fusion.embed[m].in_features, device=x.device)
         if bool(keep.all()):
             t = model.encode(m, x)
         elif bool(keep.any()):
