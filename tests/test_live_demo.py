@@ -1,16 +1,26 @@
 """`run_live.py --demo`: a scored MovingDigits-AV stream with scripted camera and microphone dropouts."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from edge.live.demo import dropouts, score_segments
+import numpy as np
+import pytest
+import yaml
+
+from edge.bundle import Bundle, load_bundle
+from edge.errors import ConfigError
+from edge.live.demo import N_ACTIONS, dropouts, score_segments, session_levels
 from edge.live.sources import Fault
-from edge.moving_digits import NOUNS, VERBS, Segment
+from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, load_config, load_sources, render_session
+from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend, normalize_frame,
+                             prepare_frame, to_gray, window_to_model_input)
 
 REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "assets" / "bundles" / "karmma_s_int8"
 
 
 def _pred(t: float, verb: str | None, noun: str | None) -> dict:
@@ -50,3 +60,71 @@ def test_demo_completes_scores_and_keeps_predicting_through_dropouts(random_bund
     assert used(faults["camera"]) == {("A",)}
     assert used(faults["mic"]) == {("V", "F")}
     assert summary["counters"]["camera_reconnects"] == 1 and summary["counters"]["mic_reconnects"] == 1
+
+
+def test_a_segment_is_during_a_dropout_when_the_fault_overlaps_the_windows_scored_for_it():
+    # The camera is back at 11.2 s, after the segment started (10.97 s) but before the first scored instant
+    # (11.97 s): the windows scored for it still lack video, so it is not a segment "outside the dropouts".
+    segments = [Segment(10.97, 12.97, 4, 2), Segment(16.0, 18.0, 1, 1)]
+    records = [_pred(t, VERBS[4], NOUNS[2]) for t in (12.0, 13.0, 13.9)] + [_pred(t, VERBS[1], NOUNS[1])
+                                                                           for t in (17.0, 18.0, 19.0)]
+    score = score_segments(segments, records, window_s=2.0, faults={"camera": Fault(8.2, 11.2, "lost")})
+    assert score["rows"][0]["dropout"] == ["camera"]
+    assert score["rows"][1]["dropout"] == []                   # its windows start at 15 s, long after 11.2 s
+
+
+def _bundle_with(extra: dict | None) -> Bundle:
+    manifest = {"name": "test"} if extra is None else {"name": "test", "extra": extra}
+    return Bundle(path=Path("test"), manifest=manifest, preprocess=PreprocessConfig(), sessions={})
+
+
+def test_the_demo_session_uses_the_levels_the_bundle_records():
+    levels, origin = session_levels(_bundle_with({"data": {"levels": {"card_scale": [0.5, 0.65],
+                                                                      "snr_db": [5.0, 25.0]}}}))
+    assert levels.card_scale == (0.5, 0.65) and levels.snr_db == (5.0, 25.0) and "bundle" in origin
+    assert levels.noise_rms == load_config().levels.noise_rms        # unrecorded keys: moving_digits.yaml's
+    assert session_levels(_bundle_with(None)) == (load_config().levels,
+                                                  "moving_digits.yaml levels (the bundle records none)")
+    with pytest.raises(ConfigError, match="card_scale"):
+        session_levels(_bundle_with({"data": {"levels": {"card_scale": [0.65, 0.5]}}}))
+
+
+def test_the_shipped_student_is_demoed_at_the_levels_it_was_trained_on():
+    trained = yaml.safe_load((REPO / "assets" / "configs" / "trainer.yaml").read_text())["data"]["levels"]
+    levels, _ = session_levels(load_bundle(SHIPPED))
+    assert trained and all(getattr(levels, k) == tuple(v) for k, v in trained.items())
+
+
+@pytest.mark.slow
+def test_windows_aligned_to_demo_segments_score_like_the_offline_test_clips(data_root):
+    """The demo session, cut into the trainer's 2 s windows exactly at each action, scores near the bundle's
+    offline test accuracy (95 %): the session is rendered from the distribution the model was tested on."""
+    from trainer.data.moving_digits import audio_windows, sample_instants
+
+    bundle = load_bundle(SHIPPED)
+    pre = bundle.preprocess
+    flow = make_flow_backend(pre.flow)
+    split = DEFAULT_SPLITS["test"]
+    sources = load_sources(data_root, list(split.speakers), split.images, pre.audio_sample_rate)
+    hits = total = 0
+    for seed in (0, 1, 2):
+        session = render_session(sources, seed, N_ACTIONS, session_levels(bundle)[0],
+                                 sample_rate=pre.audio_sample_rate)
+        for seg in session.segments:
+            first = int(round(seg.start_s * session.fps))      # the action's first frame = the clip's after lead-in
+            sampled, prev = sample_instants(int(round(pre.window_s * session.fps)), first, pre)
+            small = {i: prepare_frame(session.frames[i], pre) for i in {*sampled.tolist(), *prev.tolist()}}
+            tokens = {
+                "video_tokens": [bundle.run("video_encoder", frame=normalize_frame(small[i], pre)[None])[0][0]
+                                 for i in sampled.tolist()],
+                "flow_tokens": [bundle.run("flow_encoder", flow=flow_to_model_input(
+                    compute_flow(flow, to_gray(small[p]), to_gray(small[i]), pre), pre)[None])[0][0]
+                    for p, i in zip(prev.tolist(), sampled.tolist())],
+                "audio_tokens": [bundle.run("audio_encoder", logmel=window_to_model_input(
+                    session.audio[a:b], session.sample_rate, pre)[None])[0][0]
+                    for a, b in audio_windows(int(round(seg.start_s * session.sample_rate)), pre)]}
+            verb, noun = bundle.run("fusion", **{k: np.stack(v)[None] for k, v in tokens.items()},
+                                    mask=np.ones((1, 3), np.float32))
+            hits += (int(verb.argmax()), int(noun.argmax())) == (seg.verb, seg.noun)
+            total += 1
+    assert total == 24 and hits >= 20, f"{hits}/{total} aligned windows right"
