@@ -76,10 +76,10 @@ def test_pipeline_keeps_frames_at_the_flow_size_and_predicts_with_flow(bundle):
     assert [r["modalities"] for r in records if r["type"] == "prediction"][-1] == ["V", "F"]
 
 
-def _levels(shedder: LoadShedder, ticks_ms: list[float]) -> list[float | None]:
+def _levels(shedder: LoadShedder, ticks_ms: list[float], flow_ms: float = 0.0) -> list[float | None]:
     out = []
     for ms in ticks_ms:
-        shedder.update(ms)
+        shedder.update(ms, flow_ms)
         out.append(shedder.flow_scale)
     return out
 
@@ -104,3 +104,17 @@ def test_shedder_holds_between_half_and_full_budget_and_recovers_one_level_per_q
     assert _levels(shedder, [10]) == [0.5]                   # four under half in a row: one step back
     assert _levels(shedder, [10] * 4) == [0.5, 0.5, 0.5, 1.0]
     assert _levels(shedder, [10] * 8) == [1.0] * 8
+
+
+def test_shedder_stays_down_while_the_higher_resolution_would_miss_the_budget():
+    shedder = LoadShedder(SheddingConfig(budget_ms=40, flow_scales=(1.0, 0.5, 0.25), shed_after=1,
+                                         recover_after=3))
+    assert _levels(shedder, [50], flow_ms=45) == [0.5]
+    # Still loaded: 13 ms a tick, 11 of them flow; at full resolution 13 + 3 * 11 = 46 ms > 40: no step up.
+    assert shedder.projected_one_up_ms(13, 11) == 46
+    assert _levels(shedder, [13] * 10, flow_ms=11) == [0.5] * 10
+    # Load gone: 8 ms, 5.5 of them flow -> 24.5 ms at full resolution: back after 3 ticks.
+    assert _levels(shedder, [8] * 3, flow_ms=5.5) == [0.5, 0.5, 1.0]
+    # From dropped flow there is no flow time to scale: the half-budget rule alone brings flow back.
+    assert _levels(shedder, [50] * 3, flow_ms=40) == [0.5, 0.25, None]
+    assert _levels(shedder, [5] * 3) == [None, None, 0.25]

@@ -33,7 +33,6 @@ from edge.live.shedding import LoadShedder
 from edge.live.sources import ArrayAudio, ArrayVideo, MediaAudio, MediaVideo, NoAudioStream
 
 DEFAULT_CLIP = "clips/flipping_a_pancake.mkv"
-LEVELS = ("1.0", "0.5", "0.25", "dropped")
 
 
 def load_clip(path: Path, rate: int) -> tuple[np.ndarray, float, np.ndarray]:
@@ -63,52 +62,67 @@ def _level(scale: float) -> str:
     return "dropped" if np.isnan(scale) else str(float(scale))
 
 
-def phase_report(rec: Recorder, t0: float, t1: float, tick_ms: np.ndarray) -> dict:
+def ladder(cfg: SheddingConfig) -> list[str]:
+    """The shedding levels by name, in the order the shedder steps through them: each flow scale, then dropped."""
+    return [str(float(s)) for s in cfg.flow_scales] + ["dropped"]
+
+
+def _ms(values: np.ndarray) -> dict:
+    return {"n": int(values.size), "p50": round(float(np.percentile(values, 50)), 2),
+            "p95": round(float(np.percentile(values, 95)), 2)} if values.size else {}
+
+
+def phase_report(rec: Recorder, t0: float, t1: float, tick_ms: np.ndarray, tick_scale: np.ndarray,
+                 names: list[str]) -> dict:
     sel = (rec.t[:rec.n] >= t0) & (rec.t[:rec.n] < t1)
     lat = rec.latency[:rec.n][sel]
     lat = lat[np.isfinite(lat)]
-    scales = rec.flow_scale[:rec.n][sel & rec.predicted[:rec.n]]
-    levels = [_level(s) for s in scales]
-    shares = {lv: round(levels.count(lv) / len(levels), 3) for lv in LEVELS} if levels else {}
+    levels = [_level(s) for s in rec.flow_scale[:rec.n][sel & rec.predicted[:rec.n]]]
+    shares = {lv: round(levels.count(lv) / len(levels), 3) for lv in names} if levels else {}
+    tick_levels = np.array([_level(s) for s in tick_scale])
     p = np.percentile(lat, [50, 95, 99]) if lat.size else [np.nan] * 3
     made = int((sel & rec.predicted[:rec.n]).sum())
     return {"seconds": round(t1 - t0, 1), "predictions_per_s": round(made / (t1 - t0), 2),
             "capture_to_prediction_ms": {"p50": round(float(p[0]), 1), "p95": round(float(p[1]), 1),
                                          "p99": round(float(p[2]), 1)},
-            "tick_ms": {"p50": round(float(np.percentile(tick_ms, 50)), 2),
-                        "p95": round(float(np.percentile(tick_ms, 95)), 2)} if tick_ms.size else {},
+            "tick_ms": _ms(tick_ms),
+            "tick_ms_by_flow_level": {lv: _ms(tick_ms[tick_levels == lv]) for lv in names if (tick_levels == lv).any()},
             "flow_levels": shares}
 
 
-def first_reached(rec: Recorder, start: float, end: float) -> dict:
+def first_reached(rec: Recorder, start: float, end: float, names: list[str]) -> dict:
     """Seconds after the load started until each shedding level first appeared, and until full flow resolution
     was back after the load ended."""
-    t, scales = rec.t[:rec.n], rec.flow_scale[:rec.n]
+    t = rec.t[:rec.n]
+    levels = np.array([_level(s) for s in rec.flow_scale[:rec.n]])
     out = {}
-    for lv in LEVELS[1:]:
-        hit = np.flatnonzero((t >= start) & np.array([_level(s) == lv for s in scales]))
+    for lv in names[1:]:
+        hit = np.flatnonzero((t >= start) & (levels == lv))
         out[lv] = round(float(t[hit[0]] - start), 2) if hit.size else None
-    back = np.flatnonzero((t >= end) & (scales == 1.0))
+    back = np.flatnonzero((t >= end) & (levels == names[0]))
     out["full_resolution_back_after_load_s"] = round(float(t[back[0]] - end), 2) if back.size else None
     return out
 
 
 class RecordingShedder(LoadShedder):
-    """The pipeline's shedder, also keeping each video tick's processing time (its input) with a timestamp."""
+    """The pipeline's shedder, also keeping each video tick's processing time (its input), the flow scale that
+    tick ran at (NaN: flow dropped), and a timestamp."""
 
     def __init__(self, cfg: SheddingConfig, capacity: int) -> None:
         super().__init__(cfg)
-        self.t, self.ms, self.n = np.zeros(capacity), np.zeros(capacity), 0
+        self.t, self.ms, self.scale, self.n = np.zeros(capacity), np.zeros(capacity), np.zeros(capacity), 0
 
-    def update(self, elapsed_ms: float) -> None:
+    def update(self, elapsed_ms: float, flow_ms: float = 0.0) -> None:
         if self.n < self.t.size:
+            scale = self.flow_scale
             self.t[self.n], self.ms[self.n] = time.monotonic(), elapsed_ms
+            self.scale[self.n] = np.nan if scale is None else scale
             self.n += 1
-        super().update(elapsed_ms)
+        super().update(elapsed_ms, flow_ms)
 
-    def between(self, t0: float, t1: float) -> np.ndarray:
-        t, ms = self.t[:self.n], self.ms[:self.n]
-        return ms[(t >= t0) & (t < t1)]
+    def between(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        sel = (self.t[:self.n] >= t0) & (self.t[:self.n] < t1)
+        return self.ms[:self.n][sel], self.scale[:self.n][sel]
 
 
 def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phase_s: tuple[float, float, float],
@@ -150,10 +164,11 @@ def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phas
     zero = camera.pacer.origin
     if zero is None or recorder.n == 0:
         raise EdgeError("the pipeline made no prediction; nothing to report.")
+    names = ladder(cfg.shedding)
     bounds = {"idle": (0.0, idle_s), "loaded": (idle_s, idle_s + load_s), "after": (idle_s + load_s, total)}
     phases = {}
     for name, (a, b) in bounds.items():
-        phases[name] = phase_report(recorder, zero + a, zero + b, shedder.between(zero + a, zero + b))
+        phases[name] = phase_report(recorder, zero + a, zero + b, *shedder.between(zero + a, zero + b), names)
         rss = [mb for s, mb in scheduler.rss if a <= s < b]
         phases[name]["rss_mb_end"] = rss[-1] if rss else None
     counters = summary["counters"]
@@ -170,7 +185,7 @@ def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phas
         "phases_s": {k: round(b - a, 1) for k, (a, b) in bounds.items()},
         "phases": phases,
         "shedding": {"escalations": summary["shedding"]["escalations"],
-                     "first_reached_s": first_reached(recorder, zero + idle_s, zero + idle_s + load_s)},
+                     "first_reached_s": first_reached(recorder, zero + idle_s, zero + idle_s + load_s, names)},
         "late_ticks": counters.get("late_ticks", 0),
         "buffers": {"frame_ring_slots": cfg.capture.frame_ring, "frame_ring_frame": f"{side}x{side}x3",
                     "audio_ring_s": cfg.capture.audio_ring_s,
@@ -223,10 +238,12 @@ def run(args: argparse.Namespace) -> int:
           f"{' (overridden by --budget-ms)' if c['budget_overridden'] else ''}; flow scales {c['flow_scales']} then "
           f"dropped, one step after {c['shed_after']} ticks over budget, back after {c['recover_after']} under half")
     print(f"{'phase':<8}{'c2p p50':>9}{'p95':>7}{'p99':>7}{'tick p50':>10}{'p95':>7}{'pred/s':>8}{'RSS MB':>8}"
-          f"  flow levels")
+          f"  flow levels: share of predictions (video tick p50/p95 ms at that level)")
     for name, ph in r["phases"].items():
         q, tk = ph["capture_to_prediction_ms"], ph["tick_ms"]
-        levels = ", ".join(f"{k} {v:.0%}" for k, v in ph["flow_levels"].items() if v)
+        ticks = ph["tick_ms_by_flow_level"]
+        levels = ", ".join(f"{k} {v:.0%}" + (f" ({ticks[k]['p50']:.1f}/{ticks[k]['p95']:.1f})" if k in ticks else "")
+                           for k, v in ph["flow_levels"].items() if v)
         print(f"{name:<8}{q['p50']:>9.1f}{q['p95']:>7.1f}{q['p99']:>7.1f}{tk.get('p50', float('nan')):>10.2f}"
               f"{tk.get('p95', float('nan')):>7.2f}{ph['predictions_per_s']:>8.2f}{ph['rss_mb_end'] or 0:>8.1f}"
               f"  {levels}")

@@ -187,9 +187,10 @@ class Pipeline:
                                             None if latest is None else (frame, latest[1], latest[3]))
         a_reason = self._audio_health(now)
         flow_scale = self.shedder.flow_scale
+        flow_ms = 0.0
         if video_tick:
             if v_reason is None:
-                self.student.add_frame(frame, latest[2], flow_scale, flow_frame=latest[0])
+                flow_ms = self.student.add_frame(frame, latest[2], flow_scale, flow_frame=latest[0])
             else:
                 self.student.reset_video()
         else:
@@ -209,7 +210,7 @@ class Pipeline:
         tick_ms = (time.perf_counter() - tick_start) * 1000.0
         self.metrics.stage("tick_video" if video_tick else "tick_audio", tick_ms)
         if video_tick:
-            self.shedder.update(tick_ms)
+            self.shedder.update(tick_ms, flow_ms)
         for rec in (record, *finished):
             self._emit(rec)
         return record

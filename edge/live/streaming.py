@@ -3,6 +3,7 @@ a prediction runs only the fusion model over the last tokens of each modality an
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import cv2
 import numpy as np
@@ -96,25 +97,29 @@ class StreamingStudent:
             self.reset_audio()
 
     def add_frame(self, frame: np.ndarray, arrival: float, flow_scale: float | None,
-                  flow_frame: np.ndarray | None = None) -> None:
+                  flow_frame: np.ndarray | None = None) -> float:
         """Encode one sampled model-size RGB frame; with a flow scale, also the flow against the previous
         sampled frame (None: flow is shed, F's ring restarts). `flow_frame`: the same picture at flow_side
-        (None: `frame`, for flow at the model's size)."""
+        (None: `frame`, for flow at the model's size). Returns the flow's ms (0 when none was computed)."""
         m = self.metrics
         with m.time("video_encoder"):
             token = self.bundle.run("video_encoder", frame=normalize_frame(frame, self.cfg)[None])[0]
         self.rings["V"].push(token[0], arrival)
         gray = to_gray(frame if flow_frame is None else flow_frame)
+        flow_ms = 0.0
         if flow_scale is None:
             self.rings["F"].reset()
         elif self._prev_gray is not None:
-            with m.time("flow"):
-                flow = self.model_flow(self._prev_gray, gray, flow_scale)
-                flow_input = flow_to_model_input(flow, self.cfg)[None]
+            start = time.perf_counter()
+            flow = self.model_flow(self._prev_gray, gray, flow_scale)
+            flow_input = flow_to_model_input(flow, self.cfg)[None]
+            flow_ms = (time.perf_counter() - start) * 1000.0
+            m.stage("flow", flow_ms)
             with m.time("flow_encoder"):
                 token = self.bundle.run("flow_encoder", flow=flow_input)[0]
             self.rings["F"].push(token[0], arrival)
         self._prev_gray = gray
+        return flow_ms
 
     def model_flow(self, prev_gray: np.ndarray, gray: np.ndarray, scale: float) -> np.ndarray:
         """Flow computed at flow_side * scale, as the model sees it: at its frame size, in its pixels."""
