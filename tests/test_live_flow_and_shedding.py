@@ -7,12 +7,11 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.errors import ConfigError
-from edge.live.config import FlowRuntimeConfig, RuntimeConfig, SheddingConfig, load_runtime_config
+from edge.live.config import DEFAULT_PATH, FlowRuntimeConfig, RuntimeConfig, SheddingConfig, load_runtime_config
 from edge.live.pipeline import Pipeline, Sensor
 from edge.live.shedding import LoadShedder
 from edge.live.sources import ArrayVideo
 from edge.live.streaming import StreamingStudent
-from edge.live.config import DEFAULT_PATH
 
 HEAVY = DEFAULT_PATH.parent / "runtime_flow360_torch.yaml"
 MIN_TOKENS = {"V": 4, "F": 4, "A": 3}
