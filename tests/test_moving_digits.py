@@ -262,3 +262,14 @@ def test_materialize_equals_items_and_reuses_its_cache(tmp_path):
     (old / "meta.json").write_text(json.dumps({"code": "older"}))
     materialize(other, workers=0, cache_dir=tmp_path, progress=False)
     assert not old.exists() and folder.exists() and (tmp_path / other.cache_key()).exists()
+
+
+def test_session_command_renders_at_a_bundles_training_levels(tmp_path, capsys):
+    from edge.moving_digits.__main__ import main as moving_digits_main
+
+    bundle = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "karmma_s_int8"
+    out = tmp_path / "s.mkv"
+    assert moving_digits_main(["session", "--out", str(out), "--n-actions", "1", "--bundle", str(bundle)]) == 0
+    assert "the bundle's training levels" in capsys.readouterr().out and out.is_file()
+    assert moving_digits_main(["session", "--out", str(out), "--n-actions", "1", "--bundle", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,6 +1,7 @@
 """Command line: render a MovingDigits-AV session to .mkv + .json, or a contact sheet of clips to .png.
 
     python -m edge.moving_digits session --out runs/demo.mkv [--data-root R] [--split test] [--n-actions 10]
+        [--bundle assets/bundles/karmma_s_int8]   (render at the levels that bundle was trained with)
     python -m edge.moving_digits sheet --out runs/sheet.png [--data-root R] [--split val]
 """
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", default=None, help="override the split's MNIST image range START:STOP")
     ap.add_argument("--config", type=Path, default=None,
                     help="levels/splits YAML (default assets/configs/moving_digits.yaml)")
+    ap.add_argument("--bundle", type=Path, default=None,
+                    help="render at the nuisance levels this bundle was trained with (as run_live.py --demo does) "
+                         "instead of the config's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-actions", type=int, default=10)
     args = ap.parse_args(argv)
@@ -38,18 +42,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_root is not None and not args.data_root.is_dir():
             raise EdgeError(f"data root {args.data_root} does not exist.")
         cfg = load_config(args.config)
+        levels, levels_from = cfg.levels, "config levels"
+        if args.bundle is not None:
+            from edge.bundle import load_bundle
+            from edge.live.demo import session_levels
+
+            levels, levels_from = session_levels(load_bundle(args.bundle))
         split = make_split(args.split, args.speakers, args.images, cfg.splits)
         sources = load_sources(args.data_root or default_data_root(), list(split.speakers), split.images)
         if args.command == "session":
-            session = render_session(sources, args.seed, args.n_actions, cfg.levels)
+            session = render_session(sources, args.seed, args.n_actions, levels)
             json_path = write_session(session, args.out)
             print(f"wrote {args.out} ({session.duration_s:.1f} s, {len(session.segments)} actions, "
-                  f"{sources.source} source) and {json_path}")
+                  f"{sources.source} source, {levels_from}) and {json_path}")
         else:
             rows = []
             for verb in range(len(VERBS)):
                 rng = np.random.default_rng([args.seed, verb])
-                clip = render_clip(sources, rng, verb, int(rng.integers(len(NOUNS))), cfg.levels)
+                clip = render_clip(sources, rng, verb, int(rng.integers(len(NOUNS))), levels)
                 strip = np.concatenate(list(clip.frames[clip.lead_in_frames::8][:8]), axis=1)
                 cv2.putText(strip, VERBS[verb], (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.9, (255, 255, 255), 1, cv2.LINE_AA)
                 rows.append(strip)
