@@ -144,8 +144,10 @@ def _train(args: argparse.Namespace) -> int:
         run = Run(_dataset_spec(args), cfg, args.out, info, train_split=args.train_split, eval_split=args.eval_split,
                   freeze_bn=args.freeze_bn)
         (run_teacher if args.command == "teacher" else run_student)(run)
-    finally:
-        ddp.shutdown()
+    except BaseException:
+        ddp.shutdown(failed=True)
+        raise
+    ddp.shutdown()
     return 0
 
 

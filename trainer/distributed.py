@@ -87,11 +87,16 @@ def backend_name(info: DistInfo) -> str:
     return str(dist.get_backend()) if info.distributed else "none"
 
 
-def shutdown() -> None:
-    """Leave the process group (call once at the end of training, after the DDP model is released)."""
+def shutdown(failed: bool = False) -> None:
+    """Leave the process group (call once at the end of training, after the DDP model is released).
+
+    `failed`: this rank stopped on an error; it leaves without waiting for the others (they may be inside a
+    collective it will never join), so it exits and torchrun stops the rest instead of every rank hanging.
+    """
     if dist.is_initialized():
         gc.collect()            # gloo worker threads must not outlive tensors still referenced from Python
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -266,6 +266,7 @@ def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]
     """Teacher on `run.spec`'s train split; returns it, its cached train-token views and its eval-split scores."""
     start, cfg, work = time.time(), run.cfg.teacher, run.out / "teacher"
     train = run.dataset(run.train_split, train=True)
+    evaluation = run.dataset(run.eval_split, train=False)     # a bad split fails now, not after training
     _check_same_run(run, train)
     torch.manual_seed(run.cfg.data.seed)
     extractors = build_extractors(cfg)
@@ -275,7 +276,6 @@ def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]
         p.requires_grad_(False)
     dims = {m: extractors[m].out_dim for m in MODALITIES}
     views = split_tokens(extractors, train, "train", run, work, dims)
-    evaluation = run.dataset(run.eval_split, train=False)
     eval_view = split_tokens(extractors, evaluation, run.eval_split, run, work, dims)[0]
     n = train.num_classes
     fusion = Fusion(run.tokens_per_modality, dims, cfg.dim, cfg.layers, cfg.heads, cfg.ff, n["verb"], n["noun"],
