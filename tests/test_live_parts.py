@@ -184,3 +184,19 @@ def test_pacer_skips_items_that_are_already_late_instead_of_bursting():
 def test_runtime_config_round_trips_through_replace():
     cfg = dataclasses.replace(RuntimeConfig(), status_interval_s=1.0)
     assert RuntimeConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_injected_clipping_saturates_even_quiet_audio():
+    """A quiet room (rms 0.003) must clip too, or the soak's clipping fault injects nothing the monitor could see."""
+    from edge.stats import audio_stats
+
+    quiet = (0.003 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    source = FaultInjector(ArrayAudio(quiet, 16000, realtime=False, block_s=0.05), [Fault(0.5, 1.0, "clip")],
+                           audio=True)
+    source.open()
+    blocks = {"clean": [], "clip": []}
+    while (item := source.read()) is not None:
+        blocks["clip" if 0.5 <= item[0] < 1.0 else "clean"].append(item[1])
+    threshold = HealthConfig().clipped_fraction
+    assert all(audio_stats(b)[1] >= threshold for b in blocks["clip"]) and blocks["clip"]
+    assert all(audio_stats(b)[1] < threshold for b in blocks["clean"])

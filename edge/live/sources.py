@@ -497,8 +497,9 @@ class FaultInjector:
             data = np.ascontiguousarray(data[:, :, :2])
         elif kind == "silence":
             data = np.zeros_like(data)
-        elif kind == "clip":
-            data = np.clip(data * 50.0, -1.0, 1.0)
+        elif kind == "clip":  # the gain jumps until the signal saturates, however quiet it was
+            rms = float(np.sqrt(np.mean(np.square(data, dtype=np.float64)))) if data.size else 0.0
+            data = np.clip(data * (8.0 / max(rms, 1e-4)), -1.0, 1.0).astype(data.dtype)
         elif kind == "nan":
             data = np.full_like(data, np.nan)
         elif kind == "inf":
