@@ -126,8 +126,9 @@ def test_something_something_student_without_audio(data_root, tmp_path):
     assert load_bundle(out / "bundles" / "karmma_s").labels["noun"] == ["something"]
 
 
-def test_epic_kitchens_teacher_on_frame_folders(data_root, tmp_path):
-    """Real EPIC rows of P01_11 (train = test = the official validation rows) over a generated frame folder."""
+def write_epic(data_root: Path, tmp_path: Path) -> tuple[Path, Path, list[dict]]:
+    """Real EPIC rows of P01_11 and P01_12 as train = validation = challenge annotations, and P01_11's first
+    1500 frames as a generated frame folder (P01_12 has no media). Returns annotations, media root, rows."""
     real = data_root / "annotations" / "epic-kitchens-100"
     ann = tmp_path / "ann"
     ann.mkdir()
@@ -137,19 +138,27 @@ def test_epic_kitchens_teacher_on_frame_folders(data_root, tmp_path):
         reader = csv.DictReader(fh)
         rows = [r for r in reader if r["video_id"] in ("P01_11", "P01_12")]
         fields = reader.fieldnames
-    for name in ("EPIC_100_train.csv", "EPIC_100_validation.csv"):
+    for name in ("EPIC_100_train.csv", "EPIC_100_validation.csv", "EPIC_100_test_timestamps.csv"):
         with open(ann / name, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fields)
+            unlabelled = name.endswith("timestamps.csv")
+            writer = csv.DictWriter(fh, [f for f in fields if not (unlabelled and "class" in f)],
+                                    extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     frames = tmp_path / "media" / "P01" / "rgb_frames" / "P01_11"
     frames.mkdir(parents=True)
     for k in range(1, 1501):
         cv2.imwrite(str(frames / f"frame_{k:010d}.jpg"), grey(k % 256))
+    return ann, tmp_path / "media", rows
+
+
+def test_epic_kitchens_teacher_on_frame_folders(data_root, tmp_path, capsys):
+    """Real EPIC rows of P01_11 (train = test = the official validation rows) over a generated frame folder."""
+    ann, media, rows = write_epic(data_root, tmp_path)
     out = tmp_path / "run"
-    assert main(["teacher", "--dataset", "epic-kitchens-100", "--data-root", str(data_root), "--annotations",
-                 str(ann), "--media-root", str(tmp_path / "media"), "--train-split", "train-full",
-                 "--out", str(out), *SMOKE]) == 0
+    epic = ["--dataset", "epic-kitchens-100", "--data-root", str(data_root), "--annotations", str(ann),
+            "--media-root", str(media), "--out", str(out), *SMOKE]
+    assert main(["teacher", *epic, "--train-split", "train-full"]) == 0
     result = read_json(out / "teacher" / "results.json")
     kept = sum(r["video_id"] == "P01_11" and int(r["start_frame"]) <= 1500 for r in rows)
     assert result["train"]["samples"] == kept >= 5
@@ -158,3 +167,6 @@ def test_epic_kitchens_teacher_on_frame_folders(data_root, tmp_path):
     assert set(result["table"]) == {"VFA", "VF", "VA", "FA", "V", "F"}     # no MP4: no audio
     manifest = load_bundle(out / "bundles" / "teacher").manifest
     assert (len(manifest["labels"]["verb"]), len(manifest["labels"]["noun"])) == (97, 300)
+    capsys.readouterr()
+    assert main(["teacher", *epic, "--train-split", "train-full", "--eval-split", "challenge"]) == 2
+    assert "has no labels" in capsys.readouterr().err                      # not a silent 0 % score

@@ -94,7 +94,11 @@ def build_dataset(spec: DatasetSpec, split: str, *, train: bool, data: DataConfi
         raise ConfigError(f"--dataset {spec.name} needs --data-root.")
     if not Path(spec.data_root).is_dir():
         raise ConfigError(f"data root {spec.data_root} does not exist or is not a folder.")
-    return build_real_dataset(spec.name, spec.data_root, split, pre, train=train, seed=data.seed, **spec.options)
+    dataset = build_real_dataset(spec.name, spec.data_root, split, pre, train=train, seed=data.seed, **spec.options)
+    if any(seg.verb < 0 or seg.noun < 0 for seg in dataset.segments):
+        raise ConfigError(f"split {split!r} of {spec.name} has no labels (e.g. EPIC's challenge split); it can be "
+                          "neither trained on nor scored here.")
+    return dataset
 
 
 def presence(batch: dict) -> torch.Tensor:

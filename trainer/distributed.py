@@ -7,6 +7,7 @@ them everything here degrades to a single process, so one code path serves both.
 Equivalence with one process: with a DistributedSampler each rank sees 1/N of every global batch
 and DDP averages gradients, so N ranks x batch B train like one process with batch N*B, up to
 floating-point noise, provided nothing depends on the per-rank batch: dropout masks differ per rank,
+in-batch contrastive negatives (the teacher's optional InfoNCE) are the rank's own batch,
 and BatchNorm statistics are per rank unless converted to SyncBatchNorm, which PyTorch supports on GPUs
 only (`wrap(..., sync_bn=True)` does it there). On CPU, freeze BatchNorm statistics (`freeze_batchnorm`)
 when exact equivalence matters.

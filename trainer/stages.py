@@ -10,13 +10,16 @@ tokens, KD from the teacher on the same modality subset, computed from the teach
 very samples the student sees). Modality masks are the random drop ANDed with what each sample has.
 
 Every stage checkpoints per epoch (rank 0, atomically) and resumes, so `student` after `teacher` with the
-same --out reuses the teacher. With --freeze-bn (BatchNorm on running statistics) and dropout 0, N processes
-train the same weights as one, up to floating-point noise: masks, TSN offsets and pre-training positions are
-drawn per sample from (seed, epoch, index), never from a rank's own generator.
+same --out reuses the teacher. With --freeze-bn (BatchNorm on running statistics), dropout 0 and InfoNCE off (its
+negatives are each rank's own batch), N processes train the same weights as one, up to floating-point noise:
+masks, TSN offsets and pre-training positions are drawn per sample from (seed, epoch, index), never from a rank's
+own generator, and every loader drops the samples that do not fill a whole global batch.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +42,7 @@ from trainer.export import export_bundle
 from trainer.extractors import pretrain_heads, pretrain_loss
 from trainer.masks import sample_drop
 from trainer.models import MODALITIES, Fusion, MultimodalModel
-from trainer.streams import cached_tokens, dataset_tokens, make_loader, per_rank_batch
+from trainer.streams import cached_tokens, make_loader, per_rank_batch
 from trainer.students import forward_present, student_config, student_loss
 from trainer.teacher import build_extractors, fusion_loss, teacher_model_config
 
@@ -158,6 +161,9 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
                                                 pct_start=pct_start)
     parts = {"model": step, "opt": opt, "sched": sched}
     start = ckpt.resume(ckpt_path, parts)
+    if sched.total_steps != max(1, epochs * n_batches):
+        raise ConfigError(f"{ckpt_path} was trained for {sched.total_steps} steps, this run has {epochs * n_batches} "
+                          "(other batch size or epochs); resume only with the same settings, or use a new --out.")
     model = ddp.wrap(step, run.info, find_unused=True)
     for epoch in range(start, epochs):
         step.train()
@@ -198,7 +204,8 @@ def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
     """`batches(epoch)` of row indices 0..n-1 (cached tokens), shared out over the ranks."""
     rows = TensorDataset(torch.arange(n))
     sampler = ddp.sampler(rows, run.info, shuffle=True, seed=run.cfg.data.seed, drop_last=True)
-    loader = DataLoader(rows, batch_size=per_rank_batch(run.cfg.batch_size, run.info), sampler=sampler)
+    loader = DataLoader(rows, batch_size=per_rank_batch(run.cfg.batch_size, run.info), sampler=sampler,
+                        drop_last=True)
 
     def batches(epoch: int) -> Iterable:
         sampler.set_epoch(epoch)
@@ -257,9 +264,11 @@ def _check_same_run(run: Run, train) -> None:
         if json.loads(path.read_text()) != this:
             raise ConfigError(f"{run.out} holds a run on other data ({path}); resume only with the same dataset, "
                               "split files and preprocessing, or use a new --out.")
-    elif run.info.is_main:
+    elif run.info.is_main:      # atomically: another rank reading it sees no file or the whole file
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(this))
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(this))
+        os.replace(tmp, path)
 
 
 def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]], dict]:
@@ -309,13 +318,14 @@ def run_student(run: Run) -> dict:
     fit(StudentStep(model, teacher.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs, lr=cfg.lr,
         weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=work / "karmma_s.pt", desc="KARMMA_S")
     spread = ddp.check_synchronised(model, run.info)
+    evaluation = run.dataset(run.eval_split, train=False)
+    # every rank encodes its share (rank 0 alone could outlast the other ranks' collective timeout on a large split)
+    weights = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.encoders.parameters()))
+    eval_view = split_tokens(model.eval().encoders, evaluation, f"{run.eval_split}_w{weights.hexdigest()[:12]}", run,
+                             work, {m: model.cfg.token_dim for m in MODALITIES})[0]
     if not run.info.is_main:
         return {}
-    model = model.cpu().eval()
-    evaluation = run.dataset(run.eval_split, train=False)
-    eval_view = dataset_tokens(lambda m, x: model.encoders[m](x), evaluation,
-                               dims={m: model.cfg.token_dim for m in MODALITIES}, batch_size=run.cfg.batch_size,
-                               workers=run.cfg.data.workers, desc=f"KARMMA_S tokens ({run.eval_split})")
+    model = model.cpu()
     result = {"model": "karmma_s", "dataset": run.spec.name, "eval_split": run.eval_split,
               "world_size": run.info.world_size, "backend": ddp.backend_name(run.info),
               "weight_spread_between_ranks": spread,

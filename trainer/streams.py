@@ -23,6 +23,8 @@ Encode = Callable[[str, torch.Tensor], torch.Tensor]   # (modality, x [B, C, H, 
 
 
 def per_rank_batch(batch_size: int, info: ddp.DistInfo) -> int:
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
     if batch_size % info.world_size:
         raise ConfigError(f"batch size {batch_size} must be a multiple of the {info.world_size} processes.")
     return batch_size // info.world_size
@@ -31,11 +33,13 @@ def per_rank_batch(batch_size: int, info: ddp.DistInfo) -> int:
 def make_loader(dataset: Dataset, info: ddp.DistInfo, batch_size: int, *, shuffle: bool, seed: int,
                 workers: int) -> tuple[DataLoader, torch.utils.data.DistributedSampler]:
     """Batches of `dataset`'s samples (each with its `index`), this rank's share; call
-    `sampler.set_epoch(epoch)` before each epoch. Training (`shuffle`) drops the few samples that
-    would leave the ranks unequal; evaluation pads them (the cache writes a padded row twice)."""
+    `sampler.set_epoch(epoch)` before each epoch. Training (`shuffle`) drops the samples that do not fill
+    a whole global batch, so N ranks take exactly one process's batches (and as many steps); evaluation
+    pads the ranks' shares instead (the cache writes a padded row twice)."""
     indexed = Indexed(dataset)
     sampler = ddp.sampler(indexed, info, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    loader = DataLoader(indexed, batch_size=per_rank_batch(batch_size, info), sampler=sampler, num_workers=workers)
+    loader = DataLoader(indexed, batch_size=per_rank_batch(batch_size, info), sampler=sampler, num_workers=workers,
+                        drop_last=shuffle)
     return loader, sampler
 
 
