@@ -1,4 +1,4 @@
-"""Review tests: N ranks must see the very batches one process sees, also when the dataset size is not a
+"""N ranks must see the very batches one process sees, also when the dataset size is not a
 multiple of the batch size; and a resumed --out with other settings fails in one sentence."""
 from __future__ import annotations
 
