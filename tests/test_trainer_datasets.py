@@ -100,6 +100,9 @@ def test_bad_dataset_arguments_are_one_sentence(tmp_path, capsys):
     assert main(["teacher", "--dataset", "moving-digits", "--layout", "video", "--out", str(tmp_path / "o"),
                  *SMOKE]) == 2
     assert "takes no media options" in capsys.readouterr().err
+    assert main(["teacher", "--dataset", "recordings", "--data-root", str(tmp_path), "--limit", "0",
+                 "--out", str(tmp_path / "o"), *SMOKE]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
 
 
 def test_something_something_student_without_audio(data_root, tmp_path):

@@ -85,6 +85,8 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 def _dataset_spec(args: argparse.Namespace):
     from trainer.datasets import DatasetSpec
 
+    if args.limit is not None and args.limit < 1:
+        raise EdgeError(f"--limit must be at least 1, got {args.limit}.")
     options = {k: getattr(args, k) for k in ("annotations", "media_root", "layout", "flow_source", "limit")
                if getattr(args, k) is not None}
     return DatasetSpec(args.dataset, args.data_root, options)

@@ -49,6 +49,8 @@ class SkipLog:
         return sum(self.counts.values())
 
     def summary(self, kept: int) -> str:
+        if not self.total:
+            return f"{self.name}: kept {kept} segments, skipped none."
         parts = [f"{n} {reason} (e.g. {self.examples[reason].rstrip('.')})"
                  for reason, n in sorted(self.counts.items())]
         return f"{self.name}: kept {kept} segments, skipped {self.total}: " + "; ".join(parts) + "."
