@@ -21,7 +21,7 @@ def subset_mask(subset: str, n: int) -> np.ndarray:
 class ClipSet:
     """Per-clip model inputs and labels.
 
-    inputs: {"V": [N, T, 3, S, S], "F": [N, T, 2, S, S], "A": [N, T, 1, M, W]} (float16 or float32);
+    inputs: {"V": [N, T, C, S, S], "F": [N, T, 2, S, S], "A": [N, T, 1, M, W]} (float16 or float32);
     verb, noun: [N] integer labels; source: where the clips came from (recorded in the int8 manifest).
     """
 

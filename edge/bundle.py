@@ -8,7 +8,7 @@ Manifest keys (format_version 1):
   files {role: {path, sha256}} with roles video_encoder, flow_encoder, audio_encoder, fusion.
 
 ONNX signatures (batch dimension first and dynamic):
-  video_encoder: frame  [B, 3, S, S]             -> token [B, token_dim.V]
+  video_encoder: frame  [B, C, S, S] (C: preprocess video_input) -> token [B, token_dim.V]
   flow_encoder:  flow   [B, 2, S, S]             -> token [B, token_dim.F]
   audio_encoder: logmel [B, 1, n_mels, frames]   -> token [B, token_dim.A]
   fusion: video_tokens [B, T_V, D_V], flow_tokens [B, T_F, D_F], audio_tokens [B, T_A, D_A],
@@ -60,7 +60,7 @@ def expected_io(manifest: Mapping[str, Any], pre: PreprocessConfig) -> dict[str,
     s = pre.frame_size
     n_verb, n_noun = len(manifest["labels"]["verb"]), len(manifest["labels"]["noun"])
     return {
-        "video_encoder": ({"frame": (None, 3, s, s)}, {"token": (None, dim["V"])}),
+        "video_encoder": ({"frame": (None, pre.video_channels, s, s)}, {"token": (None, dim["V"])}),
         "flow_encoder": ({"flow": (None, 2, s, s)}, {"token": (None, dim["F"])}),
         "audio_encoder": ({"logmel": (None, 1, pre.n_mels, pre.logmel_frames)}, {"token": (None, dim["A"])}),
         "fusion": (

@@ -35,7 +35,7 @@ def test_random_bundle_loads_and_runs(random_bundle):
     assert set(bundle.sessions) == set(ROLES) and bundle.precision == "fp32"
     pre, dim, tok = bundle.preprocess, bundle.manifest["token_dim"], bundle.manifest["tokens"]
     s = pre.frame_size
-    (v,) = bundle.run("video_encoder", frame=np.zeros((2, 3, s, s), np.float32))
+    (v,) = bundle.run("video_encoder", frame=np.zeros((2, bundle.preprocess.video_channels, s, s), np.float32))
     (f,) = bundle.run("flow_encoder", flow=np.zeros((2, 2, s, s), np.float32))
     (a,) = bundle.run("audio_encoder", logmel=np.zeros((2, 1, pre.n_mels, pre.logmel_frames), np.float32))
     assert v.shape == (2, dim["V"]) and f.shape == (2, dim["F"]) and a.shape == (2, dim["A"])

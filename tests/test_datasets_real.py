@@ -94,7 +94,7 @@ def test_epic_frames_layout_on_real_rows(data_root, epic_rows, epic_media, caplo
         start, stop = want[seg.id]
         assert sample["id"] == seg.id
         assert (sample["verb"], sample["noun"]) == (int(row[seg.id]["verb_class"]), int(row[seg.id]["noun_class"]))
-        assert sample["V"].shape == (8, 3, 64, 64) and sample["F"].shape == (8, 2, 64, 64)
+        assert sample["V"].shape == (8, 6, 64, 64) and sample["F"].shape == (8, 2, 64, 64)
         assert sample["A"].shape == (5, 1, 64, 98) and not sample["A"].any()
         assert sample["present"] == {"V": True, "F": True, "A": False}          # no video file: no audio
         # evaluation sampling: uniform_indices over the 1-based frame files start..stop

@@ -16,7 +16,7 @@ from edge.errors import ConfigError
 from edge.live.demo import N_ACTIONS, dropouts, score_segments, session_levels
 from edge.live.sources import Fault
 from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, load_config, load_sources, render_session
-from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend, normalize_frame,
+from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend, video_input,
                              prepare_frame, to_gray, window_to_model_input)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,8 +115,8 @@ def test_windows_aligned_to_demo_segments_score_like_the_offline_test_clips(data
             sampled, prev = sample_instants(int(round(pre.window_s * session.fps)), first, pre)
             small = {i: prepare_frame(session.frames[i], pre) for i in {*sampled.tolist(), *prev.tolist()}}
             tokens = {
-                "video_tokens": [bundle.run("video_encoder", frame=normalize_frame(small[i], pre)[None])[0][0]
-                                 for i in sampled.tolist()],
+                "video_tokens": [bundle.run("video_encoder", frame=video_input(small[i], small[p], pre)[None])[0][0]
+                                 for p, i in zip(prev.tolist(), sampled.tolist())],
                 "flow_tokens": [bundle.run("flow_encoder", flow=flow_to_model_input(
                     compute_flow(flow, to_gray(small[p]), to_gray(small[i]), pre), pre)[None])[0][0]
                     for p, i in zip(prev.tolist(), sampled.tolist())],

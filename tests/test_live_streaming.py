@@ -11,8 +11,8 @@ from edge.live.config import RuntimeConfig
 from edge.live.pipeline import Pipeline, Sensor
 from edge.live.sources import ArrayAudio, ArrayVideo
 from edge.live.streaming import StreamingStudent
-from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, prepare_frame,
-                             to_gray, window_to_model_input)
+from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, prepare_frame, to_gray,
+                             video_input, window_to_model_input)
 
 FPS, RATE, BLOCK_S = 8.0, 16000, 0.025
 
@@ -21,7 +21,7 @@ def clip_logits(bundle, frames: list[np.ndarray], lead_in: np.ndarray, windows: 
     """The clip-level forward: every encoder on the whole window as one batch, then fusion."""
     cfg = bundle.preprocess
     backend = make_flow_backend(cfg.flow)
-    v = bundle.run("video_encoder", frame=np.stack([normalize_frame(f, cfg) for f in frames]))[0]
+    v = bundle.run("video_encoder", frame=np.stack([video_input(f, p, cfg) for p, f in zip([lead_in, *frames], frames)]))[0]
     grays = [to_gray(f) for f in [lead_in, *frames]]
     flows = np.stack([flow_to_model_input(compute_flow(backend, a, b, cfg), cfg) for a, b in zip(grays, grays[1:])])
     f = bundle.run("flow_encoder", flow=flows)[0]

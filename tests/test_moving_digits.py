@@ -17,7 +17,7 @@ from edge.moving_digits.session import load_segments
 from edge.moving_digits.sources import DataError
 from edge.moving_digits.splits import Split, check_disjoint
 from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, log_mel, make_flow_backend,
-                             normalize_frame, prepare_frame, to_gray, uniform_indices)
+                             prepare_frame, to_gray, uniform_indices, video_input)
 
 LEVELS = NuisanceLevels()
 
@@ -212,7 +212,7 @@ def test_dataset_follows_the_preprocessing_contract():
     pre = PreprocessConfig()
     ds = MovingDigitsDataset(make_split("val", images=(6000, 6200)), n_clips=90, seed=5, data_root=None, pre=pre)
     item = ds[83]
-    assert item["V"].shape == (8, 3, 64, 64) and item["F"].shape == (8, 2, 64, 64)
+    assert item["V"].shape == (8, 6, 64, 64) and item["F"].shape == (8, 2, 64, 64)
     assert item["A"].shape == (5, 1, 64, 98) and item["V"].dtype == item["F"].dtype == item["A"].dtype == torch.float32
     assert (item["verb"], item["noun"]) == divmod(83 % 80, 10)
     twin = MovingDigitsDataset(make_split("val", images=(6000, 6200)), n_clips=90, seed=5, data_root=None, pre=pre)
@@ -225,7 +225,7 @@ def test_dataset_follows_the_preprocessing_contract():
     sampled = lead + uniform_indices(len(clip.frames) - lead, 8)
     assert sampled.tolist() == [lead + i for i in (6, 14, 21, 29, 36, 44, 51, 59)]
     small = [prepare_frame(clip.frames[i], pre) for i in [lead - 1, *sampled]]
-    v = np.stack([normalize_frame(f, pre) for f in small[1:]])
+    v = np.stack([video_input(b, a, pre) for a, b in zip(small[:-1], small[1:])])
     flow = make_flow_backend(pre.flow)
     f = np.stack([flow_to_model_input(compute_flow(flow, to_gray(a), to_gray(b), pre), pre)
                   for a, b in zip(small[:-1], small[1:])])
@@ -243,7 +243,7 @@ def test_materialize_equals_items_and_reuses_its_cache(tmp_path):
 
     ds = MovingDigitsDataset(make_split("test", images=(7000, 7100)), n_clips=6, seed=1, data_root=None)
     out = materialize(ds, workers=0, cache_dir=tmp_path, progress=False)
-    assert out["V"].shape == (6, 8, 3, 64, 64) and out["verb"].dtype == torch.int64
+    assert out["V"].shape == (6, 8, 6, 64, 64) and out["verb"].dtype == torch.int64
     for i in (0, 5):
         item = ds[i]
         assert all(torch.equal(out[k][i], item[k]) for k in ("V", "F", "A"))

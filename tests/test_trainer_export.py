@@ -12,7 +12,7 @@ from trainer.config import TeacherConfig  # noqa: E402
 from trainer.evaluation import bundle_callables  # noqa: E402
 from trainer.export import export_bundle  # noqa: E402
 from trainer.masks import SUBSETS, subset_mask  # noqa: E402
-from trainer.models import MODALITIES, Fusion, ModelConfig, MultimodalModel  # noqa: E402
+from trainer.models import IN_CHANNELS, MODALITIES, Fusion, ModelConfig, MultimodalModel  # noqa: E402
 from trainer.teacher import build_extractors, teacher_model_config  # noqa: E402
 
 LABELS = {"verb": [f"v{i}" for i in range(8)], "noun": [str(i) for i in range(10)]}
@@ -57,7 +57,7 @@ def test_onnx_runtime_matches_torch_on_every_subset(make, kind, tmp_path):
     encode, fuse = bundle_callables(bundle)
     gen = torch.Generator().manual_seed(4)
     b = 3
-    inputs = {"V": torch.randn(b, 8, 3, 64, 64, generator=gen), "F": torch.randn(b, 8, 2, 64, 64, generator=gen),
+    inputs = {"V": torch.randn(b, 8, IN_CHANNELS["V"], 64, 64, generator=gen), "F": torch.randn(b, 8, 2, 64, 64, generator=gen),
               "A": torch.randn(b, 5, 1, 64, 98, generator=gen)}
     onnx_tokens = {m: encode(m, inputs[m].flatten(0, 1)).reshape(b, TOKENS[m], -1) for m in MODALITIES}
     with torch.no_grad():

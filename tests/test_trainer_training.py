@@ -10,7 +10,7 @@ from trainer import ckpt  # noqa: E402
 from trainer.clips import ClipSet  # noqa: E402
 from trainer.config import StudentConfig, load_config  # noqa: E402
 from trainer.masks import SUBSETS, random_drop, subset_index, subset_mask  # noqa: E402
-from trainer.models import ModelConfig, MultimodalModel  # noqa: E402
+from trainer.models import IN_CHANNELS, ModelConfig, MultimodalModel  # noqa: E402
 from trainer.students import forward_present, kd_loss, train_student  # noqa: E402
 
 TOKENS = {"V": 8, "F": 8, "A": 5}
@@ -38,7 +38,7 @@ def test_forward_present_equals_full_forward(missing):
     torch.manual_seed(0)
     model = MultimodalModel(ModelConfig(**TINY, missing=missing), 8, 10).eval()
     b = 7
-    inputs = {"V": torch.randn(b, 8, 3, 64, 64), "F": torch.randn(b, 8, 2, 64, 64), "A": torch.randn(b, 5, 1, 64, 98)}
+    inputs = {"V": torch.randn(b, 8, IN_CHANNELS["V"], 64, 64), "F": torch.randn(b, 8, 2, 64, 64), "A": torch.randn(b, 5, 1, 64, 98)}
     mask = random_drop(b, 0.5, torch.Generator().manual_seed(1))
     mask[0] = torch.tensor([0.0, 0.0, 1.0])
     with torch.no_grad():
@@ -65,9 +65,10 @@ def test_config_overrides_and_errors(tmp_path):
 
 def _clips(n: int = 24) -> ClipSet:
     gen = torch.Generator().manual_seed(5)
-    return ClipSet(V=torch.randn(n, 8, 3, 64, 64, generator=gen).half(), F=torch.randn(n, 8, 2, 64, 64, generator=gen).half(),
-                   A=torch.randn(n, 5, 1, 64, 98, generator=gen).half(), verb=torch.randint(0, 8, (n,), generator=gen),
-                   noun=torch.randint(0, 10, (n,), generator=gen))
+    verb, noun = torch.randint(0, 8, (n,), generator=gen), torch.randint(0, 10, (n,), generator=gen)
+    return ClipSet(V=torch.randn(n, 8, IN_CHANNELS["V"], 64, 64, generator=gen).half(),
+                   F=torch.randn(n, 8, 2, 64, 64, generator=gen).half(), A=torch.randn(n, 5, 1, 64, 98, generator=gen).half(),
+                   verb=verb, noun=noun, verb_t=torch.eye(8)[verb], noun_t=torch.eye(10)[noun])
 
 
 def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypatch):

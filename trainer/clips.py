@@ -12,19 +12,26 @@ from trainer.models import MODALITIES
 
 @dataclass
 class ClipSet:
-    """Model inputs of n clips: V [n,T,3,S,S], F [n,T,2,S,S], A [n,T,1,M,W] (float16) and labels."""
+    """Model inputs of n clips: V [n,T,C,S,S], F [n,T,2,S,S], A [n,T,1,M,W] (float16), labels and the
+    soft targets training reads (one-hot for whole-action clips; by overlap for stream windows)."""
 
     V: torch.Tensor
     F: torch.Tensor
     A: torch.Tensor
     verb: torch.Tensor
     noun: torch.Tensor
+    verb_t: torch.Tensor
+    noun_t: torch.Tensor
     key: str = ""            # identity of the clips (the renderer's cache key): what a run's checkpoints belong to
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, torch.Tensor], key: str = "") -> "ClipSet":
         return cls(**{m: arrays[m].half() for m in MODALITIES}, verb=arrays["verb"].long(), noun=arrays["noun"].long(),
-                   key=key)
+                   verb_t=arrays["verb_t"].float(), noun_t=arrays["noun_t"].float(), key=key)
+
+    def targets(self, idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        """Soft training targets {"verb", "noun"} of the clips at `idx`."""
+        return {"verb": self.verb_t[idx], "noun": self.noun_t[idx]}
 
     def __len__(self) -> int:
         return int(self.verb.shape[0])

@@ -25,6 +25,7 @@ class DataConfig:
     seed: int = 0
     workers: int = 2               # DataLoader processes rendering clips
     levels: dict = field(default_factory=dict)  # nuisance levels handed to MovingDigitsDataset (tuned on val)
+    stream: dict = field(default_factory=dict)  # train split only: trainer.data.moving_digits.StreamWindows fields
 
 
 @dataclass(frozen=True)

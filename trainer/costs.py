@@ -9,7 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from edge.preprocess.config import PreprocessConfig
-from trainer.models import MODALITIES, MultimodalModel
+from trainer.models import MODALITIES, MultimodalModel, example_inputs
 
 
 def mflops(module: torch.nn.Module, *args: torch.Tensor) -> float:
@@ -22,12 +22,7 @@ def model_costs(model: MultimodalModel, pre: PreprocessConfig) -> dict[str, floa
     """Params (millions) and MFLOPs: per sampled frame (V + F encoders), per audio hop (A encoder),
     per fusion call, and per whole window (every token encoded + one fusion call)."""
     model = model.eval()
-    s = pre.frame_size
-    enc = {
-        "V": mflops(model.encoders["V"], torch.zeros(1, 3, s, s)),
-        "F": mflops(model.encoders["F"], torch.zeros(1, 2, s, s)),
-        "A": mflops(model.encoders["A"], torch.zeros(1, 1, pre.n_mels, pre.logmel_frames)),
-    }
+    enc = {m: mflops(model.encoders[m], x) for m, x in example_inputs(pre).items()}
     tokens = {"V": pre.video_tokens, "F": pre.flow_tokens, "A": pre.audio_tokens}
     dims = {m: model.fusion.embed[m].in_features for m in MODALITIES}
     fusion = mflops(model.fusion, *(torch.zeros(1, tokens[m], dims[m]) for m in MODALITIES), torch.ones(1, 3))

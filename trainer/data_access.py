@@ -14,7 +14,7 @@ from edge.moving_digits.splits import Split, make_split
 from edge.preprocess.config import PreprocessConfig
 from trainer.clips import ClipSet
 from trainer.config import DataConfig
-from trainer.data.moving_digits import MovingDigitsDataset, materialize
+from trainer.data.moving_digits import MovingDigitsDataset, StreamWindows, materialize
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class DataSource:
 
     def levels_dict(self, data: DataConfig) -> dict:
         return self.levels(data).to_dict()
+
+    @staticmethod
+    def stream(split_name: str, data: DataConfig) -> StreamWindows | None:
+        """The live-stream imitation of `data.stream` for the train split; other splits are whole-action clips."""
+        return StreamWindows.from_dict(data.stream) if split_name == "train" else None
 
 
 def resolve_source(data_root: str | Path | None) -> DataSource:
@@ -61,6 +66,6 @@ def load_clips(source: DataSource, split_name: str, n_clips: int, data: DataConf
     """`n_clips` clips of a split, rendered once (cached under `cache_dir`/moving_digits) and loaded as tensors."""
     split = source.split(split_name, speakers, images)
     dataset = MovingDigitsDataset(split=split, n_clips=n_clips, seed=data.seed, data_root=source.root, pre=pre,
-                                  levels=source.levels(data))
+                                  levels=source.levels(data), stream=source.stream(split_name, data))
     return ClipSet.from_arrays(materialize(dataset, workers=data.workers, cache_dir=cache_dir / "moving_digits"),
                                key=dataset.cache_key())

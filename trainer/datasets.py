@@ -1,6 +1,6 @@
 """Every dataset the teacher / student / evaluate commands read, by `--dataset NAME`, in one sample format.
 
-A sample is a dict: V [Tv,3,S,S], F [Tf,2,S,S], A [Ta,1,M,W] (float32), present {"V","F","A": bool},
+A sample is a dict: V [Tv,C,S,S], F [Tf,2,S,S], A [Ta,1,M,W] (float32), present {"V","F","A": bool},
 verb, noun, id, and `index` (its position in the dataset, which names its row in a token cache).
 A dataset has `labels` ({"verb": names, "noun": names}), `num_classes`, `cache_key()`, `set_epoch(epoch)`
 (new TSN offsets) and `skips` (segments skipped for bad media).
@@ -46,7 +46,8 @@ class MovingDigitsSamples(Dataset):
 
         source = resolve_source(data_root)
         self.inner = MovingDigitsDataset(split=source.split(split), n_clips=n_clips, seed=data.seed,
-                                         data_root=source.root, pre=pre, levels=source.levels(data))
+                                         data_root=source.root, pre=pre, levels=source.levels(data),
+                                         stream=source.stream(split, data))
         self.labels = {"verb": list(VERBS), "noun": list(NOUNS)}
         self.skips = SkipLog(f"{self.name} {split}")
 

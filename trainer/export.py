@@ -9,7 +9,7 @@ import torch
 
 from edge.bundle import write_bundle
 from edge.preprocess.config import PreprocessConfig
-from trainer.models import MODALITIES, MultimodalModel
+from trainer.models import MODALITIES, MultimodalModel, example_inputs
 
 OPSET = 17
 
@@ -25,7 +25,6 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
                   temperatures: Mapping[str, float] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
     """Write `model` as an fp32 bundle at `out_dir` and return its path."""
     model = model.eval().cpu()
-    s = pre.frame_size
     dims = {m: model.fusion.embed[m].in_features for m in MODALITIES}  # per modality: a teacher's may differ
     tokens = {"V": pre.video_tokens, "F": pre.flow_tokens, "A": pre.audio_tokens}
     if tokens != dict(model.cfg.tokens):
@@ -36,10 +35,10 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
             "video_encoder": tmp / "v.onnx", "flow_encoder": tmp / "f.onnx",
             "audio_encoder": tmp / "a.onnx", "fusion": tmp / "fusion.onnx",
         }
-        _export(model.encoders["V"], (torch.zeros(1, 3, s, s),), ["frame"], ["token"], files["video_encoder"])
-        _export(model.encoders["F"], (torch.zeros(1, 2, s, s),), ["flow"], ["token"], files["flow_encoder"])
-        _export(model.encoders["A"], (torch.zeros(1, 1, pre.n_mels, pre.logmel_frames),), ["logmel"], ["token"],
-                files["audio_encoder"])
+        example = example_inputs(pre)
+        _export(model.encoders["V"], (example["V"],), ["frame"], ["token"], files["video_encoder"])
+        _export(model.encoders["F"], (example["F"],), ["flow"], ["token"], files["flow_encoder"])
+        _export(model.encoders["A"], (example["A"],), ["logmel"], ["token"], files["audio_encoder"])
         fusion_args = tuple(torch.zeros(1, tokens[m], dims[m]) for m in MODALITIES) + (torch.ones(1, 3),)
         _export(model.fusion, fusion_args, ["video_tokens", "flow_tokens", "audio_tokens", "mask"],
                 ["verb_logits", "noun_logits"], files["fusion"])

@@ -20,9 +20,8 @@ from tqdm import tqdm
 from edge.errors import ConfigError
 from trainer import ckpt
 from trainer.clips import ClipSet
-from trainer.models import TokenEncoder
+from trainer.models import IN_CHANNELS, TokenEncoder
 
-IN_CHANNELS = {"V": 3, "F": 2, "A": 1}
 # Labels each modality's extractor is pre-trained on (V sees both; F sees motion; A hears the digit).
 PRETRAIN_HEADS = {"V": ("noun", "verb"), "F": ("verb",), "A": ("noun",)}
 _HEAD_ATTRS = ("fc", "classifier", "head", "heads")
@@ -97,14 +96,17 @@ def pretrain_heads(extractor: nn.Module, modality: str, n_classes: dict[str, int
 
 def pretrain_loss(extractor: nn.Module, heads: nn.ModuleDict, modality: str, x: torch.Tensor,
                   labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed CE of every head on single frames / windows `x` [B, C, H, W]; and how many the first head got right."""
+    """Summed CE of every head on single frames / windows `x` [B, C, H, W]; and how many the first head got right.
+
+    `labels` per head: class indices [B] or soft targets [B, classes]."""
     feats = extractor(x)
     loss, correct = 0.0, 0
     for h, head in heads.items():
         logits = head(feats)
         loss = loss + F.cross_entropy(logits, labels[h])
         if h == PRETRAIN_HEADS[modality][0]:
-            correct = int((logits.argmax(1) == labels[h]).sum())
+            hard = labels[h].argmax(1) if labels[h].dim() > 1 else labels[h]
+            correct = int((logits.argmax(1) == hard).sum())
     return loss, correct
 
 
@@ -127,7 +129,7 @@ def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dic
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps), pct_start=0.15)
     parts = {"model": extractor, "heads": heads, "opt": opt, "sched": sched}
     start = ckpt.resume(ckpt_path, parts)
-    labels = {"verb": clips.verb, "noun": clips.noun}
+    labels = clips.targets(slice(None))
     for epoch in range(start, epochs):
         extractor.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)

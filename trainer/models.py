@@ -11,7 +11,18 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from edge.preprocess import PreprocessConfig
+
 MODALITIES = ("V", "F", "A")
+# Input channels of one frame / flow field / log-mel window under the preprocessing the trainer uses.
+IN_CHANNELS = {"V": PreprocessConfig().video_channels, "F": 2, "A": 1}
+
+
+def example_inputs(pre: PreprocessConfig) -> dict[str, torch.Tensor]:
+    """One zero input per encoder, batch 1: a frame (video_input), a flow field, a log-mel window."""
+    s = pre.frame_size
+    return {"V": torch.zeros(1, pre.video_channels, s, s), "F": torch.zeros(1, 2, s, s),
+            "A": torch.zeros(1, 1, pre.n_mels, pre.logmel_frames)}
 
 
 def conv_stack(in_ch: int, widths: tuple[int, ...]) -> nn.Sequential:
@@ -133,16 +144,16 @@ class ModelConfig:
 
 
 class MultimodalModel(nn.Module):
-    """Encoders + fusion. `forward` takes whole windows: V [B,T,3,S,S], F [B,T,2,S,S], A [B,T,1,M,W]."""
+    """Encoders + fusion. `forward` takes whole windows: V [B,T,C,S,S], F [B,T,2,S,S], A [B,T,1,M,W]."""
 
     def __init__(self, cfg: ModelConfig, n_verb: int, n_noun: int) -> None:
         super().__init__()
         self.cfg = cfg
         d = cfg.token_dim
         self.encoders = nn.ModuleDict({
-            "V": TokenEncoder(3, tuple(cfg.video_widths), d),
-            "F": TokenEncoder(2, tuple(cfg.flow_widths), d),
-            "A": TokenEncoder(1, tuple(cfg.audio_widths), d),
+            "V": TokenEncoder(IN_CHANNELS["V"], tuple(cfg.video_widths), d),
+            "F": TokenEncoder(IN_CHANNELS["F"], tuple(cfg.flow_widths), d),
+            "A": TokenEncoder(IN_CHANNELS["A"], tuple(cfg.audio_widths), d),
         })
         self.fusion = Fusion(cfg.tokens, {m: d for m in MODALITIES}, cfg.dim, cfg.layers, cfg.heads, cfg.ff,
                              n_verb, n_noun, missing=cfg.missing, dropout=cfg.dropout)

@@ -108,7 +108,7 @@ class PretrainStep(nn.Module):
                                             .integers(0, steps, self.positions) for r in rows]))
             sample = rows.repeat_interleave(self.positions)
             x = batch[m][sample.to(batch[m].device), pos.flatten().to(batch[m].device)].to(device)
-            labels = {h: batch[h].cpu()[sample].to(device) for h in self.heads[m]}
+            labels = {h: targets(batch, h).cpu()[sample].to(device) for h in self.heads[m]}
             loss = loss + float(weight[i]) * pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)[0]
         return loss
 
@@ -145,7 +145,14 @@ class StudentStep(nn.Module):
         verb, noun = forward_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
         with torch.no_grad():
             teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
-        return student_loss(verb, noun, batch["verb"].to(device), batch["noun"].to(device), cfg, teacher)
+        return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
+                            teacher)
+
+
+def targets(batch: dict, head: str) -> torch.Tensor:
+    """A batch's training targets for `head`: soft targets where the dataset gives them (MovingDigits stream
+    windows), else class indices."""
+    return batch.get(f"{head}_t", batch[head])
 
 
 def _mask(index: torch.Tensor, present: torch.Tensor, p_drop: float, seed: int, epoch: int) -> torch.Tensor:

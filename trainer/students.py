@@ -57,8 +57,8 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 
 def student_loss(verb: torch.Tensor, noun: torch.Tensor, target_verb: torch.Tensor, target_noun: torch.Tensor,
                  cfg: StudentConfig, teacher: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """CE per head; with the teacher's (verb, noun) logits on the same modality subset, KARMMA_S's
-    alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE."""
+    """CE per head (targets: class indices or soft targets); with the teacher's (verb, noun) logits on the same
+    modality subset, KARMMA_S's alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE."""
     ce = F.cross_entropy(verb, target_verb) + F.cross_entropy(noun, target_noun)
     if teacher is None:
         return ce
@@ -115,7 +115,8 @@ def train_student(mode: str, cfg: StudentConfig, clips: ClipSet, n_classes: dict
             if mode == "karmma_s":
                 sub = subset_index(mask)
                 teacher = (teacher_logits[0][sub, idx], teacher_logits[1][sub, idx])
-            loss = student_loss(verb, noun, clips.verb[idx], clips.noun[idx], cfg, teacher)
+            target = clips.targets(idx)
+            loss = student_loss(verb, noun, target["verb"], target["noun"], cfg, teacher)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -82,8 +82,8 @@ def train_fusion(fusion: Fusion, tokens: dict[str, torch.Tensor], clips: ClipSet
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size]
             mask = random_drop(len(idx), cfg.p_drop, gen) if cfg.p_drop > 0 else torch.ones(len(idx), 3)
-            loss = fusion_loss(fusion, [tokens[m][idx] for m in MODALITIES], mask, clips.verb[idx], clips.noun[idx],
-                               cfg)
+            target = clips.targets(idx)
+            loss = fusion_loss(fusion, [tokens[m][idx] for m in MODALITIES], mask, target["verb"], target["noun"], cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

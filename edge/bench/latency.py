@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError
-from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, prepare_frame,
+from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, prepare_frame, video_input,
                              to_gray, to_rgb_uint8, window_to_model_input)
 
 BUNDLES = Path(__file__).resolve().parents[2] / "assets" / "bundles"
@@ -86,13 +86,15 @@ class StreamingModel:
         self.windows = {m: rng.standard_normal((1, tokens[m], dims[m])).astype(np.float32) for m in "VFA"}
         self.mask = np.ones((1, 3), np.float32)
         self.prev_gray: np.ndarray | None = None
+        self.prev_small: np.ndarray | None = None
 
     def predict(self, frame_bgr: np.ndarray, audio: np.ndarray, audio_rate: int) -> dict[str, float]:
         """Run and time each stage of one prediction; returns {stage: seconds}."""
         pre, b, t = self.bundle.preprocess, self.bundle, {}
         start = time.perf_counter()
         small = prepare_frame(to_rgb_uint8(frame_bgr), pre)
-        frame = normalize_frame(small, pre)[None]
+        frame = video_input(small, self.prev_small, pre)[None]
+        self.prev_small = small
         gray = to_gray(small)
         t["preprocess_video"] = time.perf_counter() - start
         prev = gray if self.prev_gray is None else self.prev_gray

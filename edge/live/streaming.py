@@ -11,7 +11,7 @@ import numpy as np
 from edge.bundle import MODALITIES, Bundle, subset_key
 from edge.errors import ConfigError
 from edge.live.metrics import Metrics
-from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, to_gray,
+from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, to_gray, video_input,
                              window_to_model_input)
 from edge.preprocess.config import FlowConfig
 
@@ -80,6 +80,7 @@ class StreamingStudent:
         self.rings = {m: TokenRing(tokens[m], dims[m]) for m in MODALITIES}
         self.min_tokens = {m: min(min_tokens[m], tokens[m]) for m in MODALITIES}
         self._prev_gray: np.ndarray | None = None
+        self._prev_frame: np.ndarray | None = None    # the video encoder's state: the previous sampled frame
 
     def warm_up(self) -> None:
         """Run every model and the flow once on dummy inputs, so the first live tick does not pay for
@@ -98,13 +99,15 @@ class StreamingStudent:
 
     def add_frame(self, frame: np.ndarray, arrival: float, flow_scale: float | None,
                   flow_frame: np.ndarray | None = None) -> float:
-        """Encode one sampled model-size RGB frame; with a flow scale, also the flow against the previous
-        sampled frame (None: flow is shed, F's ring restarts). `flow_frame`: the same picture at flow_side
-        (None: `frame`, for flow at the model's size). Returns the flow's ms (0 when none was computed)."""
+        """Encode one sampled model-size RGB frame (with its difference to the previous sampled frame when the
+        bundle's video_input asks for it); with a flow scale, also the flow against the previous sampled frame
+        (None: flow is shed, F's ring restarts). `flow_frame`: the same picture at flow_side (None: `frame`, for
+        flow at the model's size). Returns the flow's ms (0 when none was computed)."""
         m = self.metrics
         with m.time("video_encoder"):
-            token = self.bundle.run("video_encoder", frame=normalize_frame(frame, self.cfg)[None])[0]
+            token = self.bundle.run("video_encoder", frame=video_input(frame, self._prev_frame, self.cfg)[None])[0]
         self.rings["V"].push(token[0], arrival)
+        self._prev_frame = frame.copy()
         gray = to_gray(frame if flow_frame is None else flow_frame)
         flow_ms = 0.0
         if flow_scale is None:
@@ -141,6 +144,7 @@ class StreamingStudent:
         self.rings["V"].reset()
         self.rings["F"].reset()
         self._prev_gray = None
+        self._prev_frame = None
 
     def reset_audio(self) -> None:
         self.rings["A"].reset()

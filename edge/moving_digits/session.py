@@ -55,6 +55,78 @@ class Session:
             yield j / self.sample_rate, self.audio[j:j + block]
 
 
+@dataclass
+class SessionPlan:
+    """Every random choice of a session (one scene; idle gaps and action clips on one timeline), so any of its
+    frames or audio samples can be rendered on demand: the trainer cuts windows from sessions it never renders
+    whole, and `render_session` renders them all."""
+
+    scene: object
+    pieces: list                # (first_frame, n_idle_frames) for an idle gap, else a ClipPlan
+    n_frames: int
+    fps: int
+    sample_rate: int
+    noise: np.ndarray           # the scene's noise floor for the whole session
+    segments: list[Segment]
+
+    def _piece_at(self, frame: int):
+        for piece in self.pieces:
+            first, n = piece if isinstance(piece, tuple) else (piece.frame_base, piece.n_frames)
+            if first <= frame < first + n:
+                return piece, frame - first
+        raise ConfigError(f"frame {frame} is outside the session's {self.n_frames} frames.")
+
+    def frames(self, indices) -> np.ndarray:
+        """Session frames `indices`: [n, size, size, 3] uint8 RGB."""
+        size = self.scene.size
+        out = np.empty((len(indices), size, size, 3), np.uint8)
+        for k, i in enumerate(indices):
+            piece, local = self._piece_at(int(i))
+            out[k] = (render_idle(self.scene, int(i), 1, self.fps)[0] if isinstance(piece, tuple)
+                      else render_frames(piece, [local])[0])
+        return out
+
+    def audio(self) -> np.ndarray:
+        """The whole session's audio (float32 mono): each clip's speech over the noise floor."""
+        audio = self.noise.copy()
+        for piece in self.pieces:
+            if not isinstance(piece, tuple):
+                a0 = int(round(piece.frame_base / self.fps * self.sample_rate))
+                audio[a0:a0 + piece.n_samples] = render_audio(piece, self.noise[a0:a0 + piece.n_samples])
+        return audio
+
+
+def plan_session(sources: DigitSources, rng: np.random.Generator, actions: list[tuple[int, int]],
+                 gaps_s: list[float], levels: NuisanceLevels, duration_s: float = 2.0, lead_in_s: float = 0.25,
+                 fps: int = 30, size: int = 128, sample_rate: int = 16000) -> SessionPlan:
+    """A session of `actions` (verb, noun), gap i (seconds) before action i and the last gap after the last."""
+    if len(gaps_s) != len(actions) + 1 or not actions or min(gaps_s) < 0:
+        raise ConfigError(f"a session needs at least one action and one gap >= 0 more than actions, got "
+                          f"{len(actions)} actions and gaps {gaps_s}.")
+    scene = make_scene(rng, levels, size)
+    pieces: list = []
+    cursor = 0
+    for (verb, noun), gap in zip(actions, gaps_s):
+        idle = int(round(gap * fps))
+        pieces.append((cursor, idle))
+        cursor += idle
+        plan = plan_clip(sources, rng, verb, noun, levels, duration_s, lead_in_s, fps, size, sample_rate,
+                         scene=scene, frame_base=cursor)
+        pieces.append(plan)
+        cursor += plan.n_frames
+    idle = int(round(gaps_s[-1] * fps))
+    pieces.append((cursor, idle))
+    cursor += idle
+    plans = [p for p in pieces if not isinstance(p, tuple)]
+    n_samples = max([int(round(cursor / fps * sample_rate))] +     # rounding may put a clip's end 1 sample later
+                    [int(round(p.frame_base / fps * sample_rate)) + p.n_samples for p in plans])
+    segments = []
+    for plan in plans:
+        start = (plan.frame_base + plan.lead_in_frames) / fps
+        segments.append(Segment(round(start, 6), round(start + duration_s, 6), plan.verb, plan.noun))
+    return SessionPlan(scene, pieces, cursor, fps, sample_rate, scene.audio_noise(n_samples, sample_rate), segments)
+
+
 def render_session(sources: DigitSources, seed: int, n_actions: int, levels: NuisanceLevels,
                    gap_s: tuple[float, float] = (0.5, 1.5), duration_s: float = 2.0, lead_in_s: float = 0.25,
                    fps: int = 30, size: int = 128, sample_rate: int = 16000) -> Session:
@@ -62,39 +134,20 @@ def render_session(sources: DigitSources, seed: int, n_actions: int, levels: Nui
     if n_actions < 1 or not 0 <= gap_s[0] <= gap_s[1]:
         raise ConfigError(f"a session needs n_actions >= 1 and a gap range 0 <= low <= high, got {n_actions}, {gap_s}.")
     rng = np.random.default_rng(seed)
-    scene = make_scene(rng, levels, size)
-    pieces: list = []                     # (first_frame, n_idle_frames) or a ClipPlan
-    cursor = 0
-    for _ in range(n_actions):
-        idle = int(round(rng.uniform(*gap_s) * fps))
-        pieces.append((cursor, idle))
-        cursor += idle
-        plan = plan_clip(sources, rng, int(rng.integers(len(VERBS))), int(rng.integers(len(NOUNS))), levels,
-                         duration_s, lead_in_s, fps, size, sample_rate, scene=scene, frame_base=cursor)
-        pieces.append(plan)
-        cursor += plan.n_frames
-    idle = int(round(rng.uniform(*gap_s) * fps))
-    pieces.append((cursor, idle))
-    cursor += idle
-
-    frames = np.empty((cursor, size, size, 3), np.uint8)
-    plans = [p for p in pieces if not isinstance(p, tuple)]
-    n_samples = max([int(round(cursor / fps * sample_rate))] +     # rounding may put a clip's end 1 sample later
-                    [int(round(p.frame_base / fps * sample_rate)) + p.n_samples for p in plans])
-    noise = scene.audio_noise(n_samples, sample_rate)
-    audio = noise.copy()
-    segments = []
-    for piece in pieces:
+    gaps, actions = [], []
+    for _ in range(n_actions):     # the draws in the order sessions always made them (same seed, same session)
+        gaps.append(float(rng.uniform(*gap_s)))
+        actions.append((int(rng.integers(len(VERBS))), int(rng.integers(len(NOUNS)))))
+    gaps.append(float(rng.uniform(*gap_s)))
+    plan = plan_session(sources, rng, actions, gaps, levels, duration_s, lead_in_s, fps, size, sample_rate)
+    frames = np.empty((plan.n_frames, size, size, 3), np.uint8)
+    for piece in plan.pieces:
         if isinstance(piece, tuple):
             first, n = piece
-            frames[first:first + n] = render_idle(scene, first, n, fps)
-            continue
-        frames[piece.frame_base:piece.frame_base + piece.n_frames] = render_frames(piece, range(piece.n_frames))
-        a0 = int(round(piece.frame_base / fps * sample_rate))
-        audio[a0:a0 + piece.n_samples] = render_audio(piece, noise[a0:a0 + piece.n_samples])
-        start = (piece.frame_base + piece.lead_in_frames) / fps
-        segments.append(Segment(round(start, 6), round(start + duration_s, 6), piece.verb, piece.noun))
-    return Session(frames, audio, fps, sample_rate, segments, sources.source, seed)
+            frames[first:first + n] = render_idle(plan.scene, first, n, fps)
+        else:
+            frames[piece.frame_base:piece.frame_base + piece.n_frames] = render_frames(piece, range(piece.n_frames))
+    return Session(frames, plan.audio(), fps, sample_rate, plan.segments, sources.source, seed)
 
 
 def write_session(session: Session, path: Path) -> Path:

@@ -44,6 +44,12 @@ def _from_mapping(cls, data: Mapping[str, Any], where: str):
     return cls(**values)
 
 
+# What the video encoder sees per sampled frame, and its channel count. "frame+diff" adds the difference
+# to the previous sampled frame (the frame flow pairs it with), so V alone sees how things move at the
+# cost of 3 more input channels: a per-frame encoder that stays streamable (state = one small frame).
+VIDEO_INPUTS = {"frame": 3, "frame+diff": 6}
+
+
 @dataclass(frozen=True)
 class FlowConfig:
     """Which optical-flow backend a model was trained with, and its parameters."""
@@ -87,8 +93,11 @@ class PreprocessConfig:
     fmin: float = 20.0
     fmax: float = 8000.0
     flow: FlowConfig = field(default_factory=FlowConfig)
+    video_input: str = "frame+diff"      # "frame+diff": RGB and its difference to the previous sampled frame
 
     def __post_init__(self) -> None:
+        if self.video_input not in VIDEO_INPUTS:
+            raise ConfigError(f"preprocess.video_input must be one of {list(VIDEO_INPUTS)}, got {self.video_input!r}.")
         if self.frame_size <= 0 or self.sample_fps <= 0 or self.audio_sample_rate <= 0:
             raise ConfigError("preprocess frame_size, sample_fps and audio_sample_rate must be positive.")
         if min(self.video_tokens, self.flow_tokens, self.audio_tokens) <= 0:
@@ -98,6 +107,11 @@ class PreprocessConfig:
         if min(self.n_fft, self.hop_length, self.n_mels) <= 0 or self.n_fft > self.audio_window_samples:
             raise ConfigError("preprocess n_fft, hop_length and n_mels must be positive, "
                               "with n_fft no longer than the audio window.")
+
+    @property
+    def video_channels(self) -> int:
+        """Channels of one video encoder input (3 RGB, plus 3 of motion with frame+diff)."""
+        return VIDEO_INPUTS[self.video_input]
 
     @property
     def window_s(self) -> float:
@@ -122,6 +136,8 @@ class PreprocessConfig:
         data = dict(data) if isinstance(data, Mapping) else data
         if isinstance(data, dict) and "flow" in data:
             data["flow"] = FlowConfig.from_dict(data["flow"])
+        if isinstance(data, dict):      # manifests written before the field existed fed RGB alone
+            data.setdefault("video_input", "frame")
         cfg = _from_mapping(cls, data, "preprocess")
         return cfg
 

@@ -65,6 +65,22 @@ def normalize_frame(frame_rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def video_input(frame_rgb: np.ndarray, prev_rgb: np.ndarray | None, cfg: PreprocessConfig) -> np.ndarray:
+    """Video encoder input of one sampled model-size RGB frame: float32 [video_channels, S, S].
+
+    "frame": the normalised frame. "frame+diff": the normalised frame and its normalised difference to
+    `prev_rgb`, the previous sampled frame (None after a reset: no motion seen yet, the difference is 0).
+    """
+    x = normalize_frame(frame_rgb, cfg)
+    if cfg.video_input == "frame":
+        return x
+    if prev_rgb is None:
+        return np.concatenate([x, np.zeros_like(x)])
+    diff = (frame_rgb.astype(np.float32) - prev_rgb.astype(np.float32)) * (1.0 / 255.0)
+    diff = diff / np.asarray(cfg.std, np.float32)
+    return np.concatenate([x, diff.transpose(2, 0, 1)])
+
+
 def to_gray(frame_rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 -> single-channel uint8, the input optical flow works on."""
     return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)

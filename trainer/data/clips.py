@@ -1,12 +1,13 @@
 """From an annotated segment of real media to one model sample, built only with `edge.preprocess`.
 
-A sample has the MovingDigits-AV format: V float32 [Tv,3,S,S], F float32 [Tf,2,S,S],
+A sample has the MovingDigits-AV format: V float32 [Tv,C,S,S] (`video_input`), F float32 [Tf,2,S,S],
 A float32 [Ta,1,n_mels,frames], verb, noun, `present` = {"V","F","A": bool} (a modality the media
 lack is all zeros and flagged False) and `id` (the annotation's id, a stable key for token caches).
 
 Where the tokens come from in a segment of frames [start, stop] (0-based, inclusive):
 - V token k: evaluation takes `uniform_indices` (the last frame of each of Tv equal parts, what the
-  live sampler sees); training takes TSN sampling (a random frame within each part).
+  live sampler sees); training takes TSN sampling (a random frame within each part). Its motion channels
+  (video_input "frame+diff") difference it with the frame 1 / sample_fps seconds earlier.
 - F token k: flow from the frame 1 / sample_fps seconds before V token k's frame to that frame, so a
   flow field always spans what it spans at run time, whatever the segment's length (the last Tf
   V tokens get a flow token each).
@@ -28,8 +29,8 @@ import torch
 
 from edge.errors import ConfigError
 from edge.preprocess import (
-    FlowBackend, PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend, normalize_frame,
-    prepare_frame, to_gray, uniform_indices, window_to_model_input,
+    FlowBackend, PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend,
+    prepare_frame, to_gray, uniform_indices, video_input, window_to_model_input,
 )
 from trainer.data.media import MediaError, SkipLog
 
@@ -49,6 +50,7 @@ class Segment:
 @dataclass(frozen=True)
 class ClipPlan:
     video: np.ndarray       # frame index of each V token
+    video_prev: np.ndarray  # frame index of the previous sampled frame of each V token (video_input's motion)
     flow_from: np.ndarray   # frame index each F token's flow starts from (its end is the matching V frame)
     flow_to: np.ndarray
     audio_end_s: np.ndarray  # end time of each audio window, seconds from the media's start
@@ -72,7 +74,8 @@ def plan_clip(start: int, stop: int, fps: float, cfg: PreprocessConfig,
     video = start + offsets
     gap = max(1, int(round(fps / cfg.sample_fps)))
     flow_to = video[tv - tf:]
-    return ClipPlan(video=video, flow_from=np.maximum(flow_to - gap, 0), flow_to=flow_to,
+    return ClipPlan(video=video, video_prev=np.maximum(video - gap, 0), flow_from=np.maximum(flow_to - gap, 0),
+                    flow_to=flow_to,
                     audio_end_s=(video[tv - ta:] + 1) / fps)
 
 
@@ -97,7 +100,7 @@ def build_sample(plan: ClipPlan, frames: Mapping[int, np.ndarray], cfg: Preproce
     pixels, keyed by the V frame index) are given; A is missing when `audio` is None.
     """
     prepared = {i: prepare_frame(f, cfg) for i, f in frames.items()}
-    v = np.stack([normalize_frame(prepared[i], cfg) for i in plan.video])
+    v = np.stack([video_input(prepared[i], prepared[p], cfg) for i, p in zip(plan.video, plan.video_prev)])
     if flow_fields is not None:
         f = np.stack([flow_to_model_input(resize_flow(flow_fields[j], cfg), cfg) for j in plan.flow_to])
     else:
@@ -114,7 +117,7 @@ def build_sample(plan: ClipPlan, frames: Mapping[int, np.ndarray], cfg: Preproce
 
 def plan_frames(plan: ClipPlan) -> list[int]:
     """Every frame index a plan reads."""
-    return sorted(set(plan.video.tolist()) | set(plan.flow_from.tolist()))
+    return sorted(set(plan.video.tolist()) | set(plan.video_prev.tolist()) | set(plan.flow_from.tolist()))
 
 
 class SegmentDataset(torch.utils.data.Dataset, abc.ABC):

@@ -156,7 +156,7 @@ class EpicKitchens(SegmentDataset):
         flow = None
         if self.flow_source == "epic":
             flow = {j: m.flow.flow(j) for j in plan.flow_to}
-            wanted = plan.video.tolist()
+            wanted = sorted(set(plan.video.tolist()) | set(plan.video_prev.tolist()))
         else:
             wanted = plan_frames(plan)
         frames = m.frames.frames(wanted) if m.frames is not None else m.video.frames(wanted, fps=m.fps)

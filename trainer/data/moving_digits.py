@@ -4,6 +4,14 @@
 - F: flow of each sampled frame against the previous sampled one, on the model-size gray frames; for
   token 0 the previous one is the last lead-in frame (the frame the live 4 fps sampler took 1/4 s earlier);
 - A: log-mel of the 1 s windows ending at 1.0, 1.25, ..., 2.0 s after the clip start.
+V is `video_input` of each sampled frame and the previous sampled one (the frame flow pairs it with).
+
+Training splits may also imitate the live stream (`StreamWindows`, trainer.yaml `data.stream`): a share of the
+items are 2 s windows cut at a random offset from a three-action session (across action boundaries and idle
+gaps), with soft targets by overlap (the share of the window each action covers; the idle share spread
+uniformly over the classes, so idle windows teach low confidence rather than a made-up class); flow at the
+resolutions the live shedder uses; and the inputs the health monitor marks only after a moment (a frozen or
+black last frame, audio that has just gone silent) or a token ring refilling after a reset.
 
 Only the 9 frames a sample needs are rendered. `materialize` renders a dataset once (in worker processes)
 and keeps it in a cache keyed by everything that decides its content, outside the repository.
@@ -16,6 +24,7 @@ import os
 import shutil
 import time
 import zlib
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,10 +38,12 @@ import edge.preprocess
 from edge.errors import ConfigError
 from edge.moving_digits.config import NuisanceLevels, load_config
 from edge.moving_digits.render import NOUNS, VERBS, plan_clip, render_audio, render_frames
+from edge.moving_digits.session import SessionPlan, plan_session
 from edge.moving_digits.sources import load_sources
 from edge.moving_digits.splits import Split, make_split
 from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend,
-                             normalize_frame, prepare_frame, to_gray, uniform_indices, window_to_model_input)
+                             prepare_frame, to_gray, uniform_indices, video_input, window_to_model_input)
+from edge.preprocess.config import _from_mapping
 
 RENDER_FPS = 30
 RENDER_SIZE = 128
@@ -58,6 +69,54 @@ def audio_windows(lead_in_samples: int, pre: PreprocessConfig) -> list[tuple[int
     return [(e - n, e) for e in ends]
 
 
+@dataclass(frozen=True)
+class StreamWindows:
+    """How training items imitate what the live loop feeds the model (all off by default)."""
+
+    fraction: float = 0.0                     # share of items cut from a session at a random offset
+    gap_s: tuple = (0.2, 2.5)                 # idle gaps between the session's actions
+    flow_scales: tuple = (1.0,)               # flow resolutions (the shedder's ladder) ...
+    flow_scale_probs: tuple = (1.0,)          # ... and how often each is drawn
+    warmup_prob: float = 0.0                  # per modality: the window starts as a ring refilling after a reset
+    fault_prob: float = 0.0                   # a frozen / black last frame or audio just gone silent
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fraction <= 1 or not 0 <= self.warmup_prob <= 1 or not 0 <= self.fault_prob <= 1:
+            raise ConfigError("data.stream fraction, warmup_prob and fault_prob must be in [0, 1].")
+        if len(self.flow_scales) != len(self.flow_scale_probs) or not self.flow_scales \
+                or abs(sum(self.flow_scale_probs) - 1) > 1e-6 or not all(0 < x <= 1 for x in self.flow_scales):
+            raise ConfigError("data.stream flow_scales (each in (0, 1]) and flow_scale_probs (summing to 1) must "
+                              "have the same length.")
+        if len(self.gap_s) != 2 or not 0 <= self.gap_s[0] <= self.gap_s[1]:
+            raise ConfigError(f"data.stream gap_s must be [low, high] with 0 <= low <= high, got {self.gap_s}.")
+
+    @classmethod
+    def from_dict(cls, data) -> "StreamWindows":
+        return _from_mapping(cls, data, "data.stream")
+
+    @property
+    def active(self) -> bool:
+        return self != StreamWindows()
+
+
+_MIN_FRESH = {"V": 4, "F": 4, "A": 3}       # tokens a returning modality needs before it counts again (live)
+_SILENT_S = 0.35                            # audio silent this long is marked missing by the health monitor
+
+
+def overlap_targets(segments, start_s: float, end_s: float, n_verb: int, n_noun: int) -> tuple[np.ndarray, np.ndarray]:
+    """Soft verb / noun targets of the window [start_s, end_s): each segment's share of it, the idle share
+    spread uniformly."""
+    verb, noun = np.zeros(n_verb, np.float32), np.zeros(n_noun, np.float32)
+    covered = 0.0
+    for seg in segments:
+        share = max(0.0, min(end_s, seg.end_s) - max(start_s, seg.start_s)) / (end_s - start_s)
+        verb[seg.verb] += share
+        noun[seg.noun] += share
+        covered += share
+    idle = max(0.0, 1.0 - covered)
+    return verb + idle / n_verb, noun + idle / n_noun
+
+
 @lru_cache(maxsize=1)
 def _source_fingerprint() -> str:
     """Hash of the code that decides a clip's content (the renderer, the sources, the preprocessing):
@@ -65,7 +124,7 @@ def _source_fingerprint() -> str:
     Taken once, at import, so it describes the code this process runs even if the files change later."""
     h = hashlib.sha256()
     renderer = Path(edge.moving_digits.__file__).parent
-    for f in [renderer / "render.py", renderer / "sources.py",
+    for f in [renderer / "render.py", renderer / "sources.py", renderer / "session.py", Path(__file__),
               *sorted(Path(edge.preprocess.__file__).parent.glob("*.py"))]:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -82,7 +141,7 @@ class MovingDigitsDataset(Dataset):
 
     def __init__(self, split: str | Split = "train", n_clips: int = 1000, seed: int = 0,
                  data_root: Path | None = None, pre: PreprocessConfig | None = None,
-                 levels: NuisanceLevels | None = None) -> None:
+                 levels: NuisanceLevels | None = None, stream: StreamWindows | None = None) -> None:
         config = load_config() if isinstance(split, str) or levels is None else None
         self.split = make_split(split, splits=config.splits) if isinstance(split, str) else split
         if n_clips <= 0:
@@ -96,6 +155,7 @@ class MovingDigitsDataset(Dataset):
                                     self.pre.audio_sample_rate)
         self._split_id = zlib.crc32(self.split.key().encode())
         self._flow = None
+        self.stream = stream or StreamWindows()
 
     def __len__(self) -> int:
         return self.n_clips
@@ -113,41 +173,107 @@ class MovingDigitsDataset(Dataset):
         """The generator that draws every random choice of item `index`."""
         return np.random.default_rng([self.seed, self._split_id, index])
 
+    def is_stream_window(self, index: int) -> bool:
+        """Whether item `index` is cut from a session (drawn per item, independent of its label)."""
+        f = self.stream.fraction
+        return f > 0 and np.random.default_rng([self.seed, self._split_id, index, 1]).random() < f
+
     def render_item(self, index: int) -> dict:
-        """Item `index` in compact numpy form: frames uint8 [T, S, S, 3] (before normalisation), F, A, labels."""
+        """Item `index` in compact numpy form: frames uint8 [T + 1, S, S, 3] (the frame before the first
+        sampled one, then the sampled ones; before normalisation), F, A, labels and soft targets."""
         if not 0 <= index < self.n_clips:
             raise IndexError(f"clip {index} is out of range for a dataset of {self.n_clips} clips.")
-        pre = self.pre
+        pre, rng = self.pre, self.item_rng(index)
         verb, noun = self.labels(index)
-        plan = plan_clip(self.sources, self.item_rng(index), verb, noun, self.levels, duration_s=pre.window_s,
-                         lead_in_s=1.0 / pre.sample_fps, fps=RENDER_FPS, size=RENDER_SIZE,
-                         sample_rate=pre.audio_sample_rate)
-        sampled, prev = sample_instants(plan.n_frames - plan.lead_in_frames, plan.lead_in_frames, pre)
-        needed = np.unique(np.concatenate([sampled, prev]))
-        small = dict(zip(needed.tolist(), (prepare_frame(f, pre) for f in render_frames(plan, needed))))
-        gray = {i: to_gray(f) for i, f in small.items()}
+        if self.is_stream_window(index):
+            session, first, window_start_s = self._session_window(rng, verb, noun)
+            targets = overlap_targets(session.segments, window_start_s, window_start_s + pre.window_s,
+                                      len(VERBS), len(NOUNS))
+            audio_from = int(round(first / session.fps * pre.audio_sample_rate))
+            render, audio, lead = session.frames, session.audio(), first
+        else:
+            plan = plan_clip(self.sources, rng, verb, noun, self.levels, duration_s=pre.window_s,
+                             lead_in_s=1.0 / pre.sample_fps, fps=RENDER_FPS, size=RENDER_SIZE,
+                             sample_rate=pre.audio_sample_rate)
+            targets = (np.eye(len(VERBS), dtype=np.float32)[verb], np.eye(len(NOUNS), dtype=np.float32)[noun])
+            render, audio, lead = (lambda idx: render_frames(plan, idx)), render_audio(plan), plan.lead_in_frames
+            audio_from = plan.lead_in_samples
+        sampled, prev = sample_instants(int(round(pre.window_s * RENDER_FPS)), lead, pre)
+        frames = [prepare_frame(f, pre) for f in render(np.concatenate([prev[:1], sampled]))]
+        self._fault(rng, frames, audio, audio_from)
         if self._flow is None:
             self._flow = make_flow_backend(pre.flow)
-        flow = np.stack([flow_to_model_input(compute_flow(self._flow, gray[p], gray[s], pre), pre)
-                         for p, s in zip(prev.tolist(), sampled.tolist())])
-        audio = render_audio(plan)
+        scale = float(rng.choice(self.stream.flow_scales, p=self.stream.flow_scale_probs))
+        gray = [to_gray(f) for f in frames]
+        flow = np.stack([flow_to_model_input(compute_flow(self._flow, a, b, pre, scale=scale), pre)
+                         for a, b in zip(gray[:-1], gray[1:])])
         mel = np.stack([window_to_model_input(audio[a:b], pre.audio_sample_rate, pre)
-                        for a, b in audio_windows(plan.lead_in_samples, pre)])
-        return {"frames": np.stack([small[i] for i in sampled.tolist()]), "F": flow, "A": mel,
-                "verb": verb, "noun": noun}
+                        for a, b in audio_windows(audio_from, pre)])
+        item = {"frames": np.stack(frames), "F": flow, "A": mel, "verb": verb, "noun": noun,
+                "verb_t": targets[0], "noun_t": targets[1]}
+        self._warm_up(rng, item)
+        return item
+
+    def _session_window(self, rng: np.random.Generator, verb: int, noun: int) -> tuple[SessionPlan, int, float]:
+        """A session (random action, gap, this item's action, gap, random action) and a window over it that
+        overlaps this item's action anywhere from barely to wholly: (session, first window frame, start s)."""
+        pre, gaps = self.pre, self.stream.gap_s
+        other = [(int(rng.integers(len(VERBS))), int(rng.integers(len(NOUNS)))) for _ in range(2)]
+        session = plan_session(self.sources, rng, [other[0], (verb, noun), other[1]],
+                               [0.3, float(rng.uniform(*gaps)), float(rng.uniform(*gaps)), 0.3], self.levels,
+                               duration_s=pre.window_s, lead_in_s=1.0 / pre.sample_fps, fps=RENDER_FPS,
+                               size=RENDER_SIZE, sample_rate=pre.audio_sample_rate)
+        mine = session.segments[1]
+        window = int(round(pre.window_s * RENDER_FPS))
+        lo = int(round((mine.start_s + 0.25) * RENDER_FPS))
+        hi = min(session.n_frames, int(round((mine.end_s + pre.window_s - 0.25) * RENDER_FPS)))
+        end = int(rng.integers(lo, hi + 1))
+        return session, end - window, (end - window) / RENDER_FPS
+
+    def _fault(self, rng: np.random.Generator, frames: list[np.ndarray], audio: np.ndarray, audio_from: int) -> None:
+        """In place, with probability fault_prob: what reaches the model before the health monitor marks a
+        fault: the last sampled frame frozen (a copy of the one before) or black, or the last 0.35 s silent."""
+        if rng.random() >= self.stream.fault_prob:
+            return
+        kind = int(rng.integers(3))
+        if kind == 0:
+            frames[-1] = frames[-2].copy()
+        elif kind == 1:
+            frames[-1] = np.zeros_like(frames[-1])
+        else:
+            end = audio_from + int(round(self.pre.window_s * self.pre.audio_sample_rate))
+            audio[max(0, end - int(round(_SILENT_S * self.pre.audio_sample_rate))):end] = 0.0
+
+    def _warm_up(self, rng: np.random.Generator, item: dict) -> None:
+        """In place, per modality with probability warmup_prob: the window a token ring gives while it refills
+        after a reset (the live ring repeats its oldest token in the slots not yet filled)."""
+        p = self.stream.warmup_prob
+        for m, key in (("V", "frames"), ("F", "F"), ("A", "A")):
+            if p <= 0 or rng.random() >= p:
+                continue
+            x = item[key]
+            offset = 1 if m == "V" else 0               # frames[0] is the frame before the first sampled one
+            tokens = len(x) - offset
+            k = int(rng.integers(1, tokens - _MIN_FRESH[m] + 1))      # tokens not yet refilled
+            if m == "V":                # the oldest token after a reset had no previous frame: its diff is 0
+                x[:offset + k + 1] = x[offset + k]
+            else:
+                x[offset:offset + k] = x[offset + k]
 
     def __getitem__(self, index: int) -> dict:
         item = self.render_item(index)
-        return {"V": torch.from_numpy(np.stack([normalize_frame(f, self.pre) for f in item["frames"]])),
+        return {"V": torch.from_numpy(video_inputs(item["frames"], self.pre)),
                 "F": torch.from_numpy(item["F"]), "A": torch.from_numpy(item["A"]),
-                "verb": item["verb"], "noun": item["noun"]}
+                "verb": item["verb"], "noun": item["noun"],
+                "verb_t": torch.from_numpy(item["verb_t"]), "noun_t": torch.from_numpy(item["noun_t"])}
 
     def cache_key(self) -> str:
         """Hash of everything that decides the items: split, size, seed, data, preprocessing, levels, code."""
         spec = {"split": self.split.key(), "n_clips": self.n_clips, "seed": self.seed,
                 "source": self.sources.description, "skipped": self.sources.skipped,
                 "pre": self.pre.to_dict(), "levels": self.levels.to_dict(), "fps": RENDER_FPS,
-                "size": RENDER_SIZE, "code": _source_fingerprint()}
+                "size": RENDER_SIZE, "code": _source_fingerprint(),
+                **({"stream": asdict(self.stream)} if self.stream.active else {})}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -166,7 +292,12 @@ def _stack(items: list[dict]) -> dict:
     return {k: np.stack([it[k] for it in items]) for k in items[0]}
 
 
-_ARRAYS = ("frames", "F", "A", "verb", "noun")
+_ARRAYS = ("frames", "F", "A", "verb", "noun", "verb_t", "noun_t")
+
+
+def video_inputs(frames: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
+    """[T + 1, S, S, 3] uint8 (the frame before the first sampled one first) -> V [T, C, S, S] float32."""
+    return np.stack([video_input(frames[t + 1], frames[t], pre) for t in range(len(frames) - 1)])
 
 
 def _render_all(dataset: MovingDigitsDataset, workers: int, progress: bool) -> dict[str, np.ndarray]:
@@ -210,7 +341,7 @@ def _write_cache(folder: Path, dataset: MovingDigitsDataset, arrays: dict[str, n
 
 def materialize(dataset: MovingDigitsDataset, workers: int = 0, cache_dir: Path | None = None,
                 use_cache: bool = True, progress: bool = True) -> dict[str, torch.Tensor]:
-    """Every item of `dataset` stacked: V [N,T,3,S,S], F [N,T,2,S,S], A [N,5,1,64,98] float32, verb, noun int64.
+    """Every item of `dataset` stacked: V [N,T,C,S,S], F [N,T,2,S,S], A [N,5,1,64,98] float32, verb, noun int64.
 
     Rendered once in `workers` processes, then kept under `cache_dir` (default: default_cache_dir()) in a
     folder named by `dataset.cache_key()` (~0.5 MB per clip; writing one removes the caches of older renderer
@@ -224,10 +355,12 @@ def materialize(dataset: MovingDigitsDataset, workers: int = 0, cache_dir: Path 
         if use_cache:
             _write_cache(folder, dataset, arrays)
     frames = arrays["frames"]
-    v = np.empty((frames.shape[0], frames.shape[1], 3, frames.shape[2], frames.shape[3]), np.float32)
+    pre = dataset.pre
+    v = np.empty((frames.shape[0], frames.shape[1] - 1, pre.video_channels, frames.shape[2], frames.shape[3]),
+                 np.float32)
     for i in range(frames.shape[0]):      # numpy, not per-item torch copies (their threads stall a busy CPU)
-        for t in range(frames.shape[1]):
-            v[i, t] = normalize_frame(frames[i, t], dataset.pre)
+        v[i] = video_inputs(frames[i], pre)
     return {"V": torch.from_numpy(v), "F": torch.from_numpy(np.array(arrays["F"])),
             "A": torch.from_numpy(np.array(arrays["A"])), "verb": torch.from_numpy(np.array(arrays["verb"], np.int64)),
-            "noun": torch.from_numpy(np.array(arrays["noun"], np.int64))}
+            "noun": torch.from_numpy(np.array(arrays["noun"], np.int64)),
+            "verb_t": torch.from_numpy(np.array(arrays["verb_t"])), "noun_t": torch.from_numpy(np.array(arrays["noun_t"]))}
