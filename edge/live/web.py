@@ -174,11 +174,9 @@ class WebView:
         """Give connected clients up to LINGER_S to receive the summary, stop serving, and return the one
         warning about refused requests (None when there were none)."""
         deadline = time.monotonic() + LINGER_S
+        while time.monotonic() < deadline and self._clients_behind():
+            time.sleep(0.02)
         with self._cond:
-            while self._cursors and min(self._cursors.values()) < self.state.seq:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._cond.wait(left):
-                    break
             self.closing = True
             self._cond.notify_all()
         self.state.changed.set()
@@ -230,8 +228,7 @@ class WebView:
         head and (with `messages`) what to send: the kept events and summary after it and the newest
         prediction only. None: the view is closing."""
         with self._cond:
-            if self._head <= after and not self.closing:
-                self._cond.wait(KEEPALIVE_S)
+            self._cond.wait_for(lambda: self._head > after or self.closing, KEEPALIVE_S)
             if self.closing:
                 return None
             if not messages:
@@ -243,12 +240,15 @@ class WebView:
 
     def mark_sent(self, client: int, seq: int | None) -> None:
         """Record how far an /events client got (None: it left)."""
-        with self._cond:
+        with self._lock:
             if seq is None:
                 self._cursors.pop(client, None)
             else:
                 self._cursors[client] = seq
-            self._cond.notify_all()
+
+    def _clients_behind(self) -> bool:
+        with self._lock:
+            return min(self._cursors.values(), default=self.state.seq) < self.state.seq
 
     def jpeg(self) -> bytes | None:
         """The newest camera frame as JPEG, encoded here (not in the recognizer) at most MAX_JPEG_FPS times a
