@@ -79,7 +79,7 @@ def test_the_page_follows_a_demo_run_through_the_camera_cut_to_its_summary(brows
         assert missing in ("reconnecting", "stale"), missing
         assert "missing" in browser.find_element("id", "badge-V").get_attribute("class")
         assert js("return window.karmma.lastT") > cut_start - 0.5
-        shot_dir = REPO / "runs"
+        shot_dir = REPO / "runs"  # screenshots and the timings stay here, uncommitted
         shot_dir.mkdir(exist_ok=True)
         browser.save_screenshot(str(shot_dir / "web_view_camera_cut.png"))
         wait_for("the camera badge to come back", lambda: badge() == "used", cut_end - cut_start + 6)
@@ -91,6 +91,9 @@ def test_the_page_follows_a_demo_run_through_the_camera_cut_to_its_summary(brows
         summary = wait_for("the summary", lambda: browser.find_element("id", "summary").text, 10)
         assert summary.startswith("run ended:") and "capture-to-prediction ms: p50" in summary
         browser.save_screenshot(str(shot_dir / "web_view_summary.png"))
+        (shot_dir / "web_view.json").write_text(json.dumps({
+            "first_prediction_ms_after_navigation": round(first_ms), "page_predictions_in_2s": count1 - count0,
+            "recognizer_predictions_in_2s": made, "camera_badge_while_cut": missing}) + "\n")
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
     finally:
         proc.kill()
