@@ -22,6 +22,7 @@ Nothing a client sends reaches the file system or the pipeline: paths are matche
 from __future__ import annotations
 
 import collections
+import errno
 import hmac
 import ipaddress
 import json
@@ -147,14 +148,11 @@ class WebView:
             self.server = _Server((address, port), family, self)
         except OSError as exc:
             raise ServeError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
-                             + ("choose another port." if exc.errno == 98 else "check --serve.")) from None
+                             + ("choose another port." if exc.errno == errno.EADDRINUSE else "check --serve.")) from None
         self.port = self.server.server_address[1]
         self.host = address
-        self._threads = [threading.Thread(target=self.server.serve_forever, args=(0.25,), name="web-server",
-                                          daemon=True),
-                         threading.Thread(target=self._broadcast, name="web-broadcast", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        threading.Thread(target=self.server.serve_forever, args=(0.25,), name="web-server", daemon=True).start()
+        threading.Thread(target=self._broadcast, name="web-broadcast", daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -212,15 +210,18 @@ class WebView:
         while not self.closing:
             state.changed.wait()
             state.changed.clear()
+            # Records are stored before their seq is published: what is read here may be newer than `seq`,
+            # never older, so the head is the newest seq seen.
             seq = state.seq
+            prediction = state.prediction
             fresh = [item for item in (*state.events, state.summary) if item is not None and item[0] > sent]
             messages = [(s, _sse(s, rec)) for s, rec in sorted(fresh, key=lambda item: item[0])]
-            prediction = state.prediction
             with self._cond:
                 self._log.extend(messages)
                 if prediction is not None and prediction[0] > sent:
                     self._prediction = (prediction[0], _sse(*prediction))
-                self._head = sent = seq
+                self._head = sent = max([seq, *(s for s, _ in messages)]
+                                        + ([prediction[0]] if prediction is not None else []))
                 self._cond.notify_all()
 
     def wait_news(self, after: int, messages: bool = True) -> tuple[int, list[bytes]] | None:
