@@ -22,15 +22,15 @@ from pathlib import Path
 import psutil
 
 from edge.bench import default_data_root
-from edge.bundle import load_bundle
+from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError
 from edge.live.cli import default_bundle
-from edge.live.config import DEFAULT_PATH, load_runtime_config
+from edge.live.config import DEFAULT_PATH, RuntimeConfig, load_runtime_config
 from edge.live.demo import session_levels
 from edge.live.pipeline import Pipeline, Sensor
 from edge.live.sources import ArrayAudio, ArrayVideo
 from edge.live.web import WebView
-from edge.moving_digits import DEFAULT_SPLITS, load_sources, render_session
+from edge.moving_digits import DEFAULT_SPLITS, Session, load_sources, render_session
 
 CLIENT_STREAMS = ("/events", "/video.mjpg")
 
@@ -54,7 +54,8 @@ def _follow(port: int, path: str, stop: threading.Event, counts: dict, key: str,
             tail = data[-len(marker) + 1:]
 
 
-def run_clients(port: int, n: int, stop: multiprocessing.Event, results: multiprocessing.Queue) -> None:
+def run_clients(port: int, n: int, stop: multiprocessing.synchronize.Event,
+                results: multiprocessing.queues.Queue) -> None:
     """N page-like clients (in their own process): / and /state once, then /events and /video.mjpg until `stop`."""
     done = threading.Event()
     counts = [{"bytes": 0, "predictions": 0, "frames": 0} for _ in range(n)]
@@ -103,7 +104,7 @@ class RssSampler(threading.Thread):
                 "growth": round(s[-1] - s[0], 1), "max_growth": round(max(s) - s[0], 1)}
 
 
-def one_run(bundle, cfg, session, seconds: float, clients: int) -> dict:
+def one_run(bundle: Bundle, cfg: RuntimeConfig, session: Session, seconds: float, clients: int) -> dict:
     """One real-time run of the looped session, with the web view and `clients` clients when clients > 0."""
     rate = session.sample_rate
     video = ArrayVideo(session.frames, session.fps, name="camera", loop=True)

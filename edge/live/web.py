@@ -351,8 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             route(self, view)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True  # the client left or stopped reading: its thread ends here
+        except OSError:  # the client left, or stopped reading for SOCKET_TIMEOUT_S: its thread ends here
+            self.close_connection = True
 
     def refuse_method(self) -> None:
         """Every method but GET: 405, the body (if small) read and dropped so the answer is not reset."""
