@@ -208,3 +208,24 @@ def test_the_recognizer_keeps_predicting_through_bad_requests_on_loopback_only(t
     assert summary["counters"].get("late_ticks", 0) == 0
     warnings = [x for x in stderr.splitlines() if x.startswith("warning: the web view")]
     assert len(warnings) == 1 and "404: 1" in warnings[0] and "405: 1" in warnings[0], stderr
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_others_get_the_newest(view, monkeypatch):
+    monkeypatch.setattr("edge.live.web._Handler.timeout", 1.0)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((view.host, view.port))
+    stalled.sendall(b"GET /events HTTP/1.0\r\n\r\n")
+    try:
+        while view.connections == 0:  # accepted
+            time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        n = 0
+        while view.connections and time.monotonic() < deadline:  # 1 MB predictions until its thread gives up
+            n += 1
+            view.state.record({**PREDICTION, "t": float(n), "pad": "x" * (1 << 20)})
+            time.sleep(0.02)
+        assert view.connections == 0, "the stalled client still holds its connection"
+        assert json.loads(get(view, "/state")[2])["prediction"]["t"] == float(n)  # others get the newest
+    finally:
+        stalled.close()
