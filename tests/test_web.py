@@ -114,6 +114,7 @@ def test_bad_requests_get_their_status_and_one_counted_warning(view, capfd):
     status, headers, _ = get(view, "/state", method="POST", body=b"x=1")
     assert status == 405 and headers["Allow"] == "GET"
     assert get(view, "/state", headers={"Host": "attacker.example"})[0] == 403  # DNS rebinding
+    assert get(view, "/state", headers={"Host": "[::1"})[0] == 400
     answer = raw(view, b"GET /state HTTP/1.0\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
     assert answer == b"" or answer.startswith(b"HTTP/1.0 431")
     answers = flood(view.port, 200)
@@ -129,6 +130,7 @@ def test_bad_requests_get_their_status_and_one_counted_warning(view, capfd):
     close_view(view)
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: the web view refused ") and "404: 3" in err[0]
+    assert "400: 1" in err[0]
     assert "405: 1" in err[0] and "403: 1" in err[0] and "503 too many connections" in err[0]
 
 

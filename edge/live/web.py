@@ -130,6 +130,7 @@ class WebView:
             raise ServeError("--serve-token must be 16 to 128 characters from A-Z a-z 0-9 . _ ~ -.")
         self.generated_token = token is None and not self.loopback
         self.token = secrets.token_urlsafe(24) if self.generated_token else token
+        self.page = PAGE.read_bytes()
         self.state = LiveState()
         self.refused: collections.Counter[str] = collections.Counter()
         self.connections = 0
@@ -277,9 +278,12 @@ class WebView:
 
     def authorize(self, handler: BaseHTTPRequestHandler, query: str) -> int | None:
         """None when the request may be served, else the status to refuse it with."""
-        if self.loopback:
-            host = handler.headers.get("Host")
-            if host is not None and urlsplit(f"//{host}").hostname not in ("127.0.0.1", "localhost", "::1"):
+        if self.loopback and (host := handler.headers.get("Host")) is not None:
+            try:
+                name = urlsplit(f"//{host}").hostname
+            except ValueError:  # e.g. an unclosed IPv6 bracket
+                return 400
+            if name not in ("127.0.0.1", "localhost", "::1"):
                 return 403  # a page elsewhere reaching this port through a DNS name (rebinding)
         if self.token is None:
             return None
@@ -400,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def page(self, view: WebView) -> None:
-        self._reply(PAGE.read_bytes(), "text/html; charset=utf-8")
+        self._reply(view.page, "text/html; charset=utf-8")
 
     def state(self, view: WebView) -> None:
         self._reply(json.dumps(view.snapshot()).encode(), "application/json")
