@@ -5,7 +5,7 @@ recent action events on a timeline, a capture-to-prediction latency sparkline an
 Endpoints (GET only; anything else is refused and counted):
 
     /            the page
-    /state       JSON: running, latest prediction, recent events, recent latencies, summary, clients, refused
+    /state       JSON: running, latest prediction, recent events, recent latencies, summary, connections, refused
     /events      Server-Sent Events: `prediction`, `event` and `summary` messages (data: the JSONL record)
     /video.mjpg  the camera as MJPEG, one JPEG per prediction at most (a slow client gets fewer)
     /frame.jpg   the newest camera frame as one JPEG (204 before the first)
@@ -269,12 +269,14 @@ class WebView:
         """The /state document."""
         state = self.state
         prediction, summary = state.prediction, state.summary
+        with self._lock:
+            refused = dict(self.refused)
         return {"running": summary is None and not self.closing,
                 "prediction": prediction[1] if prediction else None,
                 "events": [rec for _, rec in list(state.events)],
                 "latency": [list(item) for item in list(state.latency)],
                 "summary": summary[1] if summary else None,
-                "connections": self.connections, "refused": dict(self.refused)}
+                "connections": self.connections, "refused": refused}
 
     def authorize(self, handler: BaseHTTPRequestHandler, query: str) -> int | None:
         """None when the request may be served, else the status to refuse it with."""
