@@ -20,7 +20,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_edge_imports_and_preprocesses_without_torch():
     result = _run(
         "import numpy as np\n"
-        "import edge, edge.preprocess, edge.bundle, edge.stats, edge.bench.flow\n"
+        "import edge, edge.preprocess, edge.bundle, edge.stats, edge.bench.flow, edge.live.web, edge.bench.web\n"
         "from edge.preprocess import PreprocessConfig, make_flow_backend, window_to_model_input\n"
         "cfg = PreprocessConfig()\n"
         "assert make_flow_backend(cfg.flow)(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)).shape == (64, 64, 2)\n"

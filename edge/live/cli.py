@@ -14,6 +14,7 @@ from edge.live.metrics import format_summary
 from edge.live.pipeline import Pipeline, Sensor, warn
 from edge.live.sources import (MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera, Source,
                                SourceError)
+from edge.live.web import close_view, start_view
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = REPO / "assets" / "bundles"
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="files play at their own speed (default)")
     pace.add_argument("--fast", dest="realtime", action="store_false", help="files run as fast as the CPU allows")
     p.add_argument("--seed", type=int, default=0, help="demo stream seed")
+    p.add_argument("--serve", metavar="[HOST:]PORT", help="serve a live web view (default host 127.0.0.1)")
+    p.add_argument("--serve-token", metavar="TOKEN", help="access token for --serve (off loopback: generated "
+                   "and printed when not given)")
     return p
 
 
@@ -115,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if args.camera is None and args.mic is None:
         raise UsageError("give a sensor with --camera and/or --mic (e.g. --camera 0 --mic default), or run "
                          "`python run_live.py --demo` for the built-in demo stream.")
+    view = start_view(args.serve, args.serve_token)  # binds now: a port in use stops the run before it starts
     bundle = _load_bundle(args.bundle)
     video = _open(camera_source(args.camera or "none", args.realtime))
     try:
@@ -128,12 +133,15 @@ def run(args: argparse.Namespace) -> int:
     jsonl = open_jsonl(args.jsonl)
     pipeline = Pipeline(bundle, cfg, video, audio, realtime=args.realtime, duration_s=args.duration, jsonl=jsonl,
                         status=sys.stderr.isatty(), display=display)
+    if view is not None:
+        view.follow(pipeline)
     install_stop_handlers(pipeline.stop)
     try:
         summary = pipeline.run()
     finally:
         if jsonl is not None:
             jsonl.close()
+        close_view(view)
     print(format_summary(summary), flush=True)
     return 0
 

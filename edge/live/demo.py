@@ -21,6 +21,7 @@ from edge.live.config import RuntimeConfig
 from edge.live.metrics import format_summary
 from edge.live.pipeline import Pipeline, Sensor, warn
 from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector
+from edge.live.web import close_view, start_view
 from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, Segment, load_config, load_sources,
                                  render_session)
 
@@ -77,6 +78,7 @@ def score_segments(segments: list[Segment], records: list[dict], window_s: float
 
 
 def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> int:
+    view = start_view(args.serve, args.serve_token)
     split = DEFAULT_SPLITS["test"]
     data_root = Path(args.data_root) if args.data_root else None
     sources = load_sources(data_root, speakers=list(split.speakers), images=split.images,
@@ -100,6 +102,8 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
     pipeline = Pipeline(bundle, cfg, Sensor(video), Sensor(audio), realtime=args.realtime,
                         duration_s=args.duration, jsonl=jsonl, status=sys.stderr.isatty(),
                         on_record=records.append)
+    if view is not None:
+        view.follow(pipeline)
     install_stop_handlers(pipeline.stop)
     try:
         summary = pipeline.run()
@@ -110,6 +114,7 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
     finally:
         if jsonl is not None:
             jsonl.close()
+        close_view(view)
     print(format_summary(summary))
     clean = [r for r in score["rows"] if not r["dropout"]]
     print(f"segment accuracy ({score['segments']} segments, {session.source} source): action "

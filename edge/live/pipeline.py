@@ -298,9 +298,7 @@ class Pipeline:
             mode="realtime" if self.realtime else "fast")
         if self.status:
             sys.stderr.write("\n")
-        if self.jsonl is not None:
-            self.jsonl.write(json.dumps(summary) + "\n")
-            self.jsonl.flush()
+        self._emit(summary)
         return summary
 
     def stop(self) -> None:
