@@ -1,0 +1,632 @@
+"""The recording session: capture -> one media file, prompts -> takes -> CSV rows.
+
+Real time: one capture thread per sensor stamps each item with its capture clock (a live device's
+time.monotonic(); a file played in real time: the moment its pts was due) and queues it; the main thread
+writes the file, runs the prompts and reads keys, so a slow terminal never costs a frame. `fast` (media
+files only): one thread reads the sources in timestamp order and the session clock is media time, so
+takes and timers run on the stream's own time as fast as the CPU allows (tests).
+
+Guided mode walks the plan's remaining takes: countdown, "now: <prompt>", stop, pause; with `interactive`
+each take waits for Enter first. Free mode records continuously and keys mark segments of the current
+action. A take (or segment) during which a sensor was lost, dropped data or stalled is marked in the session
+log and asked for again. A take's CSV row is appended (atomically) once its media is on disk.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.record.folder import OutputFolder
+from edge.record.plan import Action, Plan
+from edge.record.sensors import SourceError, SourceLost, pacer_origin, pacer_skipped
+from edge.record.writer import DiskFull, SessionWriter, WriteError
+
+KIND_NAME = {"V": "camera", "A": "microphone"}
+BACKOFF_S = (0.1, 0.5)
+QUEUE_ITEMS = 600          # ~7 s of 30 fps video + 50 audio blocks/s before anything is dropped
+STALL_S = 0.5              # a sensor silent this long inside a take spoils it
+
+
+@dataclass
+class Take:
+    action: Action
+    index: int             # 0-based take number within the action
+    split: str
+    start: float = 0.0     # session time
+    end: float = 0.0
+    attempt: int = 1
+
+
+@dataclass
+class Stats:
+    frames_in: int = 0
+    frames_dropped: int = 0        # queue full (the writer fell behind)
+    samples_in: int = 0
+    samples_dropped: int = 0
+    lost: dict = field(default_factory=lambda: {"V": 0, "A": 0})
+    gaps: list = field(default_factory=list)   # (kind, from, to) stalls longer than STALL_S
+
+
+# ---- capture ----------------------------------------------------------------------------------------------------
+class CaptureThread(threading.Thread):
+    """Reads one opened source into `out` as ("V"|"A", t, data, discontinuity) and ("lost"|"back"|"ended", kind,
+    t, message); a lost source is reopened with doubling backoff (0.1 to 0.5 s)."""
+
+    def __init__(self, kind: str, source, out: queue.Queue, t0: float, stop: threading.Event, stats: Stats):
+        super().__init__(name=f"record-{KIND_NAME[kind]}", daemon=True)
+        self.kind, self.source, self.out, self.t0, self.stop_event, self.stats = kind, source, out, t0, stop, stats
+        self.skipped_seen = 0
+
+    def _stamp(self, pts: float) -> float:
+        if not self.source.is_file:
+            return pts - self.t0
+        origin = pacer_origin(self.source)
+        return (origin + pts if origin is not None else time.monotonic()) - self.t0
+
+    def _now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def run(self) -> None:
+        backoff, down, disc = BACKOFF_S[0], False, False
+        dropped_seen = 0
+        while not self.stop_event.is_set():
+            try:
+                item = self.source.read()
+            except SourceLost as exc:
+                if not down:
+                    self.out.put(("lost", self.kind, self._now(), str(exc)))
+                    down = True
+                disc = True
+                self._reopen(backoff)
+                backoff = min(2 * backoff, BACKOFF_S[1])
+                continue
+            except SourceError as exc:
+                self.out.put(("ended", self.kind, self._now(), str(exc)))
+                return
+            except Exception as exc:  # a driver failing in an unforeseen way: treat as lost, reopen
+                if not down:
+                    self.out.put(("lost", self.kind, self._now(), f"{self.source.name} failed ({exc})."))
+                    down = True
+                disc = True
+                self._reopen(backoff)
+                backoff = min(2 * backoff, BACKOFF_S[1])
+                continue
+            if item is None:
+                self.out.put(("ended", self.kind, self._now(), None))
+                return
+            pts, data = item
+            t = self._stamp(pts)
+            if down:
+                self.out.put(("back", self.kind, t, None))
+                down, backoff = False, BACKOFF_S[0]
+            skipped = pacer_skipped(self.source) + int(getattr(self.source, "dropped_blocks", 0) or 0)
+            if skipped != dropped_seen:
+                dropped_seen, disc = skipped, True
+            try:
+                self.out.put_nowait((self.kind, t, data, disc))
+                disc = False
+            except queue.Full:
+                if self.kind == "V":
+                    self.stats.frames_dropped += 1
+                else:
+                    self.stats.samples_dropped += len(data)
+                disc = True
+
+    def _reopen(self, wait_s: float) -> None:
+        try:
+            self.source.close()
+        except Exception:
+            pass
+        if self.stop_event.wait(wait_s):
+            return
+        try:
+            self.source.open()
+        except SourceError:
+            pass  # still gone: the next read fails and we try again
+
+
+class RealtimeCapture:
+    def __init__(self, sources: dict, stats: Stats) -> None:
+        self.t0 = time.monotonic()
+        self.q: queue.Queue = queue.Queue(maxsize=QUEUE_ITEMS)
+        self.stop_event = threading.Event()
+        self.threads = [CaptureThread(k, s, self.q, self.t0, self.stop_event, stats) for k, s in sources.items()]
+        for th in self.threads:
+            th.start()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def events(self, timeout: float = 0.02) -> list:
+        out = []
+        try:
+            out.append(self.q.get(timeout=timeout))
+            while len(out) < 64:
+                out.append(self.q.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for th in self.threads:
+            th.join(timeout=3.0)
+
+
+class FastCapture:
+    """Media-file sources read in timestamp order as fast as the CPU allows; the clock is media time."""
+
+    def __init__(self, sources: dict, stats: Stats) -> None:
+        self.sources = sources
+        self.peek: dict[str, tuple | None] = {}
+        self.down: dict[str, bool] = {k: False for k in sources}
+        self.disc: dict[str, bool] = {k: False for k in sources}
+        self.pending: list = []
+        self._now = 0.0
+        for k in sources:
+            self._fill(k)
+
+    def _fill(self, kind: str) -> None:
+        src = self.sources[kind]
+        while True:
+            try:
+                item = src.read()
+            except SourceLost as exc:
+                if not self.down[kind]:
+                    self.pending.append(("lost", kind, self._now, str(exc)))
+                    self.down[kind] = True
+                self.disc[kind] = True
+                src.close()
+                try:
+                    src.open()
+                except SourceError:
+                    pass
+                continue
+            except SourceError as exc:
+                self.pending.append(("ended", kind, self._now, str(exc)))
+                self.peek[kind] = None
+                return
+            if item is None:
+                self.peek[kind] = ("ended", kind, None, None)
+                return
+            pts, data = item
+            if self.down[kind]:
+                self.pending.append(("back", kind, pts, None))
+                self.down[kind] = False
+            self.peek[kind] = (kind, pts, data, self.disc[kind])
+            self.disc[kind] = False
+            return
+
+    def now(self) -> float:
+        return self._now
+
+    def events(self, timeout: float = 0.0) -> list:
+        out, self.pending = self.pending, []
+        live = {k: v for k, v in self.peek.items() if v is not None}
+        if not live:
+            return out
+        data = {k: v for k, v in live.items() if v[0] != "ended"}
+        if not data:
+            k = next(iter(live))
+            self.peek[k] = None
+            return out + [("ended", k, self._now, None)]
+        kind = min(data, key=lambda k: data[k][1])
+        ev = data[kind]
+        # the audio item's time is its last sample: compare the video frame with the block's first sample
+        self._now = max(self._now, ev[1])
+        self._fill(kind)
+        ended = [k for k, v in self.peek.items() if v is not None and v[0] == "ended"]
+        for k in ended:
+            self.peek[k] = None
+            self.pending.append(("ended", k, self._now, None))
+        return out + [ev]
+
+    def stop(self) -> None:
+        return None
+
+
+# ---- keys -------------------------------------------------------------------------------------------------------
+class KeyReader(threading.Thread):
+    """Key presses from stdin as (monotonic time, key): single keys on a terminal (cbreak mode), else one key per
+    line (an empty line is Enter), so tests and scripts can drive it through a pipe. EOF gives key 'eof'."""
+
+    def __init__(self, stream: IO = None) -> None:
+        super().__init__(name="record-keys", daemon=True)
+        self.stream = stream or sys.stdin
+        self.q: queue.Queue = queue.Queue()
+        self._saved = None
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+
+    def run(self) -> None:
+        if self.tty:
+            import termios
+            import tty
+
+            fd = self.stream.fileno()
+            self._saved = termios.tcgetattr(fd)
+            tty.setcbreak(fd)
+            while True:
+                ch = self.stream.read(1)
+                if not ch:
+                    break
+                self.q.put((time.monotonic(), "\n" if ch in "\r\n" else ch))
+        else:
+            for line in self.stream:
+                key = line.strip()
+                self.q.put((time.monotonic(), key if key else "\n"))
+        self.q.put((time.monotonic(), "eof"))
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+    def keys(self) -> list:
+        out = []
+        while True:
+            try:
+                out.append(self.q.get_nowait())
+            except queue.Empty:
+                return out
+
+
+# ---- the session ------------------------------------------------------------------------------------------------
+class Recorder:
+    def __init__(self, plan: Plan, folder: OutputFolder, video=None, audio=None, *, realtime: bool = True,
+                 interactive: bool = False, free: bool = False, duration_s: float | None = None,
+                 fps: float = 30.0, quality: int = 3, keys: KeyReader | None = None, out: IO = None) -> None:
+        if video is None and audio is None:
+            raise EdgeError("give a sensor to record with --camera and/or --mic.")
+        self.plan, self.folder, self.realtime = plan, folder, realtime
+        self.sources = {k: s for k, s in (("V", video), ("A", audio)) if s is not None}
+        self.interactive, self.free, self.duration_s = interactive, free, duration_s
+        self.keys = keys
+        self.out = out or sys.stdout
+        self.media_path = folder.new_session()
+        self.media_rel = folder.relative(self.media_path)
+        self.writer = SessionWriter(self.media_path, video=video is not None,
+                                    audio_rate=getattr(audio, "rate", None) if audio is not None else None,
+                                    fps=fps, quality=quality)
+        self.stats = Stats()
+        self.stop_requested = False
+        self.interrupted = False
+        self.end_reason: str | None = None
+        self.failure: EdgeError | None = None
+        self.down: dict[str, tuple[float, str]] = {}
+        self.losses: list[tuple[str, float, float, str]] = []     # (kind, from, to, why)
+        self.last_t: dict[str, float] = {}
+        self.pending: list[tuple[Take, dict]] = []
+        self.kept: list[Take] = []
+        self.rejected: list[tuple[Take, str]] = []
+        self.committed = 0
+        self.log_path = self.media_path.with_suffix(".log.jsonl")
+        self._log = None
+        done = folder.counts()
+        self.done = {(a.verb, a.noun): done.get((a.verb, a.noun), 0) for a in plan.actions}
+        self.todo: list[Take] = [Take(a, k, a.splits[k]) for a in plan.actions
+                                 for k in range(min(self.done[(a.verb, a.noun)], a.takes), a.takes)]
+        self.already = sum(min(self.done[(a.verb, a.noun)], a.takes) for a in plan.actions)
+        # guided state
+        self.state = "waiting"
+        self.take: Take | None = None
+        self.t_state = 0.0
+        self.said = None
+        # free state
+        self.current = 0
+        self.segment: Take | None = None
+
+    # ---- output ---------------------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def log(self, take: Take, status: str, why: str | None = None) -> None:
+        if self._log is None:
+            self._log = open(self.log_path, "a", encoding="utf-8")
+        rec = {"verb": take.action.verb, "noun": take.action.noun, "take": take.index + 1, "split": take.split,
+               "attempt": take.attempt, "status": status, "start": round(self._file_t(take.start), 3),
+               "end": round(self._file_t(take.end), 3)}
+        if why:
+            rec["why"] = why
+        self._log.write(json.dumps(rec) + "\n")
+        self._log.flush()
+
+    def _file_t(self, t: float) -> float:
+        return t - (self.writer.origin or 0.0)
+
+    # ---- events ---------------------------------------------------------------------------------------------
+    def handle(self, ev: tuple) -> None:
+        kind = ev[0]
+        if kind == "V":
+            _, t, frame, _disc = ev
+            self._gap("V", t)
+            self.stats.frames_in += 1
+            self.writer.add_video(t, frame)
+        elif kind == "A":
+            _, t, block, disc = ev
+            self.stats.samples_in += len(block)
+            if disc and "A" in self.last_t:
+                self.losses.append(("A", self.last_t["A"], t, "the microphone dropped audio"))
+            self._gap("A", t)
+            self.writer.add_audio(t, block, disc)
+        elif kind == "lost":
+            _, k, t, msg = ev
+            self.stats.lost[k] += 1
+            self.down[k] = (t, msg or f"the {KIND_NAME[k]} was lost")
+            self.say(f"warning: {msg} Reconnecting.")
+        elif kind == "back":
+            _, k, t, _ = ev
+            since, msg = self.down.pop(k, (t, ""))
+            self.losses.append((k, since, t, msg.rstrip(".")))
+            self.say(f"the {KIND_NAME[k]} is back.")
+        elif kind == "ended":
+            _, k, t, msg = ev
+            if msg:
+                self.say(f"warning: {msg}")
+            self.end_reason = msg or f"the {KIND_NAME[k]}'s media file ended"
+            self.stop_requested = True
+
+    def _gap(self, k: str, t: float) -> None:
+        last = self.last_t.get(k)
+        if last is not None and t - last > STALL_S:
+            self.stats.gaps.append((k, round(last, 3), round(t, 3)))
+            self.losses.append((k, last, t, f"the {KIND_NAME[k]} delivered nothing for {t - last:.1f} s"))
+        self.last_t[k] = t if last is None else max(last, t)
+
+    def _spoiled(self, take: Take) -> str | None:
+        for k, (since, msg) in self.down.items():
+            if since < take.end:
+                return msg.rstrip(".")
+        for k, a, b, why in self.losses:
+            if a < take.end and b > take.start:
+                return why
+        for k in self.sources:  # a sensor that delivered nothing since before the take ended
+            if self.last_t.get(k, -1e9) < take.end - STALL_S:
+                return f"the {KIND_NAME[k]} delivered nothing for {take.end - self.last_t.get(k, 0):.1f} s"
+        return None
+
+    def _ready(self, now: float) -> bool:
+        return (self.writer.started and all(k in self.last_t for k in self.sources) and not self.down
+                and (self.writer.audio_rate is None or self.writer.samples > 0))
+
+    # ---- takes ----------------------------------------------------------------------------------------------
+    def _finish(self, take: Take, now: float) -> None:
+        take.end = now
+        why = self._spoiled(take)
+        if why:
+            self.rejected.append((take, why))
+            self.log(take, "lost", why)
+            return why
+        self.pending.append((take, {"media": self.media_rel, "verb": take.action.verb, "noun": take.action.noun}))
+        self.log(take, "recorded")
+        return None
+
+    def commit(self, upto: float) -> None:
+        """Append the rows of takes whose media is on disk up to file time `upto`."""
+        ready = [(t, r) for t, r in self.pending if self._file_t(t.end) <= upto]
+        if not ready:
+            return
+        by_split: dict[str, list[dict]] = {}
+        for take, row in ready:
+            row = dict(row, start=max(0.0, self._file_t(take.start)), end=self._file_t(take.end))
+            by_split.setdefault(take.split, []).append(row)
+        for split, rows in by_split.items():
+            self.folder.append(split, rows)
+        for item in ready:
+            self.pending.remove(item)
+            self.kept.append(item[0])
+            self.committed += 1
+
+    def guided_step(self, now: float, keys: list[str]) -> None:
+        if "q" in keys:
+            self.say("stopping (q).")
+            self.stop_requested = True
+            return
+        if self.state == "waiting":
+            if not self._ready(now):
+                if self.down and self.said != "down":
+                    self.said = "down"
+                    self.say(f"waiting for the {', '.join(KIND_NAME[k] for k in self.down)} to come back ...")
+                return
+            self._next(now)
+        elif self.state == "ready":
+            if "\n" in keys or " " in keys or "s" in keys:
+                self._countdown(now)
+        elif self.state == "countdown":
+            left = round(self.t_state + self.plan.countdown - now, 6)
+            if left <= 0:
+                self.take.start = now
+                self.state = "take"
+                self.say(f"now: {self.take.action.prompt}")
+            elif int(np.ceil(left)) != self.said:
+                self.said = int(np.ceil(left))
+                self.say(f"  {self.said} ...")
+        elif self.state == "take":
+            if now >= self.take.start + self.take.action.seconds:
+                why = self._finish(self.take, now)
+                if why:
+                    self.say(f"stop. take lost ({why}): it will be asked again.")
+                    retry = Take(self.take.action, self.take.index, self.take.split, attempt=self.take.attempt + 1)
+                    self.todo.insert(0, retry)
+                else:
+                    self.say("stop.")
+                self.take = None
+                self.state, self.t_state = "pause", now
+        elif self.state == "pause":
+            if now >= self.t_state + self.plan.pause:
+                self.state, self.said = "waiting", None
+
+    def _next(self, now: float) -> None:
+        if not self.todo:
+            self.say("the plan is complete.")
+            self.end_reason = "the plan is complete"
+            self.stop_requested = True
+            self.state = "done"
+            return
+        self.take = self.todo.pop(0)
+        a, k = self.take.action, self.take.index
+        done = self.already + len(self.kept) + len(self.pending)
+        again = " again" if self.take.attempt > 1 else ""
+        self.say(f"[{done + 1}/{self.plan.total_takes}] {a.label}: take {k + 1}/{a.takes}{again} "
+                 f"({self.take.split}, {a.seconds:g} s)")
+        if self.interactive:
+            self.say("  press Enter to start (q stops).")
+            self.state = "ready"
+        else:
+            self._countdown(now)
+
+    def _countdown(self, now: float) -> None:
+        self.state, self.t_state, self.said = "countdown", now, None
+        self.guided_step(now, [])
+
+    # ---- free-running mode ------------------------------------------------------------------------------------
+    def free_help(self) -> None:
+        self.say("free recording: keys 1-9 start a segment of that action (ending the one running), "
+                 "s / Space / Enter start or stop a segment of the current action, n / p change the current "
+                 "action, q stops. Actions:")
+        for i, a in enumerate(self.plan.actions, 1):
+            self.say(f"  {i}: {a.label}")
+
+    def free_key(self, key: str, t: float) -> None:
+        acts = self.plan.actions
+        if key == "q":
+            if self.segment is not None:
+                self._end_segment(t)
+            self.say("stopping (q).")
+            self.stop_requested = True
+        elif key.isdigit() and 1 <= int(key) <= min(9, len(acts)):
+            if self.segment is not None:
+                self._end_segment(t)
+            self.current = int(key) - 1
+            self._start_segment(t)
+        elif key in ("s", " ", "\n"):
+            if self.segment is not None:
+                self._end_segment(t)
+            else:
+                self._start_segment(t)
+        elif key in ("n", "p"):
+            self.current = (self.current + (1 if key == "n" else -1)) % len(acts)
+            self.say(f"current action: {acts[self.current].label}")
+
+    def _start_segment(self, t: float) -> None:
+        if not self._ready(t):
+            self.say("not recording yet (waiting for the sensors); segment not started.")
+            return
+        a = self.plan.actions[self.current]
+        k = self.done[(a.verb, a.noun)]
+        self.done[(a.verb, a.noun)] += 1
+        self.segment = Take(a, k, a.splits[k % len(a.splits)], start=t)
+        self.say(f"start: {a.label} ({self.segment.split})")
+
+    def _end_segment(self, t: float) -> None:
+        seg, self.segment = self.segment, None
+        why = self._finish(seg, t)
+        if why:
+            self.done[(seg.action.verb, seg.action.noun)] -= 1
+            self.say(f"end: {seg.action.label} -- segment lost ({why}); mark it again.")
+        else:
+            self.say(f"end: {seg.action.label} ({seg.end - seg.start:.1f} s)")
+
+    # ---- main loop ----------------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self.interrupted = True
+        self.stop_requested = True
+
+    def run(self) -> dict:
+        if not self.free and not self.todo:
+            self.say(f"the plan is complete: all {self.plan.total_takes} takes are recorded in {self.folder.root}.")
+            return self.summary(0.0)
+        self.folder.merge_labels(self.plan)
+        remaining = len(self.todo)
+        if self.free:
+            self.free_help()
+        else:
+            self.say(f"recording {remaining} take(s) into {self.media_path}"
+                     + (f" ({self.already} already recorded: resuming)" if self.already else "") + ".")
+        capture = (RealtimeCapture if self.realtime else FastCapture)(self.sources, self.stats)
+        now = 0.0
+        try:
+            while not self.stop_requested:
+                for ev in capture.events(0.02):
+                    self.handle(ev)
+                now = capture.now()
+                keys = self.keys.keys() if self.keys is not None else []
+                if any(k == "eof" for _, k in keys):
+                    self.keys = None  # stdin closed: go on without keys
+                keys = [(t, k) for t, k in keys if k != "eof"]
+                if self.free:
+                    for t_key, k in keys:
+                        self.free_key(k, (t_key - capture.t0) if self.realtime else now)
+                else:
+                    self.guided_step(now, [k for _, k in keys])
+                if self.duration_s is not None and now >= self.duration_s:
+                    self.end_reason = f"--duration {self.duration_s:g} s reached"
+                    break
+                self.commit(self.writer.durable_s)
+        except (DiskFull, WriteError) as exc:
+            self.failure = exc
+        finally:
+            capture.stop()
+            for s in self.sources.values():
+                try:
+                    s.close()
+                except Exception:
+                    pass
+        unfinished = self.take if self.state in ("take", "countdown") else self.segment
+        if unfinished is not None and unfinished.start:
+            unfinished.end = now
+            self.log(unfinished, "interrupted")
+            self.say(f"the take of {unfinished.action.label} in progress was not finished: it is not kept.")
+        if self.failure is None:
+            try:
+                self.writer.close()
+                self.commit(self.writer.written_s)
+            except (DiskFull, WriteError) as exc:
+                self.failure = exc
+        if self.failure is not None:
+            self.writer.abort()
+            try:
+                self.commit(self.writer.durable_s)
+            except (DiskFull, WriteError, EdgeError):
+                pass
+        if self._log is not None:
+            self._log.close()
+        return self.summary(now)
+
+    def summary(self, now: float) -> dict:
+        w = self.writer
+        rate = w.audio_rate
+        return {
+            "media": str(self.media_path) if w.started else None,
+            "seconds": round(now, 3),
+            "takes_kept": len(self.kept), "takes_lost": len(self.rejected), "takes_pending": len(self.pending),
+            "takes_left": len(self.todo) + (1 if self.take is not None else 0),
+            "takes_total": self.plan.total_takes,
+            "takes_recorded_before": self.already,
+            "frames_captured": self.stats.frames_in, "frames_written": w.frames,
+            "frames_dropped": self.stats.frames_dropped,
+            "frames_skipped_by_file_reader": sum(pacer_skipped(s) for k, s in self.sources.items() if k == "V"),
+            "frames_resized": w.resized,
+            "audio_rate": rate, "samples_captured": self.stats.samples_in, "samples_written": w.samples,
+            "samples_dropped": self.stats.samples_dropped, "silence_filled": w.padded, "samples_trimmed": w.trimmed,
+            "audio_runs": w.runs,
+            "mic_dropped_blocks": int(getattr(self.sources.get("A"), "dropped_blocks", 0) or 0),
+            "sensor_losses": dict((KIND_NAME[k], v) for k, v in self.stats.lost.items() if k in self.sources),
+            "stalls": self.stats.gaps,
+            "interrupted": self.interrupted, "end_reason": self.end_reason,
+            "failure": str(self.failure) if self.failure else None,
+        }

@@ -1,0 +1,64 @@
+"""The one place the recorder imports the live runtime's sources (issue 12 moves them: re-point these imports).
+
+`open_sensors` turns `--camera X` / `--mic Y` into opened sources exactly as run_live.py does (index, device
+path, URL, media file, `none`); the recorder only needs open/read/close, `is_file`, `rate` and `name`.
+"""
+from __future__ import annotations
+
+from edge.live.cli import camera_source, mic_source
+from edge.live.sources import (FaultInjector, MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera,
+                               Source, SourceError, SourceLost)
+
+__all__ = ["FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
+           "SourceError", "SourceLost", "make_sources", "pacer_origin", "pacer_skipped", "nominal_fps"]
+
+
+def make_sources(camera: str, mic: str, rate: int, block_s: float, realtime: bool) -> tuple[Source | None,
+                                                                                             Source | None]:
+    """(video, audio) sources, not opened; None for `none`."""
+    return camera_source(camera, realtime), mic_source(mic, rate, block_s, realtime)
+
+
+def pacer_origin(source) -> float | None:
+    """For a file played in real time: the monotonic time at which its pts 0 was due (None before any item or
+    for a live device)."""
+    while source is not None:
+        pacer = getattr(source, "pacer", None)
+        if pacer is not None:
+            return pacer.origin if pacer.realtime else None
+        source = getattr(source, "source", None)  # a wrapper (FaultInjector)
+    return None
+
+
+def pacer_skipped(source) -> int:
+    """Items a real-time file source skipped because they were already late (a stalled reader)."""
+    while source is not None:
+        pacer = getattr(source, "pacer", None)
+        if pacer is not None:
+            return pacer.skipped
+        source = getattr(source, "source", None)
+    return 0
+
+
+def nominal_fps(source, default: float = 30.0) -> float:
+    """The frame rate a video source states (a media file's stream rate, a camera's CAP_PROP_FPS), else default."""
+    import cv2
+
+    inner = source
+    while inner is not None and not isinstance(inner, (MediaVideo, OpenCVCamera)):
+        inner = getattr(inner, "source", None)
+    if isinstance(inner, MediaVideo):
+        import av
+
+        try:
+            with av.open(str(inner.path)) as c:
+                rate = c.streams.video[0].average_rate or c.streams.video[0].guessed_rate
+                if rate:
+                    return float(rate)
+        except Exception:
+            return default
+    if isinstance(inner, OpenCVCamera) and getattr(inner, "_cap", None) is not None:
+        fps = float(inner._cap.get(cv2.CAP_PROP_FPS) or 0)
+        if 1 <= fps <= 240:
+            return fps
+    return default
