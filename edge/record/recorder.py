@@ -1,7 +1,7 @@
 """The recording session: capture -> one media file, prompts -> takes -> CSV rows.
 
 Real time: one capture thread per sensor stamps each item with its capture clock (a live device's
-time.monotonic(); a file played in real time: the moment its pts was due) and queues it; the main thread
+time.monotonic(); a media file's own timeline) and queues it; the main thread
 writes the file, runs the prompts and reads keys, so a slow terminal never costs a frame. `fast` (media
 files only): one thread reads the sources in timestamp order and the session clock is media time, so
 takes and timers run on the stream's own time as fast as the CPU allows (tests).
@@ -27,7 +27,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.record.folder import OutputFolder
 from edge.record.plan import Action, Plan
-from edge.record.sensors import SourceError, SourceLost, pacer_origin, pacer_skipped
+from edge.record.sensors import SourceError, SourceLost, pacer_skipped
 from edge.record.writer import DiskFull, SessionWriter, WriteError
 
 KIND_NAME = {"V": "camera", "A": "microphone"}
@@ -67,10 +67,10 @@ class CaptureThread(threading.Thread):
         self.skipped_seen = 0
 
     def _stamp(self, pts: float) -> float:
-        if not self.source.is_file:
-            return pts - self.t0
-        origin = pacer_origin(self.source)
-        return (origin + pts if origin is not None else time.monotonic()) - self.t0
+        """Session time of an item: a live device's capture stamp (time.monotonic()) less the session start; a
+        media file's own timeline, shared by its video and audio (two readers of one file start a few tens of
+        ms apart, and stamping each on arrival would record that as an offset between the streams)."""
+        return pts if self.source.is_file else pts - self.t0
 
     def _now(self) -> float:
         return time.monotonic() - self.t0
@@ -305,6 +305,7 @@ class Recorder:
         self.stop_requested = False
         self.interrupted = False
         self.end_reason: str | None = None
+        self.source_ended = False
         self.failure: EdgeError | None = None
         self.down: dict[str, tuple[float, str]] = {}
         self.losses: list[tuple[str, float, float, str]] = []     # (kind, from, to, why)
@@ -366,7 +367,7 @@ class Recorder:
         elif kind == "lost":
             _, k, t, msg = ev
             self.stats.lost[k] += 1
-            self.down[k] = (t, msg or f"the {KIND_NAME[k]} was lost")
+            self.down[k] = (t, f"the {KIND_NAME[k]} was lost: {(msg or 'no data').rstrip('.')}")
             self.say(f"warning: {msg} Reconnecting.")
         elif kind == "back":
             _, k, t, _ = ev
@@ -378,6 +379,7 @@ class Recorder:
             if msg:
                 self.say(f"warning: {msg}")
             self.end_reason = msg or f"the {KIND_NAME[k]}'s media file ended"
+            self.source_ended = True
             self.stop_requested = True
 
     def _gap(self, k: str, t: float) -> None:
@@ -577,6 +579,7 @@ class Recorder:
                     self.end_reason = f"--duration {self.duration_s:g} s reached"
                     break
                 self.commit(self.writer.durable_s)
+            self._drain(capture)
         except (DiskFull, WriteError) as exc:
             self.failure = exc
         finally:
@@ -606,6 +609,21 @@ class Recorder:
         if self._log is not None:
             self._log.close()
         return self.summary(now)
+
+    def _drain(self, capture) -> None:
+        """After the last take: keep writing until the file holds every finished take (a take ends on the
+        session clock; its last frames and samples are still in the queue or held for anchoring)."""
+        if not self.pending or self.source_ended or self.failure is not None:
+            return
+        want = max(self._file_t(t.end) for t, _ in self.pending) + 0.1
+        deadline = time.monotonic() + 3.0
+        while self.writer.written_s < want and time.monotonic() < deadline:
+            events = capture.events(0.02)
+            for ev in events:
+                if ev[0] in ("V", "A"):
+                    self.handle(ev)
+            if not events and not self.realtime:
+                break
 
     def summary(self, now: float) -> dict:
         w = self.writer

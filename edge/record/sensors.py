@@ -10,24 +10,13 @@ from edge.live.sources import (FaultInjector, MediaAudio, MediaVideo, MicSource,
                                Source, SourceError, SourceLost)
 
 __all__ = ["FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
-           "SourceError", "SourceLost", "make_sources", "pacer_origin", "pacer_skipped", "nominal_fps"]
+           "SourceError", "SourceLost", "make_sources", "pacer_skipped", "nominal_fps"]
 
 
 def make_sources(camera: str, mic: str, rate: int, block_s: float, realtime: bool) -> tuple[Source | None,
                                                                                              Source | None]:
     """(video, audio) sources, not opened; None for `none`."""
     return camera_source(camera, realtime), mic_source(mic, rate, block_s, realtime)
-
-
-def pacer_origin(source) -> float | None:
-    """For a file played in real time: the monotonic time at which its pts 0 was due (None before any item or
-    for a live device)."""
-    while source is not None:
-        pacer = getattr(source, "pacer", None)
-        if pacer is not None:
-            return pacer.origin if pacer.realtime else None
-        source = getattr(source, "source", None)  # a wrapper (FaultInjector)
-    return None
 
 
 def pacer_skipped(source) -> int:
