@@ -11,7 +11,7 @@ import sys
 
 from edge.errors import EdgeError
 
-SUBCOMMANDS = ("flow", "stats", "latency", "e2e", "soak", "overload", "stream", "web")
+SUBCOMMANDS = ("flow", "stats", "latency", "e2e", "soak", "overload", "stream", "web", "record")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,7 @@ class SessionWriter:
         self.video_end = 0.0                 # file time up to which video is written
         self.samples = 0                     # audio samples written (silence included)
         self.padded = 0                      # silence samples filled into gaps
+        self.lead_in = 0                     # silence before the first sample (audio started after the video)
         self.trimmed = 0                     # samples dropped where a run overlapped the last one
         self.runs = 0                        # audio runs (1 + discontinuities)
         self.resized = 0                     # frames of another size, scaled to the first one's
@@ -178,6 +179,8 @@ class SessionWriter:
             gap = at - self.samples
             if self.runs > 1:
                 self.padded += gap
+            else:
+                self.lead_in += gap
             self._write_samples(np.zeros(gap, np.float32))
         elif at < self.samples:
             cut = min(data.size, self.samples - at)
