@@ -342,3 +342,49 @@ def test_the_recorder_needs_no_torch_or_trainer():
             "if sys.modules[m])\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_killed_recorder_leaves_a_readable_file_holding_every_listed_take(tmp_path, clip):
+    plan = write_plan(tmp_path / "plan.yaml", PLAN)
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "edge.record", "--camera", str(clip), "--mic", str(clip),
+                             "--plan", str(plan), "--out", str(out), "--yes"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "train.csv").exists():
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL: no handler, no trailer, no index
+    proc.wait()
+    kept = [x for v in rows(out).values() for x in v]
+    assert kept
+    media = next((out / "media").glob("*.mkv"))
+    with av.open(str(media)) as c:
+        v = c.streams.video[0]
+        last = max(float(f.pts * v.time_base) for f in c.decode(v))
+    with av.open(str(media)) as c:
+        samples = sum(f.samples for f in c.decode(c.streams.audio[0]))
+    assert max(float(x["end"]) for x in kept) <= min(last, samples / 16000)
+
+
+def test_guided_takes_wait_for_enter(tmp_path, clip):
+    plan = write_plan(tmp_path / "plan.yaml", "take_seconds: 0.4\ncountdown: 0\npause: 0\n"
+                                              "actions: [{verb: open, noun: fridge, takes: 2}]\n")
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "edge.record", "--camera", str(clip), "--mic", str(clip),
+                             "--plan", str(plan), "--out", str(out)], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for _ in range(2):
+        while "press Enter" not in (line := proc.stdout.readline()):
+            assert line, proc.stderr.read()
+            lines.append(line)
+        t = time.monotonic()
+        time.sleep(0.5)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    r = rows(out)["train"]
+    assert len(r) == 2
+    # the second take began only after its Enter: 0.5 s after the prompt, not at once
+    assert float(r[1]["start"]) - float(r[0]["end"]) >= 0.45

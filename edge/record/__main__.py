@@ -86,7 +86,10 @@ def run(args) -> int:
         raise UsageError(f"--rate must be positive, got {args.rate}.")
     plan = load_plan(args.plan)
     folder = OutputFolder(args.out)
-    folder.counts()  # a foreign CSV is refused before any sensor opens
+    counts = folder.counts()  # a foreign CSV is refused before any sensor opens
+    if not args.free and all(counts.get((a.verb, a.noun), 0) >= a.takes for a in plan.actions):
+        print(f"the plan is complete: all {plan.total_takes} takes are recorded in {folder.root}; nothing to do.")
+        return 0
     video, audio, fps = _open_sources(args)
     keys = None
     if args.free or not args.yes:

@@ -14,6 +14,7 @@ log and asked for again. A take's CSV row is appended (atomically) once its medi
 from __future__ import annotations
 
 import json
+import os
 import queue
 import sys
 import threading
@@ -156,6 +157,9 @@ class RealtimeCapture:
             pass
         return out
 
+    def backlog(self) -> int:
+        return self.q.qsize()
+
     def stop(self) -> None:
         self.stop_event.set()
         for th in self.threads:
@@ -230,6 +234,9 @@ class FastCapture:
             self.pending.append(("ended", k, self._now, None))
         return out + [ev]
 
+    def backlog(self) -> int:
+        return 0
+
     def stop(self) -> None:
         return None
 
@@ -258,7 +265,7 @@ class KeyReader(threading.Thread):
             self._saved = termios.tcgetattr(fd)
             tty.setcbreak(fd)
             while True:
-                ch = self.stream.read(1)
+                ch = os.read(fd, 1).decode("utf-8", "ignore")
                 if not ch:
                     break
                 self.q.put((time.monotonic(), "\n" if ch in "\r\n" else ch))
@@ -314,6 +321,7 @@ class Recorder:
         self.kept: list[Take] = []
         self.rejected: list[tuple[Take, str]] = []
         self.committed = 0
+        self.backlog = 0           # items captured but not yet handled
         self.log_path = self.media_path.with_suffix(".log.jsonl")
         self._log = None
         done = folder.counts()
@@ -396,8 +404,8 @@ class Recorder:
         for k, a, b, why in self.losses:
             if a < take.end and b > take.start:
                 return why
-        for k in self.sources:  # a sensor that delivered nothing since before the take ended
-            if self.last_t.get(k, -1e9) < take.end - STALL_S:
+        for k in self.sources:  # a sensor that delivered nothing since before the take ended (judged only when
+            if self.backlog == 0 and self.last_t.get(k, -1e9) < take.end - STALL_S:  # nothing is queued)
                 return f"the {KIND_NAME[k]} delivered nothing for {take.end - self.last_t.get(k, 0):.1f} s"
         return None
 
@@ -458,7 +466,8 @@ class Recorder:
                 self.said = int(np.ceil(left))
                 self.say(f"  {self.said} ...")
         elif self.state == "take":
-            if now >= self.take.start + self.take.action.seconds:
+            end = self.take.start + self.take.action.seconds
+            if now >= end and (self.backlog == 0 or now >= end + 2.0):
                 why = self._finish(self.take, now)
                 if why:
                     self.say(f"stop. take lost ({why}): it will be asked again.")
@@ -551,6 +560,8 @@ class Recorder:
     def run(self) -> dict:
         if not self.free and not self.todo:
             self.say(f"the plan is complete: all {self.plan.total_takes} takes are recorded in {self.folder.root}.")
+            for src in self.sources.values():
+                src.close()
             return self.summary(0.0)
         self.folder.merge_labels(self.plan)
         remaining = len(self.todo)
@@ -565,10 +576,16 @@ class Recorder:
             while not self.stop_requested:
                 for ev in capture.events(0.02):
                     self.handle(ev)
+                self.backlog = capture.backlog()
                 now = capture.now()
                 keys = self.keys.keys() if self.keys is not None else []
                 if any(k == "eof" for _, k in keys):
-                    self.keys = None  # stdin closed: go on without keys
+                    self.keys = None  # stdin closed: go on without keys (guided takes follow on the timer)
+                    if self.interactive:
+                        self.interactive = False
+                        self.say("stdin is closed: takes follow each other on the timer.")
+                        if self.state == "ready":
+                            self._countdown(now)
                 keys = [(t, k) for t, k in keys if k != "eof"]
                 if self.free:
                     for t_key, k in keys:
