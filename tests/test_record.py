@@ -5,12 +5,10 @@ from __future__ import annotations
 import csv
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -21,8 +19,7 @@ from edge.record.__main__ import main
 from edge.record.folder import OutputFolder
 from edge.record.plan import assign_splits, load_plan
 from edge.record.recorder import Recorder
-from edge.record.sensors import MediaAudio, MediaVideo
-from edge.live.sources import Fault, FaultInjector
+from edge.record.sensors import Fault, FaultInjector, MediaAudio, MediaVideo
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -388,3 +385,20 @@ def test_guided_takes_wait_for_enter(tmp_path, clip):
     assert len(r) == 2
     # the second take began only after its Enter: 0.5 s after the prompt, not at once
     assert float(r[1]["start"]) - float(r[0]["end"]) >= 0.45
+
+
+@pytest.mark.parametrize("camera,mic", [("none", "clip"), ("clip", "none")])
+def test_one_sensor_sessions(tmp_path, clip, camera, mic):
+    plan = write_plan(tmp_path / "plan.yaml", PLAN)
+    stats = tmp_path / "s.json"
+    args = ["--camera", str(clip) if camera == "clip" else "none", "--mic", str(clip) if mic == "clip" else "none",
+            "--plan", str(plan), "--out", str(tmp_path / "rec"), "--yes", "--fast", "--stats-json", str(stats)]
+    assert main(args) == 0
+    s = json.loads(stats.read_text())
+    assert s["takes_kept"] == 5
+    with av.open(s["media"]) as c:
+        assert bool(c.streams.video) == (camera == "clip") and bool(c.streams.audio) == (mic == "clip")
+        if mic == "clip":
+            assert sum(f.samples for f in c.decode(c.streams.audio[0])) == s["samples_written"] == s["samples_captured"] > 0
+        else:
+            assert sum(1 for _ in c.decode(c.streams.video[0])) == s["frames_written"] == s["frames_captured"] > 0

@@ -6,10 +6,10 @@ path, URL, media file, `none`); the recorder only needs open/read/close, `is_fil
 from __future__ import annotations
 
 from edge.live.cli import camera_source, mic_source
-from edge.live.sources import (FaultInjector, MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera,
+from edge.live.sources import (Fault, FaultInjector, MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera,
                                Source, SourceError, SourceLost)
 
-__all__ = ["FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
+__all__ = ["Fault", "FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
            "SourceError", "SourceLost", "make_sources", "pacer_skipped", "nominal_fps"]
 
 
