@@ -115,9 +115,9 @@ def run(args) -> int:
     kept = summary["takes_kept"]
     total = before + kept
     if recorder.failure is not None:
-        print(f"error: {recorder.failure}: recording stopped, and the {total} take(s) finished before it are kept "
-              f"({kept} in {summary['media']}); free some space and run the same command again to resume.",
-              file=sys.stderr)
+        print(f"error: {recorder.failure}: recording stopped, and every take whose media reached the disk is kept "
+              f"({total} in all, {kept} in {summary['media']}); free some space and run the same command again to "
+              "resume.", file=sys.stderr)
         return 1
     print(f"kept {kept} take(s) in {summary['media']} ({total} of {summary['takes_total']} planned recorded; "
           f"{summary['takes_lost']} lost and asked again); {summary['frames_written']} frames, "

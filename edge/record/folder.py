@@ -124,6 +124,20 @@ class OutputFolder:
             _atomic_write(path, (json.dumps({"verb": labels["verb"], "noun": labels["noun"]}, indent=1) + "\n")
                           .encode())
 
+    RESERVE_BYTES = 256 * 1024
+
+    def reserve(self) -> None:
+        """Hold some space for the CSV rows: when the media fill the disk, releasing it lets the finished takes'
+        rows still be written."""
+        path = self.root / ".space-reserve"
+        _atomic_write(path, bytes(self.RESERVE_BYTES))
+
+    def release_reserve(self) -> None:
+        try:
+            (self.root / ".space-reserve").unlink()
+        except OSError:
+            pass
+
     def new_session(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = self.media / f"session-{stamp}.mkv"

@@ -28,7 +28,7 @@ from edge.errors import EdgeError
 from edge.record.folder import OutputFolder
 from edge.record.plan import Action, Plan
 from edge.record.sensors import SourceError, SourceLost, pacer_skipped
-from edge.record.writer import DiskFull, SessionWriter, WriteError
+from edge.record.writer import DiskFull, SessionWriter, WriteError, readable_end
 
 KIND_NAME = {"V": "camera", "A": "microphone"}
 BACKOFF_S = (0.1, 0.5)
@@ -563,6 +563,7 @@ class Recorder:
                 src.close()
             return self.summary(0.0)
         self.folder.merge_labels(self.plan)
+        self.folder.reserve()
         remaining = len(self.todo)
         if self.free:
             self.free_help()
@@ -617,11 +618,16 @@ class Recorder:
             except (DiskFull, WriteError) as exc:
                 self.failure = exc
         if self.failure is not None:
+            # the disk is full (or failing): free the reserve, and list every finished take whose media can be
+            # read back from the file as it is
             self.writer.abort()
+            self.folder.release_reserve()
             try:
-                self.commit(self.writer.durable_s)
-            except (DiskFull, WriteError, EdgeError):
+                self.commit(readable_end(self.media_path) if self.writer.started else 0.0)
+            except EdgeError:
                 pass
+        else:
+            self.folder.release_reserve()
         if self._log is not None:
             self._log.close()
         return self.summary(now)

@@ -251,3 +251,21 @@ class SessionWriter:
                 self._c.close()
             except Exception:
                 pass
+
+
+def readable_end(path: str | Path) -> float:
+    """File time up to which every stream of a (possibly cut-off) session file can be read back."""
+    import av
+
+    ends: dict[int, float] = {}
+    try:
+        with av.open(str(path)) as c:
+            for p in c.demux():
+                if p.pts is None or p.stream.type not in ("video", "audio"):
+                    continue
+                end = float((p.pts + (p.duration or 0)) * p.time_base)
+                ends[p.stream.index] = max(ends.get(p.stream.index, 0.0), end)
+            n = len([s for s in c.streams if s.type in ("video", "audio")])
+    except Exception:  # a file cut off mid-packet: what was read so far counts
+        n = len(ends)
+    return min(ends.values()) if ends and len(ends) == n else 0.0
