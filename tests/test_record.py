@@ -193,11 +193,12 @@ def test_resume_records_only_the_takes_left(tmp_path):
     assert sorted((out / "media").glob("*.mkv")) == sessions
 
 
-def test_a_take_with_a_lost_camera_is_marked_and_asked_again(tmp_path, clip):
+@pytest.mark.parametrize("realtime", [False, True], ids=["fast", "realtime"])
+def test_a_take_with_a_lost_camera_is_marked_and_asked_again(tmp_path, clip, realtime):
     plan = load_plan(write_plan(tmp_path / "plan.yaml", PLAN))
     folder = OutputFolder(tmp_path / "rec")
-    video = FaultInjector(MediaVideo(clip, realtime=False), [Fault(1.0, 1.3, "lost")], audio=False)
-    audio = MediaAudio(clip, 16000, realtime=False)
+    video = FaultInjector(MediaVideo(clip, realtime=realtime), [Fault(1.0, 1.3, "lost")], audio=False)
+    audio = MediaAudio(clip, 16000, realtime=realtime)
     video.open()
     audio.open()
     log = []
@@ -209,7 +210,7 @@ def test_a_take_with_a_lost_camera_is_marked_and_asked_again(tmp_path, clip):
         def flush(self):
             pass
 
-    rec = Recorder(plan, folder, video, audio, realtime=False, out=Out())
+    rec = Recorder(plan, folder, video, audio, realtime=realtime, out=Out())
     s = rec.run()
     assert s["takes_kept"] == 5 and s["takes_lost"] == 1 and s["sensor_losses"]["camera"] == 1
     text = "".join(log)
