@@ -130,11 +130,13 @@ def test_missing_plan_unwritable_folder_and_missing_device_exit_2(tmp_path, caps
          "does not exist"),
         (["--plan", str(plan), "--out", str(tmp_path / "o"), "--camera", "/dev/video9"], "could not be opened"),
         (["--plan", str(plan), "--out", str(tmp_path / "o")], "give a sensor"),
+        (["--plan", str(plan), "--out", str(tmp_path / "o"), "--mic", "7"], "microphone"),
     ]
     for argv, says in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and says in err and err.count("\n") == 0, err
+        assert "run_live.py --demo" not in err
 
 
 def test_splits_are_deterministic_and_proportional():

@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from edge.record.sensors import without_demo_hint
+
+        print(f"error: {without_demo_hint(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted before recording started.", file=sys.stderr)

@@ -6,7 +6,7 @@ path, URL, media file, `none`); the recorder only needs open/read/close, `is_fil
 from __future__ import annotations
 
 from edge.live.cli import camera_source, mic_source
-from edge.live.sources import (Fault, FaultInjector, MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera,
+from edge.live.sources import (DEMO_HINT, Fault, FaultInjector, MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera,
                                Source, SourceError, SourceLost)
 
 __all__ = ["Fault", "FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
@@ -51,3 +51,10 @@ def nominal_fps(source, default: float = 30.0) -> float:
         if 1 <= fps <= 240:
             return fps
     return default
+
+
+def without_demo_hint(message: str) -> str:
+    """The live sources' sentences end by pointing at run_live.py's demo; the recorder's user wants none of it."""
+    for tail in (f", or {DEMO_HINT}", f"; {DEMO_HINT}"):
+        message = message.replace(tail, "")
+    return message
