@@ -436,3 +436,29 @@ def test_a_really_full_disk_keeps_the_finished_takes(tmp_path, clip, tiny_disk, 
     finished = [x for x in log if x["status"] == "recorded"]
     assert len(kept) >= len(finished) - 1  # at most the last finished take had its media still in the muxer
     assert not (out / ".space-reserve").exists()
+
+
+@pytest.mark.parametrize("clock", [1.0, 1.005], ids=["steady", "mic-0.5%-slow"])
+def test_audio_follows_the_capture_clock_despite_jitter_and_drift(tmp_path, clock):
+    """40 s of 30 fps video and 20 ms audio blocks whose stamps arrive 0-40 ms late; with a microphone whose
+    clock runs 0.5 % slow (200 ms over 40 s) the audio is pulled back and ends with the video."""
+    from edge.record.writer import SessionWriter
+
+    rng = np.random.default_rng(1)
+    w = SessionWriter(tmp_path / "s.mkv", video=True, audio_rate=16000, fps=30)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    block, n_blocks = 320, int(40 / 0.02 / clock)
+    events = [(k / 30, "V") for k in range(1200)]
+    events += [((i + 1) * 0.02 * clock + rng.uniform(0, 0.04), "A") for i in range(n_blocks)]
+    for t, kind in sorted(events):
+        if kind == "V":
+            w.add_video(t, frame)
+        else:
+            w.add_audio(t, np.full(block, 0.1, np.float32))
+    w.close()
+    audio_s = w.samples / 16000
+    assert abs(audio_s - 40.0) < 0.12, (audio_s, w.drift_fixes, w.padded, w.trimmed)
+    if clock == 1.0:
+        assert w.drift_fixes == w.padded == w.trimmed == 0
+    else:
+        assert w.drift_fixes >= 1 and w.padded > 0

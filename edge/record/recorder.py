@@ -663,7 +663,7 @@ class Recorder:
             "frames_resized": w.resized,
             "audio_rate": rate, "samples_captured": self.stats.samples_in, "samples_written": w.samples,
             "samples_dropped": self.stats.samples_dropped, "silence_filled": w.padded, "audio_lead_in": w.lead_in, "samples_trimmed": w.trimmed,
-            "audio_runs": w.runs,
+            "audio_runs": w.runs, "audio_drift_fixes": w.drift_fixes,
             "mic_dropped_blocks": int(getattr(self.sources.get("A"), "dropped_blocks", 0) or 0),
             "sensor_losses": dict((KIND_NAME[k], v) for k, v in self.stats.lost.items() if k in self.sources),
             "stalls": self.stats.gaps,

@@ -24,6 +24,8 @@ import numpy as np
 from edge.errors import EdgeError
 
 HOLD_S = 0.5          # audio held at the start of a run to anchor it on its earliest block
+DRIFT_WINDOW_S = 5.0  # a run's sample clock is compared with the stamps over windows this long ...
+DRIFT_S = 0.1         # ... and pulled back when it is further off than this
 CLUSTER_MS = 500      # Matroska cluster length: the most a killed process can lose
 MS = Fraction(1, 1000)
 
@@ -64,6 +66,9 @@ class SessionWriter:
         self.resized = 0                     # frames of another size, scaled to the first one's
         self._run: list[tuple[float, np.ndarray]] = []   # held blocks of the current run: (stamp_end, samples)
         self._run_anchor: float | None = None
+        self._drift: list[float] = []       # lateness of the current window's blocks against the sample clock
+        self._drift_from = 0.0
+        self.drift_fixes = 0                 # re-anchorings of a run whose sample clock drifted from the stamps
         self._pending_audio: list[tuple[float, np.ndarray, bool]] = []  # before the origin is known
         self.closed = False
 
@@ -159,6 +164,29 @@ class SessionWriter:
                 return
             self._flush_run()
             return
+        self._track_drift(t_end, samples)
+
+    def _track_drift(self, t_end: float, samples: np.ndarray) -> None:
+        """Within a run the sample count is the clock; a microphone whose clock runs off the monotonic clock
+        (tens of ppm: ~30 ms per 5 min at 100 ppm) is pulled back once the earliest block of a DRIFT_WINDOW_S
+        window is more than DRIFT_S early or late (stamps are only ever late, so the window's minimum is the
+        offset), by filling silence or trimming samples at that block."""
+        rate = self.audio_rate
+        start = t_end - self.origin - samples.size / rate          # the block's first sample on the stamps
+        self._drift.append(start - self.samples / rate)            # ... against where the sample clock puts it
+        if t_end - self._drift_from >= DRIFT_WINDOW_S:
+            offset = min(self._drift)
+            self._drift, self._drift_from = [], t_end
+            if abs(offset) > DRIFT_S:
+                self.drift_fixes += 1
+                n = int(round(abs(offset) * rate))
+                if offset > 0:
+                    self.padded += n
+                    self._write_samples(np.zeros(n, np.float32))
+                else:
+                    cut = min(n, samples.size)
+                    self.trimmed += cut
+                    samples = samples[cut:]
         self._write_samples(samples)
 
     def _flush_run(self) -> None:
@@ -172,6 +200,7 @@ class SessionWriter:
         anchor = min(starts) - self.origin          # file time of the run's first sample
         self.runs += 1
         data = np.concatenate([s for _, s in self._run])
+        self._drift, self._drift_from = [], self._run[-1][0]
         self._run = []
         self._run_anchor = anchor
         at = int(round(anchor * rate))
