@@ -115,7 +115,7 @@ def run(args) -> int:
     kept = summary["takes_kept"]
     total = before + kept
     if recorder.failure is not None:
-        print(f"error: {recorder.failure}: recording stopped, and every take whose media reached the disk is kept "
+        print(f"error: {str(recorder.failure).rstrip('.')}: recording stopped, and every take whose media reached the disk is kept "
               f"({total} in all, {kept} in {summary['media']}); free some space and run the same command again to "
               "resume.", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from typing import IO
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.record.folder import OutputFolder
+from edge.record.folder import FolderError, OutputFolder
 from edge.record.plan import Action, Plan
 from edge.record.sensors import SourceError, SourceLost, pacer_skipped
 from edge.record.writer import DiskFull, SessionWriter, WriteError, readable_end
@@ -413,7 +413,7 @@ class Recorder:
                 and (self.writer.audio_rate is None or self.writer.samples > 0))
 
     # ---- takes ----------------------------------------------------------------------------------------------
-    def _finish(self, take: Take, now: float) -> None:
+    def _finish(self, take: Take, now: float) -> str | None:
         take.end = now
         why = self._spoiled(take)
         if why:
@@ -597,7 +597,7 @@ class Recorder:
                     break
                 self.commit(self.writer.durable_s)
             self._drain(capture)
-        except (DiskFull, WriteError) as exc:
+        except (DiskFull, WriteError, FolderError) as exc:
             self.failure = exc
         finally:
             capture.stop()
@@ -615,7 +615,7 @@ class Recorder:
             try:
                 self.writer.close()
                 self.commit(self.writer.written_s)
-            except (DiskFull, WriteError) as exc:
+            except (DiskFull, WriteError, FolderError) as exc:
                 self.failure = exc
         if self.failure is not None:
             # the disk is full (or failing): free the reserve, and list every finished take whose media can be
