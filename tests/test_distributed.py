@@ -57,7 +57,7 @@ def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
            "-m", "trainer", "student", *data, "--out", str(tmp_path / "two"), *EXACT]
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("KARMMA_S epoch 2/2: mean loss") == 1           # rank 0 alone logs
+    assert run.stdout.count("KARMMA_S (seed 0) epoch 2/2: mean loss") == 1           # rank 0 alone logs
     assert main(["student", *data, "--out", str(tmp_path / "one"), "--device", "cpu", *EXACT]) == 0
 
     two = json.loads((tmp_path / "two" / "student" / "results.json").read_text())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,6 +14,12 @@ from edge.preprocess.config import _from_mapping  # the project's one strict dat
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "assets" / "configs"
+
+
+def cache_root() -> Path:
+    """Where rendered clips are cached (under `moving_digits/`): $KARMMA_CACHE, else ~/.cache/karmma (the one
+    cache variable; never inside the repository). `--cache` overrides it per command."""
+    return Path(os.environ.get("KARMMA_CACHE", Path.home() / ".cache" / "karmma"))
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class TeacherConfig:
     pretrain_epochs: int = 4
     pretrain_positions: int = 3          # frames / windows drawn per clip per pre-training epoch
     pretrain_lr: float = 0.004
+    pretrain_batch_size: int = 0         # clips per pre-training step (x positions frames each); 0: batch_size
     fusion_epochs: int = 15
     fusion_lr: float = 0.001
     p_drop: float = 0.3                  # teacher-side modality dropout (0 = off)
@@ -60,6 +68,7 @@ class StudentConfig:
     pretrain_epochs: int = 10            # unimodal warm start of the encoders (shared by the three trainings)
     pretrain_positions: int = 3
     pretrain_lr: float = 0.004
+    pretrain_batch_size: int = 0         # clips per warm-start step (x positions frames each); 0: batch_size
     epochs: int = 6
     lr: float = 0.002
     weight_decay: float = 0.01

@@ -1,13 +1,17 @@
-"""`python -m trainer teacher | student`: the teacher and KARMMA_S on any dataset (trainer.datasets), read in
-batches, alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel, rank-0-only logs and checkpoints).
+"""The one training path: `python -m trainer teacher | student | benchmark` train the teacher and the students
+(Baseline, Baseline w/ δ, KARMMA_S) on any dataset (trainer.datasets; MovingDigits-AV from clips held in memory),
+read in batches by one loop (`fit`), alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel,
+rank-0-only logs and checkpoints). A stage differs only in its model, its loss (a `...Step` module) and its data.
 
 Teacher: (1) the three extractors pre-trained on their modalities' labels, one pass over the data per
 epoch for all three, then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
 (training samples change with the TSN draw, so `teacher.token_views` draws of the train split are
 cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the cached tokens.
-Student: a unimodal warm start of its encoders, then KARMMA_S (modality dropout, learned missing-modality
-tokens, KD from the teacher on the same modality subset, computed from the teacher's cached tokens of the
-very samples the student sees). Modality masks are the random drop ANDed with what each sample has.
+Student: a unimodal warm start of its encoders (per seed, shared by that seed's trainings), then one of MODES:
+Baseline (CE, no dropout, missing modalities fed as zeros), Baseline w/ δ (modality dropout, learned
+missing-modality tokens, CE) or KARMMA_S (w/ δ + KD from the teacher on the same modality subset, computed
+from the teacher's cached tokens of the very samples the student sees). Modality masks are the random drop
+ANDed with what each sample has.
 
 Every stage checkpoints per epoch (rank 0, atomically) and resumes, so `student` after `teacher` with the
 same --out reuses the teacher. With --freeze-bn (BatchNorm on running statistics), dropout 0 and InfoNCE off (its
@@ -36,14 +40,14 @@ from edge.preprocess import PreprocessConfig
 from trainer import ckpt
 from trainer import distributed as ddp
 from trainer.config import EvalConfig, TrainerConfig
-from trainer.datasets import DatasetSpec, build_dataset, presence
+from trainer.datasets import MOVING_DIGITS, DatasetSpec, build_dataset, presence
 from trainer.evaluation import drop_curve, subset_table
 from trainer.export import export_bundle
 from trainer.extractors import pretrain_heads, pretrain_loss
 from trainer.masks import sample_drop
 from trainer.models import MODALITIES, Fusion, MultimodalModel
 from trainer.streams import cached_tokens, make_loader, per_rank_batch
-from trainer.students import forward_present, student_config, student_loss
+from trainer.students import MODES, forward_present, student_config, student_loss
 from trainer.teacher import build_extractors, fusion_loss, teacher_model_config
 
 
@@ -59,9 +63,24 @@ class Run:
     eval_split: str = "test"
     freeze_bn: bool = False
     pre: PreprocessConfig = field(default_factory=PreprocessConfig)
+    seed: int = 0                   # model init, shuffles, masks, pre-training positions (a student seed)
+    cache: Path | None = None       # rendered-clip cache root (MovingDigits-AV; default trainer.config.cache_root)
+    loaded: dict = field(default_factory=dict, repr=False, compare=False)   # datasets built so far (shared by
+    #                                                                         dataclasses.replace copies)
 
     def dataset(self, split: str, train: bool):
-        return build_dataset(self.spec, split, train=train, data=self.cfg.data, pre=self.pre)
+        """`split` of the run's dataset, built once per run (MovingDigits-AV: rendered once, held in memory)."""
+        in_memory = self.spec.name == MOVING_DIGITS
+        key = (split, None if in_memory else train)
+        if key not in self.loaded:
+            first = in_memory and self.info.distributed      # rank 0 renders, the others read its cache
+            if first and not self.info.is_main:
+                torch.distributed.barrier()
+            self.loaded[key] = build_dataset(self.spec, split, train=train, data=self.cfg.data, pre=self.pre,
+                                             cache=self.cache)
+            if first and self.info.is_main:
+                torch.distributed.barrier()
+        return self.loaded[key]
 
     @property
     def tokens_per_modality(self) -> dict[str, int]:
@@ -123,35 +142,45 @@ class FusionStep(nn.Module):
     def forward(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
         cfg, view = self.run.cfg.teacher, self.views[epoch % len(self.views)]
         device, index = self.run.info.device, index.cpu()
-        mask = _mask(index, view["present"][index], cfg.p_drop, self.run.cfg.data.seed, epoch)
+        mask = _mask(index, view["present"][index], cfg.p_drop, self.run.seed, epoch)
         tokens = [view[m][index].float().to(device) for m in MODALITIES]
-        return fusion_loss(self.fusion, tokens, mask.to(device), view["verb"][index].to(device),
-                           view["noun"][index].to(device), cfg)
+        return fusion_loss(self.fusion, tokens, mask.to(device), targets(view, "verb")[index].to(device),
+                           targets(view, "noun")[index].to(device), cfg)
 
 
 class StudentStep(nn.Module):
-    """Loss of one batch of samples for KARMMA_S, the teacher predicting from its cached tokens of the same samples."""
+    """Loss of one batch of samples for one student training (`mode`, one of MODES): CE under the mode's modality
+    dropout; for KARMMA_S plus KD from the teacher predicting from its cached tokens of the same samples, on the
+    same modality subset."""
 
-    def __init__(self, student: MultimodalModel, teacher: Fusion, views: list[dict[str, torch.Tensor]],
-                 run: Run) -> None:
+    def __init__(self, student: MultimodalModel, mode: str, teacher: Fusion | None,
+                 views: list[dict[str, torch.Tensor]], run: Run) -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown student mode {mode!r}; use one of {MODES}.")
+        if mode == "karmma_s" and teacher is None:
+            raise ValueError("karmma_s needs the teacher.")
         self.student, self.views, self.run = student, views, run
-        self.teacher = [teacher]        # a list: not a submodule, so DDP neither syncs nor checkpoints it
+        self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop
+        # a list: not a submodule, so DDP neither syncs nor checkpoints it
+        self.teacher = [teacher] if mode == "karmma_s" else []
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
         index, view = batch["index"].cpu(), self.views[epoch % len(self.views)]
-        mask = _mask(index, presence(batch).cpu(), cfg.p_drop, self.run.cfg.data.seed, epoch).to(device)
+        mask = _mask(index, presence(batch).cpu(), self.p_drop, self.run.seed, epoch).to(device)
         verb, noun = forward_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
-        with torch.no_grad():
-            teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
+        teacher = None
+        if self.teacher:
+            with torch.no_grad():
+                teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
         return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
                             teacher)
 
 
 def targets(batch: dict, head: str) -> torch.Tensor:
-    """A batch's training targets for `head`: soft targets where the dataset gives them (MovingDigits stream
-    windows), else class indices."""
+    """Training targets for `head` of a batch (or of cached-token rows): soft targets where the dataset gives
+    them (MovingDigits), else class indices."""
     return batch.get(f"{head}_t", batch[head])
 
 
@@ -194,9 +223,11 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
     step.eval()
 
 
-def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[Callable[[int], Iterable], int]:
-    """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch."""
-    loader, sampler = make_loader(dataset, run.info, run.cfg.batch_size, shuffle=True, seed=run.cfg.data.seed,
+def _sample_batches(dataset, run: Run, view_of: Callable[[int], int],
+                    batch_size: int = 0) -> tuple[Callable[[int], Iterable], int]:
+    """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch
+    (`batch_size` samples each; 0: the run's batch size)."""
+    loader, sampler = make_loader(dataset, run.info, batch_size or run.cfg.batch_size, shuffle=True, seed=run.seed,
                                   workers=run.cfg.data.workers)
 
     def batches(epoch: int) -> Iterable:
@@ -210,7 +241,7 @@ def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[C
 def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
     """`batches(epoch)` of row indices 0..n-1 (cached tokens), shared out over the ranks."""
     rows = TensorDataset(torch.arange(n))
-    sampler = ddp.sampler(rows, run.info, shuffle=True, seed=run.cfg.data.seed, drop_last=True)
+    sampler = ddp.sampler(rows, run.info, shuffle=True, seed=run.seed, drop_last=True)
     loader = DataLoader(rows, batch_size=per_rank_batch(run.cfg.batch_size, run.info), sampler=sampler,
                         drop_last=True)
 
@@ -222,9 +253,11 @@ def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
 
 
 def pretrain_encoders(encoders: nn.ModuleDict, train, run: Run, *, epochs: int, positions: int, lr: float,
-                      ckpt_path: Path, desc: str) -> None:
-    step = PretrainStep(encoders, train.num_classes, positions, run.cfg.data.seed, run.info)
-    batches, n = _sample_batches(train, run, view_of=lambda epoch: epoch)
+                      batch_size: int, ckpt_path: Path, desc: str) -> None:
+    """Each encoder (with an `out_dim`) + linear heads trained on its own modality's labels, `positions` single
+    frames / windows per sample (the teacher's extractors before freezing; the students' warm start)."""
+    step = PretrainStep(encoders, train.num_classes, positions, run.seed, run.info)
+    batches, n = _sample_batches(train, run, view_of=lambda epoch: epoch, batch_size=batch_size)
     fit(step, batches, n, run, epochs=epochs, lr=lr, weight_decay=0.01, pct_start=0.15, ckpt_path=ckpt_path,
         desc=desc)
 
@@ -278,16 +311,26 @@ def _check_same_run(run: Run, train) -> None:
         os.replace(tmp, path)
 
 
-def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]], dict]:
-    """Teacher on `run.spec`'s train split; returns it, its cached train-token views and its eval-split scores."""
-    start, cfg, work = time.time(), run.cfg.teacher, run.out / "teacher"
+@dataclass
+class Teacher:
+    """A trained teacher, its cached tokens of the train split (one per TSN draw) and of the eval split."""
+
+    model: MultimodalModel
+    views: list[dict[str, torch.Tensor]]
+    eval_view: dict[str, torch.Tensor]
+
+
+def train_teacher(run: Run) -> Teacher:
+    """Teacher on `run.spec`'s train split (resumed from --out where it got to)."""
+    cfg, work = run.cfg.teacher, run.out / "teacher"
     train = run.dataset(run.train_split, train=True)
     evaluation = run.dataset(run.eval_split, train=False)     # a bad split fails now, not after training
     _check_same_run(run, train)
-    torch.manual_seed(run.cfg.data.seed)
+    torch.manual_seed(run.seed)
     extractors = build_extractors(cfg)
     pretrain_encoders(extractors, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
-                      lr=cfg.pretrain_lr, ckpt_path=work / "extractors.pt", desc="teacher extractors")
+                      lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch_size, ckpt_path=work / "extractors.pt",
+                      desc="teacher extractors")
     for p in extractors.parameters():
         p.requires_grad_(False)
     dims = {m: extractors[m].out_dim for m in MODALITIES}
@@ -301,43 +344,87 @@ def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]
         weight_decay=0.01, pct_start=0.1, ckpt_path=work / "fusion.pt", desc="teacher fusion")
     teacher = MultimodalModel.from_parts(teacher_model_config(cfg, run.tokens_per_modality), extractors,
                                          fusion).eval()
+    return Teacher(teacher, views, eval_view)
+
+
+def run_teacher(run: Run) -> tuple[Teacher, dict]:
+    """`python -m trainer teacher`: the teacher, its eval-split scores, results.json and its bundle."""
+    start = time.time()
+    teacher = train_teacher(run)
+    train, evaluation = run.dataset(run.train_split, train=True), run.dataset(run.eval_split, train=False)
     result = {"model": "teacher", "dataset": run.spec.name, "eval_split": run.eval_split,
               "train": _describe(train), "eval": _describe(evaluation),
-              **score_tokens(_cpu_fuse(fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
-    _finish(run, teacher, train.labels, "teacher", result)
-    return teacher, views, result
+              **score_tokens(_cpu_fuse(teacher.model.fusion), teacher.eval_view, run.cfg.eval),
+              "wall_time_s": round(time.time() - start, 1)}
+    _finish(run, teacher.model, train.labels, "teacher", result)
+    return teacher, result
 
 
-def run_student(run: Run) -> dict:
-    """KARMMA_S distilled from the teacher (trained first, or resumed from --out)."""
-    teacher, views, _ = run_teacher(run)
-    start, cfg, work = time.time(), run.cfg.student, run.out / "student"
-    train = run.dataset(run.train_split, train=True)
+def warm_start(run: Run, ckpt_path: Path) -> dict[str, torch.Tensor]:
+    """The student encoders' unimodal warm start for `run.seed` (each on its own modality's labels); the state
+    dict every training of that seed starts from, so they differ only in what the method changes."""
+    cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
+    torch.manual_seed(run.seed)
     n = train.num_classes
-    torch.manual_seed(run.cfg.data.seed)
-    model = MultimodalModel(student_config(cfg, "karmma_s", run.tokens_per_modality), n["verb"], n["noun"])
+    model = MultimodalModel(student_config(cfg, "baseline_delta", run.tokens_per_modality), n["verb"], n["noun"])
     for m in MODALITIES:
         model.encoders[m].out_dim = model.cfg.token_dim
     pretrain_encoders(model.encoders, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
-                      lr=cfg.pretrain_lr, ckpt_path=work / "encoders.pt", desc="student encoders")
-    teacher.fusion.to(run.info.device)
+                      lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch_size, ckpt_path=ckpt_path,
+                      desc=f"student encoders (seed {run.seed})")
+    return {k: v.detach().clone() for k, v in model.encoders.state_dict().items()}
+
+
+def train_student(run: Run, mode: str, teacher: Teacher, encoders: dict[str, torch.Tensor],
+                  ckpt_path: Path) -> MultimodalModel:
+    """One student training (`mode`, one of MODES) from the warm start `encoders` (resumes per epoch)."""
+    cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
+    n = train.num_classes
+    torch.manual_seed(run.seed)
+    model = MultimodalModel(student_config(cfg, mode, run.tokens_per_modality), n["verb"], n["noun"])
+    model.encoders.load_state_dict(encoders)
+    views = teacher.views
+    teacher.model.fusion.to(run.info.device)
     batches, n_batches = _sample_batches(train, run, view_of=lambda epoch: epoch % len(views))
-    fit(StudentStep(model, teacher.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=work / "karmma_s.pt", desc="KARMMA_S")
-    spread = ddp.check_synchronised(model, run.info)
+    fit(StudentStep(model, mode, teacher.model.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=ckpt_path,
+        desc=f"{MODE_NAMES[mode]} (seed {run.seed})")
+    return model.eval()
+
+
+MODE_NAMES = {"baseline": "Baseline", "baseline_delta": "Baseline w/ delta", "karmma_s": "KARMMA_S"}
+
+
+def score_student(run: Run, model: MultimodalModel, work: Path) -> dict:
+    """The student's eval-split scores (rank 0; {} on the others): its own encoders' tokens, cached under `work`
+    by a hash of their weights (every rank encodes its share: rank 0 alone could outlast the other ranks'
+    collective timeout on a large split)."""
     evaluation = run.dataset(run.eval_split, train=False)
-    # every rank encodes its share (rank 0 alone could outlast the other ranks' collective timeout on a large split)
     weights = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.encoders.parameters()))
     eval_view = split_tokens(model.eval().encoders, evaluation, f"{run.eval_split}_w{weights.hexdigest()[:12]}", run,
                              work, {m: model.cfg.token_dim for m in MODALITIES})[0]
     if not run.info.is_main:
         return {}
+    return score_tokens(_cpu_fuse(model.fusion), eval_view, run.cfg.eval)
+
+
+def run_student(run: Run) -> dict:
+    """`python -m trainer student`: KARMMA_S distilled from the teacher (trained first, or resumed from --out)."""
+    teacher, _ = run_teacher(run)
+    start, work = time.time(), run.out / "student"
+    encoders = warm_start(run, work / "encoders.pt")
+    model = train_student(run, "karmma_s", teacher, encoders, work / "karmma_s.pt")
+    spread = ddp.check_synchronised(model, run.info)
+    scores = score_student(run, model, work)
+    if not run.info.is_main:
+        return {}
+    train, evaluation = run.dataset(run.train_split, train=True), run.dataset(run.eval_split, train=False)
     model = model.cpu()
     result = {"model": "karmma_s", "dataset": run.spec.name, "eval_split": run.eval_split,
               "world_size": run.info.world_size, "backend": ddp.backend_name(run.info),
               "weight_spread_between_ranks": spread,
               "train": _describe(train), "eval": _describe(evaluation),
-              **score_tokens(_cpu_fuse(model.fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
+              **scores, "wall_time_s": round(time.time() - start, 1)}
     _finish(run, model, train.labels, "karmma_s", result)
     return result
 

@@ -37,6 +37,8 @@ def make_loader(dataset: Dataset, info: ddp.DistInfo, batch_size: int, *, shuffl
     a whole global batch, so N ranks take exactly one process's batches (and as many steps); evaluation
     pads the ranks' shares instead (the cache writes a padded row twice)."""
     indexed = Indexed(dataset)
+    if getattr(dataset, "in_memory", False):
+        workers = 0                 # clips held in memory: nothing for worker processes to read or render
     sampler = ddp.sampler(indexed, info, shuffle=shuffle, seed=seed, drop_last=shuffle)
     loader = DataLoader(indexed, batch_size=per_rank_batch(batch_size, info), sampler=sampler, num_workers=workers,
                         drop_last=shuffle)
@@ -46,12 +48,16 @@ def make_loader(dataset: Dataset, info: ddp.DistInfo, batch_size: int, *, shuffl
 @torch.no_grad()
 def encode_batches(encode: Encode, loader: DataLoader, dims: dict[str, int], desc: str,
                    show: bool) -> dict[str, torch.Tensor]:
-    """Tokens of every sample `loader` yields: {V, F, A: [n, T, D] float16, present [n, 3], verb, noun, index}.
+    """Tokens of every sample `loader` yields: {V, F, A: [n, T, D] float16, present [n, 3], verb, noun, index},
+    and the soft targets verb_t / noun_t [n, classes] where the samples have them (MovingDigits stream windows).
 
     A modality a sample lacks is not encoded; its tokens are zeros (the fusion never reads them).
     """
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*MODALITIES, "present", "verb", "noun", "index")}
     for batch in tqdm(loader, desc=desc, mininterval=2, leave=False, disable=not show):
+        for k in ("verb_t", "noun_t"):
+            if k in batch:
+                parts.setdefault(k, []).append(batch[k].float())
         present = presence(batch)
         for i, m in enumerate(MODALITIES):
             x = batch[m]
