@@ -46,7 +46,6 @@ class ClipSet:
                        {h: t[index] for h, t in self.soft.items()}, self.labels, "", dict(self.source))
 
     # the trainer's dataset interface (trainer.datasets)
-    in_memory = True         # read in the training process (no DataLoader workers: nothing to render)
 
     @property
     def num_classes(self) -> dict[str, int]:
@@ -66,3 +65,16 @@ class ClipSet:
                     id=str(index))
         item.update({f"{h}_t": torch.from_numpy(t[index]) for h, t in self.soft.items()})
         return item
+
+    def batch(self, indices: list[int]) -> dict:
+        """The samples at `indices` already collated (what a DataLoader makes of them one by one, in one
+        indexing per array: reading from memory then costs what the old in-memory loops paid)."""
+        import torch
+
+        idx = np.asarray(indices, np.int64)
+        out = {m: torch.from_numpy(self.inputs[m])[torch.from_numpy(idx)].float() for m in MODALITIES}
+        out.update(present={m: torch.ones(len(idx), dtype=torch.bool) for m in MODALITIES},
+                   verb=torch.from_numpy(self.verb[idx]), noun=torch.from_numpy(self.noun[idx]),
+                   id=[str(i) for i in idx])
+        out.update({f"{h}_t": torch.from_numpy(t[idx]) for h, t in self.soft.items()})
+        return out

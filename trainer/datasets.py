@@ -47,6 +47,19 @@ class Indexed(Dataset):
         return {**self.dataset[index], "index": index}
 
 
+class IndexedBatches(Indexed):
+    """`Indexed` over a dataset that reads whole batches at once (`batch(indices)`, e.g. clips in memory): the
+    DataLoader hands `__getitems__` the batch's indices and passes the one collated batch through
+    (`collate_fn=first`)."""
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        return [{**self.dataset.batch(indices), "index": torch.as_tensor(indices, dtype=torch.long)}]
+
+
+def first(items: list[dict]) -> dict:
+    return items[0]
+
+
 def build_dataset(spec: DatasetSpec, split: str, *, train: bool, data: DataConfig,
                   pre: PreprocessConfig, cache: Path | None = None) -> Dataset:
     """`spec`'s dataset on `split`, sampled TSN-style when `train`, uniformly otherwise. MovingDigits-AV:

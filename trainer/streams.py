@@ -16,7 +16,7 @@ from tqdm import tqdm
 from edge.errors import ConfigError
 from trainer import ckpt
 from trainer import distributed as ddp
-from trainer.datasets import Indexed, presence
+from trainer.datasets import Indexed, IndexedBatches, first, presence
 from trainer.models import MODALITIES
 
 Encode = Callable[[str, torch.Tensor], torch.Tensor]   # (modality, x [B, C, H, W]) -> tokens [B, D]
@@ -36,12 +36,12 @@ def make_loader(dataset: Dataset, info: ddp.DistInfo, batch_size: int, *, shuffl
     `sampler.set_epoch(epoch)` before each epoch. Training (`shuffle`) drops the samples that do not fill
     a whole global batch, so N ranks take exactly one process's batches (and as many steps); evaluation
     pads the ranks' shares instead (the cache writes a padded row twice)."""
-    indexed = Indexed(dataset)
-    if getattr(dataset, "in_memory", False):
-        workers = 0                 # clips held in memory: nothing for worker processes to read or render
+    indexed, collate = Indexed(dataset), None
+    if hasattr(dataset, "batch"):   # clips held in memory: read a batch at once, no worker processes
+        indexed, collate, workers = IndexedBatches(dataset), first, 0
     sampler = ddp.sampler(indexed, info, shuffle=shuffle, seed=seed, drop_last=shuffle)
     loader = DataLoader(indexed, batch_size=per_rank_batch(batch_size, info), sampler=sampler, num_workers=workers,
-                        drop_last=shuffle)
+                        drop_last=shuffle, collate_fn=collate)
     return loader, sampler
 
 
