@@ -80,3 +80,20 @@ def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
                         - final[f"student.{k}"]).abs().max()) for k in encoders)
     assert moved > 10 * spread                  # KARMMA_S moved the encoders far more than 1 vs 2 processes differ
     assert not list((tmp_path / "two" / "teacher" / "tokens").glob("*.rank*.pt"))   # shards merged
+
+
+@pytest.mark.slow
+def test_torchrun_benchmark_scores_what_one_process_does(tmp_path):
+    """The benchmark's students run through the same loop: 2 processes give one process's table."""
+    write_recordings(tmp_path)
+    data = ["--dataset", "recordings", "--data-root", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "trainer", "benchmark", *data, "--out", str(tmp_path / "two"), *EXACT]
+    run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert main(["benchmark", *data, "--out", str(tmp_path / "one"), "--device", "cpu", *EXACT]) == 0
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert (two["world_size"], one["world_size"]) == (2, 1)
+    assert two["table"] == one["table"] and two["drop_curve"] == one["drop_curve"]
