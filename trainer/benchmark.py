@@ -17,8 +17,8 @@ from trainer.data_access import resolve_source
 from trainer.datasets import MOVING_DIGITS
 from trainer.export import export_bundle
 from trainer.report import aggregate, check_targets, write_results
-from trainer.stages import Run, _describe, score_tokens, _cpu_fuse, score_student, train_student, train_teacher, \
-    warm_start
+from trainer.stages import (Run, cpu_fuse, describe_dataset, score_student, score_tokens, train_student,
+                            train_teacher, warm_start)
 from trainer.students import MODES
 
 
@@ -26,7 +26,7 @@ def _data_info(run: Run, train, evaluation) -> dict:
     """What the table was computed on (recorded in results.json and in both bundles)."""
     info = {"dataset": run.spec.name, "eval_split": run.eval_split, "train_split": run.train_split,
             "n_eval": len(evaluation), "counts": {run.train_split: len(train), run.eval_split: len(evaluation)},
-            "train": _describe(train), "eval": _describe(evaluation)}
+            "train": describe_dataset(train), "eval": describe_dataset(evaluation)}
     if run.spec.name == MOVING_DIGITS:
         source = resolve_source(run.spec.data_root)
         info.update(source=source.describe(), data_root=str(source.root) if source.root else None,
@@ -49,7 +49,9 @@ def run_benchmark(run: Run, *, seeds: int = 1) -> dict:
     teacher = train_teacher(run)
     run.log(f"teacher ready after {time.time() - start:.0f} s")
     main = run.info.is_main
-    runs = {"teacher": [score_tokens(_cpu_fuse(teacher.model.fusion), teacher.eval_view, run.cfg.eval)]} if main else {}
+    runs = {}
+    if main:
+        runs["teacher"] = [score_tokens(cpu_fuse(teacher.model.fusion), teacher.eval_view, run.cfg.eval)]
     teacher.model.fusion.to(run.info.device)
 
     shipped = None

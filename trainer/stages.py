@@ -290,7 +290,7 @@ def score_tokens(fuse, view: dict[str, torch.Tensor], cfg: EvalConfig) -> dict:
                                 present=present)}
 
 
-def _describe(dataset) -> dict:
+def describe_dataset(dataset) -> dict:
     skips = getattr(dataset, "skips", None)
     return {"samples": len(dataset), "skipped": dict(skips.counts) if skips is not None else {}}
 
@@ -353,8 +353,8 @@ def run_teacher(run: Run) -> tuple[Teacher, dict]:
     teacher = train_teacher(run)
     train, evaluation = run.dataset(run.train_split, train=True), run.dataset(run.eval_split, train=False)
     result = {"model": "teacher", "dataset": run.spec.name, "eval_split": run.eval_split,
-              "train": _describe(train), "eval": _describe(evaluation),
-              **score_tokens(_cpu_fuse(teacher.model.fusion), teacher.eval_view, run.cfg.eval),
+              "train": describe_dataset(train), "eval": describe_dataset(evaluation),
+              **score_tokens(cpu_fuse(teacher.model.fusion), teacher.eval_view, run.cfg.eval),
               "wall_time_s": round(time.time() - start, 1)}
     _finish(run, teacher.model, train.labels, "teacher", result)
     return teacher, result
@@ -405,7 +405,7 @@ def score_student(run: Run, model: MultimodalModel, work: Path) -> dict:
                              work, {m: model.cfg.token_dim for m in MODALITIES})[0]
     if not run.info.is_main:
         return {}
-    return score_tokens(_cpu_fuse(model.fusion), eval_view, run.cfg.eval)
+    return score_tokens(cpu_fuse(model.fusion), eval_view, run.cfg.eval)
 
 
 def run_student(run: Run) -> dict:
@@ -423,13 +423,13 @@ def run_student(run: Run) -> dict:
     result = {"model": "karmma_s", "dataset": run.spec.name, "eval_split": run.eval_split,
               "world_size": run.info.world_size, "backend": ddp.backend_name(run.info),
               "weight_spread_between_ranks": spread,
-              "train": _describe(train), "eval": _describe(evaluation),
+              "train": describe_dataset(train), "eval": describe_dataset(evaluation),
               **scores, "wall_time_s": round(time.time() - start, 1)}
     _finish(run, model, train.labels, "karmma_s", result)
     return result
 
 
-def _cpu_fuse(fusion: Fusion):
+def cpu_fuse(fusion: Fusion):
     fusion = fusion.cpu().eval()
     return lambda *args: fusion(*args)
 
