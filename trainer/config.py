@@ -48,9 +48,8 @@ class TeacherConfig:
     ff: int = 256
     dropout: float = 0.1
     pretrain_epochs: int = 4
-    pretrain_positions: int = 3          # frames / windows drawn per clip per pre-training epoch
+    pretrain_positions: int = 3          # frames / windows per sample per pre-training epoch (one per pass)
     pretrain_lr: float = 0.004
-    pretrain_batch_size: int = 0         # clips per pre-training step (x positions frames each); 0: batch_size
     fusion_epochs: int = 15
     fusion_lr: float = 0.001
     p_drop: float = 0.3                  # teacher-side modality dropout (0 = off)
@@ -66,9 +65,8 @@ class StudentConfig:
 
     model: dict = field(default_factory=dict)   # trainer.models.ModelConfig fields (missing is set per training)
     pretrain_epochs: int = 10            # unimodal warm start of the encoders (shared by the three trainings)
-    pretrain_positions: int = 3
+    pretrain_positions: int = 3          # as the teacher's: passes per warm-start epoch
     pretrain_lr: float = 0.004
-    pretrain_batch_size: int = 0         # clips per warm-start step (x positions frames each); 0: batch_size
     epochs: int = 6
     lr: float = 0.002
     weight_decay: float = 0.01

@@ -3,8 +3,8 @@
 read in batches by one loop (`fit`), alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel,
 rank-0-only logs and checkpoints). A stage differs only in its model, its loss (a `...Step` module) and its data.
 
-Teacher: (1) the three extractors pre-trained on their modalities' labels, one pass over the data per
-epoch for all three, then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
+Teacher: (1) the three extractors pre-trained on their modalities' labels, `pretrain_positions` passes over
+the data per epoch for all three (one frame / window per sample and pass), then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
 (training samples change with the TSN draw, so `teacher.token_views` draws of the train split are
 cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the cached tokens.
 Student: a unimodal warm start of its encoders (per seed, shared by that seed's trainings), then one of MODES:
@@ -43,7 +43,7 @@ from trainer.config import EvalConfig, TrainerConfig
 from trainer.datasets import MOVING_DIGITS, DatasetSpec, build_dataset, presence
 from trainer.evaluation import drop_curve, subset_table
 from trainer.export import export_bundle
-from trainer.extractors import pretrain_heads, pretrain_loss
+from trainer.extractors import PRETRAIN_HEADS, pretrain_heads, pretrain_loss
 from trainer.masks import sample_drop
 from trainer.models import MODALITIES, Fusion, MultimodalModel
 from trainer.streams import cached_tokens, make_loader, per_rank_batch
@@ -98,19 +98,28 @@ def _connected_zero(module: nn.Module) -> torch.Tensor:
 
 
 class PretrainStep(nn.Module):
-    """Loss of one batch for pre-training the three encoders on single frames / windows of their own modality.
+    """Loss of one batch for pre-training the three encoders on single frames / windows of their own modality:
+    one per sample and pass, at a position drawn from (seed, pass, index, modality). Frames of one step come
+    from as many different samples (on MovingDigits, 3 frames of each of 10 clips per step learned far slower
+    than 1 frame of each of 32 clips, for as many frames and steps: train A noun 12 vs 21 %).
 
     A modality's loss is the mean over the samples of the GLOBAL batch that have it: each rank's share is
     weighted by its own count (ranks can hold different numbers of samples with audio), which keeps N
     processes equal to one.
     """
 
-    def __init__(self, encoders: nn.ModuleDict, n_classes: dict[str, int], positions: int, seed: int,
-                 info: ddp.DistInfo) -> None:
+    def __init__(self, encoders: nn.ModuleDict, n_classes: dict[str, int], seed: int, info: ddp.DistInfo) -> None:
         super().__init__()
         self.encoders = encoders
         self.heads = nn.ModuleDict({m: pretrain_heads(encoders[m], m, n_classes) for m in MODALITIES})
-        self.positions, self.seed, self.info = positions, seed, info
+        self.seed, self.info = seed, info
+        self.tally = torch.zeros(len(MODALITIES), 2)     # per modality: first head right, frames seen (this epoch)
+
+    def epoch_summary(self) -> str:
+        """Train accuracy of each encoder's first pre-training head this epoch (all ranks together)."""
+        tally, self.tally = ddp.all_reduce_sum(self.tally, self.info), torch.zeros_like(self.tally)
+        return ", train " + " ".join(f"{m} {PRETRAIN_HEADS[m][0]} {100 * hits / max(1.0, float(seen)):.1f}%"
+                                     for m, (hits, seen) in zip(MODALITIES, tally.tolist()) if seen)
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         device = next(self.parameters()).device
@@ -123,12 +132,14 @@ class PretrainStep(nn.Module):
             if not len(rows):
                 continue
             steps = batch[m].shape[1]
-            pos = torch.as_tensor(np.stack([np.random.default_rng([self.seed, epoch, int(index[r]), i])
-                                            .integers(0, steps, self.positions) for r in rows]))
-            sample = rows.repeat_interleave(self.positions)
-            x = batch[m][sample.to(batch[m].device), pos.flatten().to(batch[m].device)].to(device)
+            pos = torch.as_tensor([int(np.random.default_rng([self.seed, epoch, int(index[r]), i]).integers(steps))
+                                   for r in rows])
+            sample = rows
+            x = batch[m][sample.to(batch[m].device), pos.to(batch[m].device)].to(device)
             labels = {h: targets(batch, h).cpu()[sample].to(device) for h in self.heads[m]}
-            loss = loss + float(weight[i]) * pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)[0]
+            part, hits = pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)
+            loss = loss + float(weight[i]) * part
+            self.tally[i] += torch.tensor([float(hits), float(len(sample))])
         return loss
 
 
@@ -189,8 +200,9 @@ def _mask(index: torch.Tensor, present: torch.Tensor, p_drop: float, seed: int, 
 
 
 def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run: Run, *, epochs: int, lr: float,
-        weight_decay: float, pct_start: float, ckpt_path: Path, desc: str) -> None:
-    """AdamW + one-cycle over `epochs` of `batches(epoch)`; resumes from and checkpoints to `ckpt_path`."""
+        weight_decay: float, pct_start: float, ckpt_path: Path, desc: str, unit: str = "epoch") -> None:
+    """AdamW + one-cycle over `epochs` of `batches(epoch)`; resumes from and checkpoints to `ckpt_path` (per
+    epoch, or per `unit`: a pass over the data)."""
     step.to(run.info.device)
     opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * n_batches),
@@ -206,7 +218,7 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
         if run.freeze_bn:
             ddp.freeze_batchnorm(step)
         total = torch.zeros(2)
-        for batch in tqdm(batches(epoch), total=n_batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", mininterval=2,
+        for batch in tqdm(batches(epoch), total=n_batches, desc=f"{desc} {unit} {epoch + 1}/{epochs}", mininterval=2,
                           leave=False, disable=not run.info.is_main):
             loss = model(batch, epoch)
             opt.zero_grad(set_to_none=True)
@@ -215,7 +227,8 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
             sched.step()
             total += torch.tensor([float(loss.detach()), 1.0])
         total = ddp.all_reduce_sum(total, run.info)
-        run.log(f"{desc} epoch {epoch + 1}/{epochs}: mean loss {total[0] / max(1.0, float(total[1])):.4f}")
+        extra = step.epoch_summary() if hasattr(step, "epoch_summary") else ""
+        run.log(f"{desc} {unit} {epoch + 1}/{epochs}: mean loss {total[0] / max(1.0, float(total[1])):.4f}{extra}")
         if run.info.is_main:
             ckpt.save_epoch(ckpt_path, epoch, parts)
         if run.info.distributed:
@@ -223,11 +236,9 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
     step.eval()
 
 
-def _sample_batches(dataset, run: Run, view_of: Callable[[int], int],
-                    batch_size: int = 0) -> tuple[Callable[[int], Iterable], int]:
-    """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch
-    (`batch_size` samples each; 0: the run's batch size)."""
-    loader, sampler = make_loader(dataset, run.info, batch_size or run.cfg.batch_size, shuffle=True, seed=run.seed,
+def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[Callable[[int], Iterable], int]:
+    """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch."""
+    loader, sampler = make_loader(dataset, run.info, run.cfg.batch_size, shuffle=True, seed=run.seed,
                                   workers=run.cfg.data.workers)
 
     def batches(epoch: int) -> Iterable:
@@ -253,13 +264,14 @@ def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
 
 
 def pretrain_encoders(encoders: nn.ModuleDict, train, run: Run, *, epochs: int, positions: int, lr: float,
-                      batch_size: int, ckpt_path: Path, desc: str) -> None:
-    """Each encoder (with an `out_dim`) + linear heads trained on its own modality's labels, `positions` single
-    frames / windows per sample (the teacher's extractors before freezing; the students' warm start)."""
-    step = PretrainStep(encoders, train.num_classes, positions, run.seed, run.info)
-    batches, n = _sample_batches(train, run, view_of=lambda epoch: epoch, batch_size=batch_size)
-    fit(step, batches, n, run, epochs=epochs, lr=lr, weight_decay=0.01, pct_start=0.15, ckpt_path=ckpt_path,
-        desc=desc)
+                      ckpt_path: Path, desc: str) -> None:
+    """Each encoder (with an `out_dim`) + linear heads trained on its own modality's labels (the teacher's
+    extractors before freezing; the students' warm start): an epoch is `positions` passes over the data, one
+    single frame / window per sample and pass (each pass a new shuffle, position and TSN draw)."""
+    step = PretrainStep(encoders, train.num_classes, run.seed, run.info)
+    batches, n = _sample_batches(train, run, view_of=lambda p: p)
+    fit(step, batches, n, run, epochs=epochs * positions, lr=lr, weight_decay=0.01, pct_start=0.15,
+        ckpt_path=ckpt_path, desc=desc, unit="pass")
 
 
 def split_tokens(encoders: nn.ModuleDict, dataset, name: str, run: Run, work: Path,
@@ -329,8 +341,7 @@ def train_teacher(run: Run) -> Teacher:
     torch.manual_seed(run.seed)
     extractors = build_extractors(cfg)
     pretrain_encoders(extractors, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
-                      lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch_size, ckpt_path=work / "extractors.pt",
-                      desc="teacher extractors")
+                      lr=cfg.pretrain_lr, ckpt_path=work / "extractors.pt", desc="teacher extractors")
     for p in extractors.parameters():
         p.requires_grad_(False)
     dims = {m: extractors[m].out_dim for m in MODALITIES}
@@ -370,8 +381,7 @@ def warm_start(run: Run, ckpt_path: Path) -> dict[str, torch.Tensor]:
     for m in MODALITIES:
         model.encoders[m].out_dim = model.cfg.token_dim
     pretrain_encoders(model.encoders, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
-                      lr=cfg.pretrain_lr, batch_size=cfg.pretrain_batch_size, ckpt_path=ckpt_path,
-                      desc=f"student encoders (seed {run.seed})")
+                      lr=cfg.pretrain_lr, ckpt_path=ckpt_path, desc=f"student encoders (seed {run.seed})")
     return {k: v.detach().clone() for k, v in model.encoders.state_dict().items()}
 
 
