@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from edge.errors import EdgeError
@@ -45,7 +46,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from calibration.data import from_trainer_clips
     from calibration.pipeline import Splits, Targets, calibrate
     from calibration.report import markdown
     from edge.bundle import load_bundle
@@ -64,8 +64,8 @@ def _quantize(args: argparse.Namespace) -> int:
             "data_root": str(source.root) if source.root else None, "data_seed": cfg.data.seed,
             "levels": source.levels_dict(cfg.data), "calibration_split": "val", **{
                 f"{s}_split": source.split_info(s) for s in ("val", "test")}}
-    val = from_trainer_clips(load_clips(source, "val", cfg.data.n_val, cfg.data, pre, args.cache), info)
-    test = from_trainer_clips(load_clips(source, "test", cfg.data.n_test, cfg.data, pre, args.cache), info)
+    val = replace(load_clips(source, "val", cfg.data.n_val, cfg.data, pre, args.cache), source=info)
+    test = replace(load_clips(source, "test", cfg.data.n_test, cfg.data, pre, args.cache), source=info)
     k = args.calib_clips
     splits = Splits(calib=val.take(slice(0, k)), val=val, test=test)
     info["calibration_clips"] = f"val clips 0..{k - 1} of {cfg.data.n_val}"

@@ -1,41 +1,13 @@
-"""Held-out clips as model inputs, and the calibration inputs drawn from them.
+"""The calibration inputs drawn from held-out clips.
 
-A `ClipSet` holds every clip's preprocessed inputs (built by the trainer's MovingDigits-AV dataset,
-which uses `edge.preprocess`, so they are exactly what the runtime feeds) and its labels.
+Clips are `trainer.clips.ClipSet`s (built by the trainer's MovingDigits-AV dataset, which uses
+`edge.preprocess`, so they are exactly what the runtime feeds); subsets and masks are `edge.modalities`'.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-SUBSETS = ("VFA", "VF", "VA", "FA", "V", "F", "A")
-
-
-def subset_mask(subset: str, n: int) -> np.ndarray:
-    """[n, 3] float32 availability mask (order V, F, A) for a subset key like "VA"."""
-    return np.tile(np.array([[m in subset for m in "VFA"]], np.float32), (n, 1))
-
-
-@dataclass
-class ClipSet:
-    """Per-clip model inputs and labels.
-
-    inputs: {"V": [N, T, C, S, S], "F": [N, T, 2, S, S], "A": [N, T, 1, M, W]} (float16 or float32);
-    verb, noun: [N] integer labels; source: where the clips came from (recorded in the int8 manifest).
-    """
-
-    inputs: dict[str, np.ndarray]
-    verb: np.ndarray
-    noun: np.ndarray
-    source: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.verb)
-
-    def take(self, index: np.ndarray | slice) -> "ClipSet":
-        return ClipSet({m: x[index] for m, x in self.inputs.items()}, self.verb[index], self.noun[index],
-                       dict(self.source))
+from edge.modalities import SUBSETS, subset_mask
 
 
 def encoder_feeds(inputs: np.ndarray, input_name: str, n: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
@@ -61,9 +33,3 @@ def fusion_feeds(tokens: dict[str, np.ndarray], masks_per_clip: int,
                 "audio_tokens": tokens["A"][i:i + 1] * mask[2], "mask": mask[None].copy(),
             })
     return feeds
-
-
-def from_trainer_clips(clips, source: dict) -> ClipSet:
-    """A `trainer.clips.ClipSet` (float16 torch tensors) as a numpy `ClipSet`."""
-    return ClipSet({m: getattr(clips, m).numpy() for m in ("V", "F", "A")}, clips.verb.numpy(), clips.noun.numpy(),
-                   dict(source))

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from calibration.data import SUBSETS, ClipSet, subset_mask
+from edge.modalities import SUBSETS, accuracy, subset_mask
+from trainer.clips import ClipSet
+
 ENCODER_INPUT = {"V": ("video_encoder", "frame"), "F": ("flow_encoder", "flow"), "A": ("audio_encoder", "logmel")}
 
 
@@ -51,14 +53,6 @@ def fuse(session: ort.InferenceSession, tokens: dict[str, np.ndarray], subset: s
     return np.concatenate(verbs), np.concatenate(nouns)
 
 
-def accuracy(verb_logits: np.ndarray, noun_logits: np.ndarray, clips: ClipSet) -> dict[str, float]:
-    """Verb, noun and action (both right) accuracy in %."""
-    verb_ok = verb_logits.argmax(1) == clips.verb
-    noun_ok = noun_logits.argmax(1) == clips.noun
-    return {"verb": round(100.0 * float(verb_ok.mean()), 2), "noun": round(100.0 * float(noun_ok.mean()), 2),
-            "action": round(100.0 * float((verb_ok & noun_ok).mean()), 2)}
-
-
 def subset_logits(fusion: ort.InferenceSession,
                   tokens: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(verb_logits, noun_logits) per subset key."""
@@ -66,5 +60,6 @@ def subset_logits(fusion: ort.InferenceSession,
 
 
 def accuracy_table(logits: dict[str, tuple[np.ndarray, np.ndarray]], clips: ClipSet) -> dict[str, dict[str, float]]:
-    """Per subset key: verb / noun / action accuracy in %."""
-    return {s: accuracy(v, n, clips) for s, (v, n) in logits.items()}
+    """Per subset key: verb / noun / action accuracy in % (2 decimals)."""
+    return {s: {k: round(a, 2) for k, a in accuracy(v, n, clips.verb, clips.noun).items()}
+            for s, (v, n) in logits.items()}

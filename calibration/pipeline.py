@@ -11,12 +11,14 @@ from typing import Callable
 
 import numpy as np
 
-from calibration.data import SUBSETS, ClipSet, encoder_feeds, fusion_feeds, subset_mask
+from calibration.data import encoder_feeds, fusion_feeds
 from calibration.evaluate import ENCODER_INPUT, accuracy_table, encode, open_session, subset_logits
 from calibration.quantize import ENCODER_VARIANTS, FUSION_VARIANTS, Variant, quantize_variant
 from calibration.temperature import action_confidence, expected_calibration_error, fit_temperature
 from edge.bench.latency import interleave, timed_call
 from edge.bundle import ROLES, load_bundle, write_bundle
+from edge.modalities import SUBSETS, subset_mask
+from trainer.clips import ClipSet
 
 MODALITY_OF = {role: m for m, (role, _) in ENCODER_INPUT.items()}
 

@@ -1,7 +1,7 @@
 """The calibration report as Markdown tables (the JSON report holds the same figures and more)."""
 from __future__ import annotations
 
-from calibration.data import SUBSETS
+from edge.modalities import SUBSETS
 
 
 def markdown(report: dict) -> str:

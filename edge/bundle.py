@@ -28,11 +28,11 @@ import numpy as np
 import yaml
 
 from edge.errors import BundleError, ConfigError
+from edge.modalities import MODALITIES
 from edge.preprocess.config import PreprocessConfig
 
 FORMAT_VERSION = 1
 MANIFEST = "bundle.yaml"
-MODALITIES = ("V", "F", "A")
 ROLES = ("video_encoder", "flow_encoder", "audio_encoder", "fusion")
 REQUIRED_KEYS = ("format_version", "name", "kind", "precision", "modalities", "tokens", "token_dim",
                  "preprocess", "labels", "files")
@@ -45,13 +45,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def subset_key(mask: Mapping[str, bool] | tuple) -> str:
-    """Availability -> canonical subset key ("VFA", "VA", ...; "" when nothing is present)."""
-    if isinstance(mask, Mapping):
-        return "".join(m for m in MODALITIES if mask.get(m))
-    return "".join(m for m, present in zip(MODALITIES, mask) if present)
 
 
 def expected_io(manifest: Mapping[str, Any], pre: PreprocessConfig) -> dict[str, tuple[dict, dict]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.data import SUBSETS, ClipSet, encoder_feeds, fusion_feeds, subset_mask
+from calibration.data import encoder_feeds, fusion_feeds
 from calibration.evaluate import encode, open_session
 from calibration.quantize import ENCODER_VARIANTS, FUSION_VARIANTS, quantize_variant
 from calibration.temperature import action_confidence, expected_calibration_error, fit_temperature, nll
 from edge.bundle import load_bundle
+from edge.modalities import SUBSETS, subset_mask
+from trainer.clips import ClipSet
 
 
 def random_clips(n: int, seed: int) -> ClipSet:
@@ -16,7 +18,7 @@ def random_clips(n: int, seed: int) -> ClipSet:
     inputs = {"V": rng.standard_normal((n, 8, 6, 64, 64)).astype(np.float16),
               "F": rng.uniform(-1, 1, (n, 8, 2, 64, 64)).astype(np.float16),
               "A": rng.normal(-5, 3, (n, 5, 1, 64, 98)).astype(np.float16)}
-    return ClipSet(inputs, rng.integers(0, 8, n), rng.integers(0, 10, n), {"dataset": "random arrays"})
+    return ClipSet(inputs, rng.integers(0, 8, n), rng.integers(0, 10, n), source={"dataset": "random arrays"})
 
 
 def test_fusion_feeds_zero_missing_tokens_and_cover_every_subset():

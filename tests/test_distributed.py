@@ -49,16 +49,23 @@ def test_bad_environment_is_one_sentence(monkeypatch):
         ddp.init(device="cpu")
 
 
-def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
+def _one_and_two_processes(command: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`python -m trainer COMMAND` on the recordings under torchrun with 2 gloo processes (--out two) and in
+    this process (--out one); returns the torchrun run."""
     write_recordings(tmp_path)                 # half the samples have audio: ranks see unequal A counts
     data = ["--dataset", "recordings", "--data-root", str(tmp_path)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "trainer", "student", *data, "--out", str(tmp_path / "two"), *EXACT]
+           "-m", "trainer", command, *data, "--out", str(tmp_path / "two"), *EXACT]
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("KARMMA_S epoch 2/2: mean loss") == 1           # rank 0 alone logs
-    assert main(["student", *data, "--out", str(tmp_path / "one"), "--device", "cpu", *EXACT]) == 0
+    assert main([command, *data, "--out", str(tmp_path / "one"), "--device", "cpu", *EXACT]) == 0
+    return run
+
+
+def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
+    run = _one_and_two_processes("student", tmp_path)
+    assert run.stdout.count("KARMMA_S (seed 0) epoch 2/2: mean loss") == 1           # rank 0 alone logs
 
     two = json.loads((tmp_path / "two" / "student" / "results.json").read_text())
     one = json.loads((tmp_path / "one" / "student" / "results.json").read_text())
@@ -80,3 +87,13 @@ def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
                         - final[f"student.{k}"]).abs().max()) for k in encoders)
     assert moved > 10 * spread                  # KARMMA_S moved the encoders far more than 1 vs 2 processes differ
     assert not list((tmp_path / "two" / "teacher" / "tokens").glob("*.rank*.pt"))   # shards merged
+
+
+@pytest.mark.slow
+def test_torchrun_benchmark_scores_what_one_process_does(tmp_path):
+    """The benchmark's students run through the same loop: 2 processes give one process's table."""
+    _one_and_two_processes("benchmark", tmp_path)
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert (two["world_size"], one["world_size"]) == (2, 1)
+    assert two["table"] == one["table"] and two["drop_curve"] == one["drop_curve"]

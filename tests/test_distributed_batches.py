@@ -39,10 +39,10 @@ def test_sample_loader_gives_n_ranks_the_batches_of_one_process(n):
 
 @pytest.mark.parametrize("n", [16, 17, 23])
 def test_token_row_batches_give_n_ranks_the_batches_of_one_process(n):
-    cfg = SimpleNamespace(batch_size=8, data=SimpleNamespace(seed=0))
+    cfg = SimpleNamespace(batch_size=8)
 
     def batches(info: ddp.DistInfo) -> list[list[int]]:
-        of_epoch, count = _index_batches(n, SimpleNamespace(cfg=cfg, info=info))
+        of_epoch, count = _index_batches(n, SimpleNamespace(cfg=cfg, info=info, seed=0))
         rows = [b.tolist() for b in of_epoch(1)]
         assert len(rows) == count
         return rows

@@ -173,3 +173,22 @@ def test_epic_kitchens_teacher_on_frame_folders(data_root, tmp_path, capsys):
     capsys.readouterr()
     assert main(["teacher", *epic, "--train-split", "train-full", "--eval-split", "challenge"]) == 2
     assert "has no labels" in capsys.readouterr().err                      # not a silent 0 % score
+
+
+@pytest.mark.slow
+def test_benchmark_on_a_real_dataset(tmp_path):
+    """`benchmark --dataset` trains the teacher and the three students through the same stages as `student`."""
+    write_recordings(tmp_path)
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--dataset", "recordings", "--data-root", str(tmp_path), "--out", str(out),
+                 *SMOKE]) == 0
+    results = read_json(out / "results.json")
+    models = {"teacher", "baseline", "baseline_delta", "karmma_s"}
+    assert {(r["model"], r["modalities"]) for r in results["table"]} == {
+        (m, s) for m in models for s in ("VFA", "VF", "VA", "FA", "V", "F", "A")}
+    assert results["data"]["dataset"] == "recordings" and results["data"]["n_eval"] == 6
+    assert {r["model"] for r in results["drop_curve"]} == models
+    for name in ("baseline", "baseline_delta", "karmma_s"):
+        assert (out / "students" / f"{name}_seed0.pt").is_file()
+    assert load_bundle(out / "bundles" / "karmma_s").manifest["name"] == "karmma_s-recordings"
+    assert "| VFA |" in (out / "results.md").read_text()

@@ -11,7 +11,8 @@ from edge.preprocess import PreprocessConfig  # noqa: E402
 from trainer.config import TeacherConfig  # noqa: E402
 from trainer.evaluation import bundle_callables  # noqa: E402
 from trainer.export import export_bundle  # noqa: E402
-from trainer.masks import SUBSETS, subset_mask  # noqa: E402
+from edge.modalities import SUBSETS  # noqa: E402
+from trainer.masks import subset_mask  # noqa: E402
 from trainer.models import IN_CHANNELS, MODALITIES, Fusion, ModelConfig, MultimodalModel  # noqa: E402
 from trainer.teacher import build_extractors, teacher_model_config  # noqa: E402
 

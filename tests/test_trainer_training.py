@@ -5,15 +5,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge.errors import ConfigError  # noqa: E402
-from trainer import ckpt  # noqa: E402
-from trainer.clips import ClipSet  # noqa: E402
-from trainer.config import StudentConfig, load_config  # noqa: E402
-from trainer.masks import SUBSETS, random_drop, subset_index, subset_mask  # noqa: E402
-from trainer.models import IN_CHANNELS, ModelConfig, MultimodalModel  # noqa: E402
-from trainer.students import forward_present, kd_loss, train_student  # noqa: E402
+import numpy as np  # noqa: E402
 
-TOKENS = {"V": 8, "F": 8, "A": 5}
+from edge.errors import ConfigError  # noqa: E402
+from edge.modalities import MODALITIES, SUBSETS, accuracy, subset_key  # noqa: E402
+from trainer import ckpt  # noqa: E402
+from trainer import distributed as ddp  # noqa: E402
+from trainer.clips import ClipSet  # noqa: E402
+from trainer.config import StudentConfig, TrainerConfig, load_config  # noqa: E402
+from trainer.datasets import DatasetSpec  # noqa: E402
+from trainer.masks import random_drop, subset_mask  # noqa: E402
+from trainer.models import IN_CHANNELS, ModelConfig, MultimodalModel  # noqa: E402
+from trainer.stages import Run, Teacher, _check_same_run, train_student  # noqa: E402
+from trainer.students import forward_present, kd_loss  # noqa: E402
+
 TINY = {"video_widths": [4, 8], "flow_widths": [4, 8], "audio_widths": [4, 8], "token_dim": 8, "dim": 16,
         "ff": 16, "heads": 2, "layers": 1, "dropout": 0.0}
 
@@ -28,9 +33,18 @@ def test_random_drop_never_drops_everything_and_follows_p():
     assert torch.equal(random_drop(5, 0.0), torch.ones(5, 3))
 
 
-def test_subset_index_matches_subset_masks():
-    for i, subset in enumerate(SUBSETS):
-        assert subset_index(subset_mask(subset, 2)).tolist() == [i, i]
+def test_subset_masks_and_keys_are_one_definition():
+    for subset in SUBSETS:
+        mask = subset_mask(subset, 2)                   # trainer's torch view of edge.modalities.subset_mask
+        assert mask.dtype == torch.float32 and mask.shape == (2, 3)
+        assert subset_key(mask[0].tolist()) == subset_key(dict(zip(MODALITIES, mask[1].tolist()))) == subset
+    assert subset_key((0, 0, 0)) == ""
+
+
+def test_action_accuracy_needs_verb_and_noun():
+    verb_logits, noun_logits = np.eye(3)[[0, 1, 2, 0]], np.eye(3)[[0, 1, 0, 0]]
+    acc = accuracy(verb_logits, noun_logits, np.array([0, 1, 2, 1]), np.array([0, 0, 0, 0]))
+    assert acc == {"verb": 75.0, "noun": 75.0, "action": 50.0}     # rows 0 and 2 have both right
 
 
 @pytest.mark.parametrize("missing", ["learned", "zeros"])
@@ -64,19 +78,50 @@ def test_config_overrides_and_errors(tmp_path):
 
 
 def _clips(n: int = 24) -> ClipSet:
-    gen = torch.Generator().manual_seed(5)
-    verb, noun = torch.randint(0, 8, (n,), generator=gen), torch.randint(0, 10, (n,), generator=gen)
-    return ClipSet(V=torch.randn(n, 8, IN_CHANNELS["V"], 64, 64, generator=gen).half(),
-                   F=torch.randn(n, 8, 2, 64, 64, generator=gen).half(), A=torch.randn(n, 5, 1, 64, 98, generator=gen).half(),
-                   verb=verb, noun=noun, verb_t=torch.eye(8)[verb], noun_t=torch.eye(10)[noun])
+    rng = np.random.default_rng(5)
+    verb, noun = rng.integers(0, 8, n), rng.integers(0, 10, n)
+    inputs = {"V": rng.standard_normal((n, 8, IN_CHANNELS["V"], 64, 64)).astype(np.float16),
+              "F": rng.standard_normal((n, 8, 2, 64, 64)).astype(np.float16),
+              "A": rng.standard_normal((n, 5, 1, 64, 98)).astype(np.float16)}
+    soft = {"verb": np.full((n, 8), 1 / 8, np.float32), "noun": np.eye(10, dtype=np.float32)[noun]}
+    return ClipSet(inputs, verb, noun, soft, {"verb": [str(i) for i in range(8)], "noun": [str(i) for i in range(10)]},
+                   key="random")
+
+
+def _student_run(tmp_path, clips: ClipSet, mode: str = "baseline_delta", **student) -> Run:
+    cfg = TrainerConfig(student=StudentConfig(model=TINY, lr=0.01, **student), batch_size=8)
+    run = Run(DatasetSpec(), cfg, tmp_path, ddp.DistInfo())
+    run.loaded[("train", None)] = clips            # the clips a MovingDigits run holds in memory
+    return run
+
+
+def _train(run: Run, mode: str, path) -> MultimodalModel:
+    torch.manual_seed(1)
+    model = MultimodalModel(ModelConfig(**TINY), 8, 10)
+    teacher = Teacher(model, [{}], {})             # baselines read no teacher tokens
+    return train_student(run, mode, teacher, model.encoders.state_dict(), path)
+
+
+def test_students_train_on_soft_targets_from_memory(tmp_path):
+    """Whole batches come from the ClipSet in memory, soft targets included (here a uniform verb target)."""
+    clips = _clips()
+    run = _student_run(tmp_path, clips, epochs=1)
+    from trainer.streams import make_loader
+
+    loader, _ = make_loader(clips, run.info, 8, shuffle=True, seed=0, workers=2)
+    batch = next(iter(loader))
+    assert batch["V"].dtype == torch.float32 and batch["V"].shape == (8, 8, IN_CHANNELS["V"], 64, 64)
+    assert batch["verb_t"].shape == (8, 8) and batch["index"].shape == (8,) and bool(batch["present"]["A"].all())
+    torch.testing.assert_close(batch["V"][0], torch.from_numpy(clips.inputs["V"][int(batch["index"][0])]).float())
+    for mode in ("baseline", "baseline_delta"):
+        model = _train(run, mode, tmp_path / f"{mode}.pt")
+        assert model.fusion.missing == ("zeros" if mode == "baseline" else "learned")
 
 
 def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    cfg = StudentConfig(model=TINY, epochs=2, lr=0.01)
     clips = _clips()
-    kwargs = dict(batch_size=8, seed=0)
-    n_classes = {"verb": 8, "noun": 10}
-    straight = train_student("baseline_delta", cfg, clips, n_classes, TOKENS, ckpt_path=tmp_path / "a.pt", **kwargs)
+    run = _student_run(tmp_path, clips, epochs=2)
+    straight = _train(run, "baseline_delta", tmp_path / "a.pt")
 
     real_save = ckpt.save_atomic
 
@@ -86,19 +131,20 @@ def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypat
 
     monkeypatch.setattr(ckpt, "save_atomic", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_student("baseline_delta", cfg, clips, n_classes, TOKENS, ckpt_path=tmp_path / "b.pt", **kwargs)
+        _train(run, "baseline_delta", tmp_path / "b.pt")
     monkeypatch.setattr(ckpt, "save_atomic", real_save)
     assert ckpt.load(tmp_path / "b.pt")["epoch"] == 0
-    resumed = train_student("baseline_delta", cfg, clips, n_classes, TOKENS, ckpt_path=tmp_path / "b.pt", **kwargs)
+    resumed = _train(run, "baseline_delta", tmp_path / "b.pt")
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     assert not list(tmp_path.glob(".*")), "no temporary checkpoint left behind"
 
 
 def test_resume_on_different_clips_is_refused(tmp_path):
-    from trainer.benchmark import _check_same_clips
-
-    _check_same_clips(tmp_path, {"train": "a", "val": "b"})
-    _check_same_clips(tmp_path, {"train": "a", "test": "c"})        # same clips, a new split: fine
-    with pytest.raises(ConfigError, match="different train clips"):
-        _check_same_clips(tmp_path, {"train": "changed", "val": "b"})
+    run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo())
+    _check_same_run(run, _clips())
+    _check_same_run(run, _clips())                  # the same clips: fine
+    changed = _clips()
+    changed.key = "other renderer"
+    with pytest.raises(ConfigError, match="holds a run on other data"):
+        _check_same_run(run, changed)

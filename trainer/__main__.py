@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from edge.errors import EdgeError
-from trainer.config import CONFIG_DIR
+from trainer.config import CONFIG_DIR, cache_root
 
-DEFAULT_CACHE = Path(os.environ.get("KARMMA_CACHE", Path.home() / ".cache" / "karmma"))
+DEFAULT_CACHE = cache_root()
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("benchmark", help="train teacher + Baseline, Baseline w/ delta, KARMMA_S; evaluate; export")
-    b.add_argument("--data-root", help="MNIST + FSDD root (default $KARMMA_DATA_ROOT or ../shared/data; "
-                                       "procedural source when absent)")
-    b.add_argument("--out", required=True, type=Path, help="output folder (results, checkpoints, bundles)")
-    b.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"rendered-clip cache (default {DEFAULT_CACHE})")
-    b.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
-                                               "trainer_smoke.yaml with --smoke)")
-    b.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
-    b.add_argument("--seeds", type=int, default=1, help="student seeds (mean and spread reported when > 1)")
-    b.add_argument("--smoke", action="store_true", help="tiny run (< 1 minute) that exercises every stage")
-    b.add_argument("--eval-split", default="test", choices=("test", "val"),
-                   help="split the table is computed on (tune on val, never on test)")
-    b.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a shared CPU, more threads oversubscribe and run slower)")
-
-    for name, text in (("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion"),
+    for name, text in (("benchmark", "the teacher and Baseline, Baseline w/ delta, KARMMA_S x seeds; the subset table, "
+                                      "drop curve, costs; results.json/.md, drop_curve.png and two bundles"),
+                       ("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion"),
                        ("student", "the teacher (or resume it from --out), then distil KARMMA_S; export bundles")):
         t = sub.add_parser(name, help=f"{text} on --dataset (runs under torchrun too)")
         _dataset_args(t)
@@ -43,14 +29,20 @@ def _parser() -> argparse.ArgumentParser:
                                                    "trainer_smoke.yaml with --smoke)")
         t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value (e.g. batch_size=256, data.workers=8)")
-        t.add_argument("--smoke", action="store_true", help="the tiny smoke configuration")
+        t.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (every stage in < 1 minute)")
+        t.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                       help=f"rendered MovingDigits-AV clips (default $KARMMA_CACHE or {DEFAULT_CACHE})")
         t.add_argument("--train-split", default="train", help="split trained on (default train; EPIC and SSv2: "
                                                               "90%% of the train list, train-full: all of it)")
-        t.add_argument("--eval-split", default="test", help="split scored at the end (default test)")
+        t.add_argument("--eval-split", default="test", help="split scored at the end (default test; tune on val, "
+                                                            "never on test)")
         t.add_argument("--freeze-bn", action="store_true",
                        help="BatchNorm on running statistics: N processes then train exactly as one on CPU")
         t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda:LOCAL_RANK when available")
-        t.add_argument("--threads", type=int, default=1, help="torch threads per process")
+        t.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: on a shared "
+                                                              "CPU, more threads oversubscribe and run slower)")
+        if name == "benchmark":
+            t.add_argument("--seeds", type=int, default=1, help="student seeds (mean and spread reported when > 1)")
 
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
@@ -95,9 +87,7 @@ def _dataset_spec(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "benchmark":
-            return _benchmark(args)
-        if args.command in ("teacher", "student"):
+        if args.command in ("benchmark", "teacher", "student"):
             return _train(args)
         if args.dataset != "moving-digits":
             return _evaluate_dataset(args)
@@ -107,27 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    from trainer.benchmark import run_benchmark
-    from trainer.config import load_config
-    from trainer.data_access import resolve_source
-
-    if args.seeds < 1:
-        print("error: --seeds must be at least 1.", file=sys.stderr)
-        return 2
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
-    config = args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml")
-    cfg = load_config(config, args.set)
-    results = run_benchmark(cfg, resolve_source(args.data_root), args.out, args.cache, seeds=args.seeds,
-                            eval_split=args.eval_split)
-    print((args.out / "results.md").read_text())
-    print(f"wrote {args.out / 'results.json'}, results.md, drop_curve.png and bundles/ "
-          f"({results['wall_time_s'] / 60:.1f} min)")
-    return 0
-
-
 def _train(args: argparse.Namespace) -> int:
     import logging
 
@@ -135,17 +104,28 @@ def _train(args: argparse.Namespace) -> int:
 
     from trainer import distributed as ddp
     from trainer.config import load_config
+    from trainer.benchmark import run_benchmark
     from trainer.stages import Run, run_student, run_teacher
 
+    if getattr(args, "seeds", 1) < 1:
+        raise EdgeError("--seeds must be at least 1.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))
     config = args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml")
     cfg = load_config(config, args.set)
+    spec = _dataset_spec(args)
     info = ddp.init(device=args.device)
     try:
-        run = Run(_dataset_spec(args), cfg, args.out, info, train_split=args.train_split, eval_split=args.eval_split,
-                  freeze_bn=args.freeze_bn)
-        (run_teacher if args.command == "teacher" else run_student)(run)
+        run = Run(spec, cfg, args.out, info, train_split=args.train_split, eval_split=args.eval_split,
+                  freeze_bn=args.freeze_bn, seed=cfg.data.seed, cache=args.cache)
+        if args.command == "benchmark":
+            results = run_benchmark(run, seeds=args.seeds)
+            if info.is_main:
+                print((args.out / "results.md").read_text())
+                print(f"wrote {args.out / 'results.json'}, results.md, drop_curve.png and bundles/ "
+                      f"({results['wall_time_s'] / 60:.1f} min)")
+        else:
+            (run_teacher if args.command == "teacher" else run_student)(run)
     except BaseException:
         ddp.shutdown(failed=True)
         raise
@@ -173,7 +153,7 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
     result = {"model": bundle.manifest["name"], "dataset": args.dataset, "eval_split": args.split,
               **score_tokens(fuse, tokens, cfg.eval)}
     print(format_scores(result))
-    if dataset.skips.total:
+    if dataset.skips is not None and dataset.skips.total:
         print(dataset.skips.summary(kept=len(dataset)))
     if args.json:
         args.json.write_text(json.dumps({"bundle": str(args.bundle), **result}, indent=1))
@@ -184,9 +164,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from trainer.config import load_config
     from trainer.data_access import load_clips, resolve_source
-    from trainer.evaluation import bundle_callables, drop_curve, subset_table
-    from trainer.extractors import encode_all
-    from trainer.models import MODALITIES
+    from trainer.evaluation import bundle_callables
+    from trainer.stages import score_tokens
+    from trainer.streams import dataset_tokens
 
     bundle = load_bundle(args.bundle, threads=max(1, args.threads))
     cfg = load_config(args.config)
@@ -194,10 +174,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     clips = load_clips(source, args.split, args.n_clips, cfg.data, bundle.preprocess, args.cache,
                        speakers=args.speakers, images=args.images)
     encode, fuse = bundle_callables(bundle)
-    tokens = {m: encode_all(lambda x, m=m: encode(m, x), getattr(clips, m), cfg.batch_size, f"{m} tokens")
-              for m in MODALITIES}
-    table = subset_table(fuse, tokens, clips.verb, clips.noun)
-    curve = drop_curve(fuse, tokens, clips.verb, clips.noun, tuple(cfg.eval.drop_ps), cfg.eval.drop_repeats)
+    tokens = dataset_tokens(encode, clips, dims=dict(bundle.manifest["token_dim"]), batch_size=cfg.batch_size,
+                            workers=0, desc=f"{args.split} tokens")
+    scores = score_tokens(fuse, tokens, cfg.eval)
+    table, curve = scores["table"], scores["curve"]
     split = source.split(args.split, args.speakers, args.images)
     print(f"{bundle.manifest['name']} ({bundle.precision}) on {source.describe()}, split {split.name}: "
           f"speakers {','.join(split.speakers)}, images {split.images[0]}:{split.images[1]}, {len(clips)} clips")

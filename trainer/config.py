@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -13,6 +14,12 @@ from edge.preprocess.config import _from_mapping  # the project's one strict dat
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "assets" / "configs"
+
+
+def cache_root() -> Path:
+    """Where rendered clips are cached (under `moving_digits/`): $KARMMA_CACHE, else ~/.cache/karmma (the one
+    cache variable; never inside the repository). `--cache` overrides it per command."""
+    return Path(os.environ.get("KARMMA_CACHE", Path.home() / ".cache" / "karmma"))
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class TeacherConfig:
     ff: int = 256
     dropout: float = 0.1
     pretrain_epochs: int = 4
-    pretrain_positions: int = 3          # frames / windows drawn per clip per pre-training epoch
+    pretrain_positions: int = 3          # frames / windows per sample per pre-training epoch (one per pass)
     pretrain_lr: float = 0.004
     fusion_epochs: int = 15
     fusion_lr: float = 0.001
@@ -58,7 +65,7 @@ class StudentConfig:
 
     model: dict = field(default_factory=dict)   # trainer.models.ModelConfig fields (missing is set per training)
     pretrain_epochs: int = 10            # unimodal warm start of the encoders (shared by the three trainings)
-    pretrain_positions: int = 3
+    pretrain_positions: int = 3          # as the teacher's: passes per warm-start epoch
     pretrain_lr: float = 0.004
     epochs: int = 6
     lr: float = 0.002

@@ -13,7 +13,7 @@ from edge.moving_digits.sources import default_data_root
 from edge.moving_digits.splits import Split, make_split
 from edge.preprocess.config import PreprocessConfig
 from trainer.clips import ClipSet
-from trainer.config import DataConfig
+from trainer.config import DataConfig, cache_root
 from trainer.data.moving_digits import MovingDigitsDataset, StreamWindows, materialize
 
 
@@ -61,11 +61,14 @@ def label_names() -> dict[str, list[str]]:
 
 
 def load_clips(source: DataSource, split_name: str, n_clips: int, data: DataConfig, pre: PreprocessConfig,
-               cache_dir: Path, *, speakers: list[str] | None = None,
+               cache_dir: Path | None = None, *, speakers: list[str] | None = None,
                images: tuple[int, int] | str | None = None) -> ClipSet:
-    """`n_clips` clips of a split, rendered once (cached under `cache_dir`/moving_digits) and loaded as tensors."""
+    """`n_clips` clips of a split, rendered once (cached under `cache_dir`/moving_digits, default the one cache
+    root) and held in memory."""
     split = source.split(split_name, speakers, images)
     dataset = MovingDigitsDataset(split=split, n_clips=n_clips, seed=data.seed, data_root=source.root, pre=pre,
                                   levels=source.levels(data), stream=source.stream(split_name, data))
-    return ClipSet.from_arrays(materialize(dataset, workers=data.workers, cache_dir=cache_dir / "moving_digits"),
-                               key=dataset.cache_key())
+    arrays = materialize(dataset, workers=data.workers, cache_dir=Path(cache_dir or cache_root()) / "moving_digits")
+    return ClipSet.from_arrays(arrays, label_names(), key=dataset.cache_key(),
+                               source={"source": source.describe(), "split": split_name, "n_clips": n_clips,
+                                       "speakers": list(split.speakers), "images": list(split.images)})

@@ -1,7 +1,8 @@
 """Every dataset the teacher / student / evaluate commands read, by `--dataset NAME`, in one sample format.
 
 A sample is a dict: V [Tv,C,S,S], F [Tf,2,S,S], A [Ta,1,M,W] (float32), present {"V","F","A": bool},
-verb, noun, id, and `index` (its position in the dataset, which names its row in a token cache).
+verb, noun, id, and `index` (its position in the dataset, which names its row in a token cache); MovingDigits
+samples also carry soft targets verb_t / noun_t (every loss trains on them where they exist).
 A dataset has `labels` ({"verb": names, "noun": names}), `num_classes`, `cache_key()`, `set_epoch(epoch)`
 (new TSN offsets) and `skips` (segments skipped for bad media).
 """
@@ -15,9 +16,9 @@ import torch
 from torch.utils.data import Dataset
 
 from edge.errors import ConfigError
+from edge.modalities import MODALITIES
 from edge.preprocess import PreprocessConfig
 from trainer.config import DataConfig
-from trainer.data.media import SkipLog
 from trainer.data.registry import REAL_DATASETS, build_real_dataset
 
 MOVING_DIGITS = "moving-digits"
@@ -33,41 +34,6 @@ class DatasetSpec:
     options: dict[str, Any] = field(default_factory=dict)  # annotations, media_root, layout, flow_source, limit
 
 
-class MovingDigitsSamples(Dataset):
-    """MovingDigits-AV clips in the real datasets' sample format (every modality present)."""
-
-    name = MOVING_DIGITS
-
-    def __init__(self, split: str, n_clips: int, data: DataConfig, data_root: str | None,
-                 pre: PreprocessConfig) -> None:
-        from trainer.data_access import resolve_source
-        from trainer.data.moving_digits import MovingDigitsDataset
-        from edge.moving_digits.render import NOUNS, VERBS
-
-        source = resolve_source(data_root)
-        self.inner = MovingDigitsDataset(split=source.split(split), n_clips=n_clips, seed=data.seed,
-                                         data_root=source.root, pre=pre, levels=source.levels(data),
-                                         stream=source.stream(split, data))
-        self.labels = {"verb": list(VERBS), "noun": list(NOUNS)}
-        self.skips = SkipLog(f"{self.name} {split}")
-
-    @property
-    def num_classes(self) -> dict[str, int]:
-        return {h: len(v) for h, v in self.labels.items()}
-
-    def cache_key(self) -> str:
-        return self.inner.cache_key()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Clips are fixed renders: nothing changes per epoch."""
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, index: int) -> dict:
-        return {**self.inner[index], "present": {"V": True, "F": True, "A": True}, "id": str(index)}
-
-
 class Indexed(Dataset):
     """Adds `index` to each sample of `dataset` (the row its tokens take in a cache)."""
 
@@ -81,14 +47,31 @@ class Indexed(Dataset):
         return {**self.dataset[index], "index": index}
 
 
+class IndexedBatches(Indexed):
+    """`Indexed` over a dataset that reads whole batches at once (`batch(indices)`, e.g. clips in memory): the
+    DataLoader hands `__getitems__` the batch's indices and passes the one collated batch through
+    (`collate_fn=first`)."""
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        return [{**self.dataset.batch(indices), "index": torch.as_tensor(indices, dtype=torch.long)}]
+
+
+def first(items: list[dict]) -> dict:
+    return items[0]
+
+
 def build_dataset(spec: DatasetSpec, split: str, *, train: bool, data: DataConfig,
-                  pre: PreprocessConfig) -> Dataset:
-    """`spec`'s dataset on `split`, sampled TSN-style when `train`, uniformly otherwise."""
+                  pre: PreprocessConfig, cache: Path | None = None) -> Dataset:
+    """`spec`'s dataset on `split`, sampled TSN-style when `train`, uniformly otherwise. MovingDigits-AV:
+    `data`'s clips of the split, rendered once (cached under `cache`, default trainer.config.cache_root) and
+    held in memory (a trainer.clips.ClipSet)."""
     if spec.name == MOVING_DIGITS:
+        from trainer.data_access import load_clips, resolve_source
+
         counts = {"train": data.n_train, "val": data.n_val, "test": data.n_test}
         if spec.options:
             raise ConfigError(f"--dataset {MOVING_DIGITS} takes no media options ({', '.join(spec.options)}).")
-        return MovingDigitsSamples(split, counts.get(split, data.n_test), data, spec.data_root, pre)
+        return load_clips(resolve_source(spec.data_root), split, counts.get(split, data.n_test), data, pre, cache)
     if spec.name not in REAL_DATASETS:
         raise ConfigError(f"unknown dataset {spec.name!r}; use one of {list(DATASET_NAMES)}.")
     if spec.data_root is None:
@@ -104,4 +87,4 @@ def build_dataset(spec: DatasetSpec, split: str, *, train: bool, data: DataConfi
 
 def presence(batch: dict) -> torch.Tensor:
     """[B, 3] float mask (V, F, A) of the modalities a collated batch's samples have."""
-    return torch.stack([batch["present"][m].float() for m in ("V", "F", "A")], 1)
+    return torch.stack([batch["present"][m].float() for m in MODALITIES], 1)

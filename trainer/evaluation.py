@@ -11,21 +11,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from trainer.clips import ClipSet
-from trainer.extractors import encode_all
-from trainer.masks import SUBSETS, random_drop, subset_mask
-from trainer.models import MODALITIES, MultimodalModel
+from edge import modalities
+from edge.modalities import MODALITIES, SUBSETS
+from trainer.masks import random_drop, subset_mask
 
 Fuse = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def accuracy(verb_logits: torch.Tensor, noun_logits: torch.Tensor, verb: torch.Tensor,
              noun: torch.Tensor) -> dict[str, float]:
-    """Accuracies in %; an action is correct only when verb AND noun are."""
-    v_ok = verb_logits.argmax(1) == verb
-    n_ok = noun_logits.argmax(1) == noun
-    return {"verb": 100.0 * v_ok.float().mean().item(), "noun": 100.0 * n_ok.float().mean().item(),
-            "action": 100.0 * (v_ok & n_ok).float().mean().item()}
+    """`edge.modalities.accuracy` of torch logits and labels (%; an action is right only when verb AND noun are)."""
+    return modalities.accuracy(*(t.detach().cpu().numpy() for t in (verb_logits, noun_logits, verb, noun)))
 
 
 @torch.no_grad()
@@ -73,12 +69,6 @@ def drop_curve(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor, 
                 for _ in range(repeats)]
         out[float(p)] = float(np.mean(accs))
     return out
-
-
-def model_tokens(model: MultimodalModel, clips: ClipSet, batch_size: int, desc: str) -> dict[str, torch.Tensor]:
-    """Tokens of every clip from a torch model's own encoders."""
-    model.eval()
-    return {m: encode_all(model.encoders[m], getattr(clips, m), batch_size, f"{desc} {m} tokens") for m in MODALITIES}
 
 
 def bundle_callables(bundle) -> tuple[Callable[[str, torch.Tensor], torch.Tensor], Fuse]:

@@ -1,4 +1,5 @@
-"""Teacher stage 1: one feature extractor per modality, pre-trained on that modality's own labels, then frozen.
+"""Teacher stage 1: one feature extractor per modality, pre-trained on that modality's own labels, then frozen
+(trainer.stages.PretrainStep runs the pre-training; the student's warm start uses the same heads and loss).
 
 Extractor specs (TeacherConfig.extractors, one per modality):
   "conv"                          a TokenEncoder with the teacher's (larger) widths, trained from scratch;
@@ -10,16 +11,12 @@ Every extractor maps one frame / flow field / log-mel window [B, C, H, W] to one
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from edge.errors import ConfigError
-from trainer import ckpt
-from trainer.clips import ClipSet
 from trainer.models import IN_CHANNELS, TokenEncoder
 
 # Labels each modality's extractor is pre-trained on (V sees both; F sees motion; A hears the digit).
@@ -108,75 +105,3 @@ def pretrain_loss(extractor: nn.Module, heads: nn.ModuleDict, modality: str, x: 
             hard = labels[h].argmax(1) if labels[h].dim() > 1 else labels[h]
             correct = int((logits.argmax(1) == hard).sum())
     return loss, correct
-
-
-def pretrain(extractor: nn.Module, modality: str, clips: ClipSet, n_classes: dict[str, int], *, epochs: int,
-             positions: int, lr: float, batch_size: int, seed: int, ckpt_path: Path, freeze: bool = True,
-             desc: str = "teacher") -> None:
-    """Train `extractor` (with an `out_dim` attribute) + linear heads on its modality's labels, one token per
-    sample (resumes per epoch); then freeze it unless `freeze` is False.
-
-    Each epoch draws `positions` frames / windows per clip; each is labelled with its clip's labels.
-    A single frame or window is cheap (1/21 of a clip), so this converges in seconds where whole-clip
-    training would take minutes.
-    """
-    heads = pretrain_heads(extractor, modality, n_classes)
-    params = list(extractor.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    data = getattr(clips, modality)
-    n, t = data.shape[:2]
-    steps = (n * positions + batch_size - 1) // batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps), pct_start=0.15)
-    parts = {"model": extractor, "heads": heads, "opt": opt, "sched": sched}
-    start = ckpt.resume(ckpt_path, parts)
-    labels = clips.targets(slice(None))
-    for epoch in range(start, epochs):
-        extractor.train()
-        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        clip_idx = torch.arange(n).repeat(positions)
-        pos_idx = torch.randint(0, t, (n * positions,), generator=gen)
-        order = torch.randperm(n * positions, generator=gen)
-        correct, seen = 0, 0
-        for s in tqdm(range(0, len(order), batch_size), desc=f"{desc} {modality} extractor epoch {epoch + 1}/{epochs}",
-                      mininterval=2, leave=False):
-            sel = order[s:s + batch_size]
-            ci, pi = clip_idx[sel], pos_idx[sel]
-            loss, hits = pretrain_loss(extractor, heads, modality, data[ci, pi].float(),
-                                       {h: labels[h][ci] for h in heads})
-            correct += hits
-            seen += len(sel)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        print(f"{desc} {modality} extractor epoch {epoch + 1}/{epochs}: train {PRETRAIN_HEADS[modality][0]} "
-              f"acc {100 * correct / max(1, seen):.1f}% (per {'window' if modality == 'A' else 'frame'})", flush=True)
-        ckpt.save_epoch(ckpt_path, epoch, parts)
-    extractor.eval()
-    for p in extractor.parameters():
-        p.requires_grad_(not freeze)
-
-
-@torch.no_grad()
-def encode_all(encode: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int,
-               desc: str) -> torch.Tensor:
-    """[n, T, C, H, W] (any float dtype) -> tokens [n, T, D] float32, each element encoded on its own.
-
-    `encode` maps [B, C, H, W] -> [B, D]: a torch module in eval mode, or an ONNX Runtime session wrapper.
-    """
-    n, t = data.shape[:2]
-    out = []
-    step = max(1, batch_size * 4 // t)
-    for s in tqdm(range(0, n, step), desc=desc, mininterval=2, leave=False):
-        x = data[s:s + step].float()
-        out.append(encode(x.flatten(0, 1)).reshape(x.shape[0], t, -1))
-    return torch.cat(out)
-
-
-def cached_tokens(encoder: nn.Module, data: torch.Tensor, path: Path, batch_size: int, desc: str) -> torch.Tensor:
-    """Frozen-extractor tokens of `data`, computed once and cached at `path`."""
-    tokens = ckpt.load(path)
-    if tokens is None:
-        tokens = encode_all(encoder.eval(), data, batch_size, desc)
-        ckpt.save_atomic(tokens, path)
-    return tokens

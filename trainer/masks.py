@@ -1,17 +1,10 @@
-"""Modality availability masks (order V, F, A; 1 = present): the 7 subsets and random dropout."""
+"""Random modality dropout as torch masks (order V, F, A; 1 = present). The subsets and their masks are
+`edge.modalities`' (the one home of the shared names)."""
 from __future__ import annotations
 
 import torch
 
-from trainer.models import MODALITIES
-
-SUBSETS = ("VFA", "VF", "VA", "FA", "V", "F", "A")
-
-
-def subset_mask(subset: str, batch: int) -> torch.Tensor:
-    """[batch, 3] mask with the modalities named in `subset` present."""
-    row = torch.tensor([float(m in subset) for m in MODALITIES])
-    return row.expand(batch, 3).clone()
+from edge import modalities
 
 
 def random_drop(batch: int, p: float, generator: torch.Generator | None = None,
@@ -42,9 +35,6 @@ def sample_drop(index: torch.Tensor, present: torch.Tensor, p: float, seed: int,
     return torch.cat(rows) if rows else torch.zeros(0, 3)
 
 
-def subset_index(mask: torch.Tensor) -> torch.Tensor:
-    """Row-wise index into SUBSETS of a [B, 3] mask with at least one modality present."""
-    code = (mask[:, 0] * 4 + mask[:, 1] * 2 + mask[:, 2]).long()
-    # code = 4V + 2F + A  ->  position in SUBSETS
-    lookup = torch.tensor([-1, 6, 5, 3, 4, 2, 1, 0])
-    return lookup[code]
+def subset_mask(subset: str, batch: int) -> torch.Tensor:
+    """`edge.modalities.subset_mask` as a torch tensor."""
+    return torch.from_numpy(modalities.subset_mask(subset, batch))

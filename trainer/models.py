@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from edge.modalities import MODALITIES
 from edge.preprocess import PreprocessConfig
 
-MODALITIES = ("V", "F", "A")
 # Input channels of one frame / flow field / log-mel window under the preprocessing the trainer uses.
 IN_CHANNELS = {"V": PreprocessConfig().video_channels, "F": 2, "A": 1}
 

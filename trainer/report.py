@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.masks import SUBSETS
+from edge.modalities import SUBSETS
 
 MODEL_NAMES = {"teacher": "Teacher", "baseline": "Baseline", "baseline_delta": "Baseline w/ δ", "karmma_s": "KARMMA_S"}
 STUDENTS = ("baseline", "baseline_delta", "karmma_s")
@@ -18,7 +18,7 @@ def aggregate(runs: dict[str, list[dict]]) -> tuple[list[dict], list[dict]]:
     """Per model, a list over seeds of {"table": {subset: accs}, "curve": {p: action}} -> mean (+ std) rows."""
     table, curve = [], []
     for model, per_seed in runs.items():
-        for subset in SUBSETS:
+        for subset in (s for s in SUBSETS if s in per_seed[0]["table"]):    # a subset no sample has is left out
             row = {"model": model, "modalities": subset}
             for key in ("verb", "noun", "action"):
                 values = [r["table"][subset][key] for r in per_seed]
@@ -39,7 +39,7 @@ def check_targets(table: list[dict], curve: list[dict], costs: dict) -> dict[str
     """The issue's targets, each with whether it holds and the margin (positive = met by that much)."""
     acc = {(r["model"], r["modalities"]): r for r in table}
     out: dict[str, Any] = {}
-    for subset in SUBSETS[1:]:
+    for subset in (s for s in SUBSETS[1:] if ("baseline", s) in acc):
         k, d, b = (acc[(m, subset)]["action"] for m in STUDENTS[::-1])
         out[f"order_{subset}"] = {"holds": k >= d >= b, "karmma_minus_delta": round(k - d, 2),
                                   "delta_minus_baseline": round(d - b, 2)}
@@ -70,17 +70,19 @@ def markdown(results: dict) -> str:
     table, curve, costs = results["table"], results["drop_curve"], results["costs"]
     acc = {(r["model"], r["modalities"]): r for r in table}
     models = [m for m in MODEL_NAMES if any(r["model"] == m for r in table)]
-    lines = [f"# MovingDigits-AV benchmark ({results['data']['source']}, split {results['data']['eval_split']})", "",
+    subsets = [s for s in SUBSETS if (models[0], s) in acc]
+    dataset = {"moving-digits": "MovingDigits-AV"}.get(results["data"].get("dataset"), results["data"].get("dataset"))
+    lines = [f"# {dataset} benchmark ({results['data']['source']}, split {results['data']['eval_split']})", "",
              f"Seeds: {results['seeds']}; wall time {results['wall_time_s'] / 60:.1f} min. "
-             f"Accuracy in % ({results['data']['n_eval']} clips); action = verb and noun both correct.", "",
+             f"Accuracy in % ({results['data']['n_eval']} samples); action = verb and noun both correct.", "",
              "## Action accuracy per available-modality subset", "",
              "| modalities | " + " | ".join(MODEL_NAMES[m] for m in models) + " |",
              "|---|" + "---|" * len(models)]
-    for subset in SUBSETS:
+    for subset in subsets:
         lines.append(f"| {subset} | " + " | ".join(_fmt(acc[(m, subset)], "action") for m in models) + " |")
     lines += ["", "## Verb / noun accuracy", "", "| modalities | " + " | ".join(MODEL_NAMES[m] for m in models) + " |",
               "|---|" + "---|" * len(models)]
-    for subset in SUBSETS:
+    for subset in subsets:
         lines.append(f"| {subset} | " + " | ".join(
             f"{acc[(m, subset)]['verb']:.1f} / {acc[(m, subset)]['noun']:.1f}" for m in models) + " |")
     ps = sorted({r["p"] for r in curve})
@@ -116,7 +118,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
             ax.plot([r["p"] for r in rows], [r["action"] for r in rows], marker="o", label=label)
     ax.set_xlabel("per-modality drop probability p")
     ax.set_ylabel("action accuracy (%)")
-    ax.set_title("MovingDigits-AV: random modality drop")
+    ax.set_title("random modality drop")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

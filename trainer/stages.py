@@ -1,13 +1,17 @@
-"""`python -m trainer teacher | student`: the teacher and KARMMA_S on any dataset (trainer.datasets), read in
-batches, alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel, rank-0-only logs and checkpoints).
+"""The one training path: `python -m trainer teacher | student | benchmark` train the teacher and the students
+(Baseline, Baseline w/ δ, KARMMA_S) on any dataset (trainer.datasets; MovingDigits-AV from clips held in memory),
+read in batches by one loop (`fit`), alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel,
+rank-0-only logs and checkpoints). A stage differs only in its model, its loss (a `...Step` module) and its data.
 
-Teacher: (1) the three extractors pre-trained on their modalities' labels, one pass over the data per
-epoch for all three, then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
+Teacher: (1) the three extractors pre-trained on their modalities' labels, `pretrain_positions` passes over
+the data per epoch for all three (one frame / window per sample and pass), then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
 (training samples change with the TSN draw, so `teacher.token_views` draws of the train split are
 cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the cached tokens.
-Student: a unimodal warm start of its encoders, then KARMMA_S (modality dropout, learned missing-modality
-tokens, KD from the teacher on the same modality subset, computed from the teacher's cached tokens of the
-very samples the student sees). Modality masks are the random drop ANDed with what each sample has.
+Student: a unimodal warm start of its encoders (per seed, shared by that seed's trainings), then one of MODES:
+Baseline (CE, no dropout, missing modalities fed as zeros), Baseline w/ δ (modality dropout, learned
+missing-modality tokens, CE) or KARMMA_S (w/ δ + KD from the teacher on the same modality subset, computed
+from the teacher's cached tokens of the very samples the student sees). Modality masks are the random drop
+ANDed with what each sample has.
 
 Every stage checkpoints per epoch (rank 0, atomically) and resumes, so `student` after `teacher` with the
 same --out reuses the teacher. With --freeze-bn (BatchNorm on running statistics), dropout 0 and InfoNCE off (its
@@ -36,14 +40,14 @@ from edge.preprocess import PreprocessConfig
 from trainer import ckpt
 from trainer import distributed as ddp
 from trainer.config import EvalConfig, TrainerConfig
-from trainer.datasets import DatasetSpec, build_dataset, presence
+from trainer.datasets import MOVING_DIGITS, DatasetSpec, build_dataset, presence
 from trainer.evaluation import drop_curve, subset_table
 from trainer.export import export_bundle
-from trainer.extractors import pretrain_heads, pretrain_loss
+from trainer.extractors import PRETRAIN_HEADS, pretrain_heads, pretrain_loss
 from trainer.masks import sample_drop
 from trainer.models import MODALITIES, Fusion, MultimodalModel
 from trainer.streams import cached_tokens, make_loader, per_rank_batch
-from trainer.students import forward_present, student_config, student_loss
+from trainer.students import MODES, forward_present, student_config, student_loss
 from trainer.teacher import build_extractors, fusion_loss, teacher_model_config
 
 
@@ -59,9 +63,24 @@ class Run:
     eval_split: str = "test"
     freeze_bn: bool = False
     pre: PreprocessConfig = field(default_factory=PreprocessConfig)
+    seed: int = 0                   # model init, shuffles, masks, pre-training positions (a student seed)
+    cache: Path | None = None       # rendered-clip cache root (MovingDigits-AV; default trainer.config.cache_root)
+    loaded: dict = field(default_factory=dict, repr=False, compare=False)   # datasets built so far (shared by
+    #                                                                         dataclasses.replace copies)
 
     def dataset(self, split: str, train: bool):
-        return build_dataset(self.spec, split, train=train, data=self.cfg.data, pre=self.pre)
+        """`split` of the run's dataset, built once per run (MovingDigits-AV: rendered once, held in memory)."""
+        in_memory = self.spec.name == MOVING_DIGITS
+        key = (split, None if in_memory else train)
+        if key not in self.loaded:
+            first = in_memory and self.info.distributed      # rank 0 renders, the others read its cache
+            if first and not self.info.is_main:
+                torch.distributed.barrier()
+            self.loaded[key] = build_dataset(self.spec, split, train=train, data=self.cfg.data, pre=self.pre,
+                                             cache=self.cache)
+            if first and self.info.is_main:
+                torch.distributed.barrier()
+        return self.loaded[key]
 
     @property
     def tokens_per_modality(self) -> dict[str, int]:
@@ -79,19 +98,28 @@ def _connected_zero(module: nn.Module) -> torch.Tensor:
 
 
 class PretrainStep(nn.Module):
-    """Loss of one batch for pre-training the three encoders on single frames / windows of their own modality.
+    """Loss of one batch for pre-training the three encoders on single frames / windows of their own modality:
+    one per sample and pass, at a position drawn from (seed, pass, index, modality). Frames of one step come
+    from as many different samples (on MovingDigits, 3 frames of each of 10 clips per step learned far slower
+    than 1 frame of each of 32 clips, for as many frames and steps: train A noun 12 vs 21 %).
 
     A modality's loss is the mean over the samples of the GLOBAL batch that have it: each rank's share is
     weighted by its own count (ranks can hold different numbers of samples with audio), which keeps N
     processes equal to one.
     """
 
-    def __init__(self, encoders: nn.ModuleDict, n_classes: dict[str, int], positions: int, seed: int,
-                 info: ddp.DistInfo) -> None:
+    def __init__(self, encoders: nn.ModuleDict, n_classes: dict[str, int], seed: int, info: ddp.DistInfo) -> None:
         super().__init__()
         self.encoders = encoders
         self.heads = nn.ModuleDict({m: pretrain_heads(encoders[m], m, n_classes) for m in MODALITIES})
-        self.positions, self.seed, self.info = positions, seed, info
+        self.seed, self.info = seed, info
+        self.tally = torch.zeros(len(MODALITIES), 2)     # per modality: first head right, frames seen (this epoch)
+
+    def epoch_summary(self) -> str:
+        """Train accuracy of each encoder's first pre-training head this epoch (all ranks together)."""
+        tally, self.tally = ddp.all_reduce_sum(self.tally, self.info), torch.zeros_like(self.tally)
+        return ", train " + " ".join(f"{m} {PRETRAIN_HEADS[m][0]} {100 * hits / max(1.0, float(seen)):.1f}%"
+                                     for m, (hits, seen) in zip(MODALITIES, tally.tolist()) if seen)
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         device = next(self.parameters()).device
@@ -104,12 +132,14 @@ class PretrainStep(nn.Module):
             if not len(rows):
                 continue
             steps = batch[m].shape[1]
-            pos = torch.as_tensor(np.stack([np.random.default_rng([self.seed, epoch, int(index[r]), i])
-                                            .integers(0, steps, self.positions) for r in rows]))
-            sample = rows.repeat_interleave(self.positions)
-            x = batch[m][sample.to(batch[m].device), pos.flatten().to(batch[m].device)].to(device)
+            pos = torch.as_tensor([int(np.random.default_rng([self.seed, epoch, int(index[r]), i]).integers(steps))
+                                   for r in rows])
+            sample = rows
+            x = batch[m][sample.to(batch[m].device), pos.to(batch[m].device)].to(device)
             labels = {h: targets(batch, h).cpu()[sample].to(device) for h in self.heads[m]}
-            loss = loss + float(weight[i]) * pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)[0]
+            part, hits = pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)
+            loss = loss + float(weight[i]) * part
+            self.tally[i] += torch.tensor([float(hits), float(len(sample))])
         return loss
 
 
@@ -123,35 +153,45 @@ class FusionStep(nn.Module):
     def forward(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
         cfg, view = self.run.cfg.teacher, self.views[epoch % len(self.views)]
         device, index = self.run.info.device, index.cpu()
-        mask = _mask(index, view["present"][index], cfg.p_drop, self.run.cfg.data.seed, epoch)
+        mask = _mask(index, view["present"][index], cfg.p_drop, self.run.seed, epoch)
         tokens = [view[m][index].float().to(device) for m in MODALITIES]
-        return fusion_loss(self.fusion, tokens, mask.to(device), view["verb"][index].to(device),
-                           view["noun"][index].to(device), cfg)
+        return fusion_loss(self.fusion, tokens, mask.to(device), targets(view, "verb")[index].to(device),
+                           targets(view, "noun")[index].to(device), cfg)
 
 
 class StudentStep(nn.Module):
-    """Loss of one batch of samples for KARMMA_S, the teacher predicting from its cached tokens of the same samples."""
+    """Loss of one batch of samples for one student training (`mode`, one of MODES): CE under the mode's modality
+    dropout; for KARMMA_S plus KD from the teacher predicting from its cached tokens of the same samples, on the
+    same modality subset."""
 
-    def __init__(self, student: MultimodalModel, teacher: Fusion, views: list[dict[str, torch.Tensor]],
-                 run: Run) -> None:
+    def __init__(self, student: MultimodalModel, mode: str, teacher: Fusion | None,
+                 views: list[dict[str, torch.Tensor]], run: Run) -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown student mode {mode!r}; use one of {MODES}.")
+        if mode == "karmma_s" and teacher is None:
+            raise ValueError("karmma_s needs the teacher.")
         self.student, self.views, self.run = student, views, run
-        self.teacher = [teacher]        # a list: not a submodule, so DDP neither syncs nor checkpoints it
+        self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop
+        # a list: not a submodule, so DDP neither syncs nor checkpoints it
+        self.teacher = [teacher] if mode == "karmma_s" else []
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
         index, view = batch["index"].cpu(), self.views[epoch % len(self.views)]
-        mask = _mask(index, presence(batch).cpu(), cfg.p_drop, self.run.cfg.data.seed, epoch).to(device)
+        mask = _mask(index, presence(batch).cpu(), self.p_drop, self.run.seed, epoch).to(device)
         verb, noun = forward_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
-        with torch.no_grad():
-            teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
+        teacher = None
+        if self.teacher:
+            with torch.no_grad():
+                teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
         return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
                             teacher)
 
 
 def targets(batch: dict, head: str) -> torch.Tensor:
-    """A batch's training targets for `head`: soft targets where the dataset gives them (MovingDigits stream
-    windows), else class indices."""
+    """Training targets for `head` of a batch (or of cached-token rows): soft targets where the dataset gives
+    them (MovingDigits), else class indices."""
     return batch.get(f"{head}_t", batch[head])
 
 
@@ -160,8 +200,9 @@ def _mask(index: torch.Tensor, present: torch.Tensor, p_drop: float, seed: int, 
 
 
 def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run: Run, *, epochs: int, lr: float,
-        weight_decay: float, pct_start: float, ckpt_path: Path, desc: str) -> None:
-    """AdamW + one-cycle over `epochs` of `batches(epoch)`; resumes from and checkpoints to `ckpt_path`."""
+        weight_decay: float, pct_start: float, ckpt_path: Path, desc: str, unit: str = "epoch") -> None:
+    """AdamW + one-cycle over `epochs` of `batches(epoch)`; resumes from and checkpoints to `ckpt_path` (per
+    epoch, or per `unit`: a pass over the data)."""
     step.to(run.info.device)
     opt = torch.optim.AdamW([p for p in step.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * n_batches),
@@ -177,7 +218,7 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
         if run.freeze_bn:
             ddp.freeze_batchnorm(step)
         total = torch.zeros(2)
-        for batch in tqdm(batches(epoch), total=n_batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", mininterval=2,
+        for batch in tqdm(batches(epoch), total=n_batches, desc=f"{desc} {unit} {epoch + 1}/{epochs}", mininterval=2,
                           leave=False, disable=not run.info.is_main):
             loss = model(batch, epoch)
             opt.zero_grad(set_to_none=True)
@@ -186,7 +227,8 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
             sched.step()
             total += torch.tensor([float(loss.detach()), 1.0])
         total = ddp.all_reduce_sum(total, run.info)
-        run.log(f"{desc} epoch {epoch + 1}/{epochs}: mean loss {total[0] / max(1.0, float(total[1])):.4f}")
+        extra = step.epoch_summary() if hasattr(step, "epoch_summary") else ""
+        run.log(f"{desc} {unit} {epoch + 1}/{epochs}: mean loss {total[0] / max(1.0, float(total[1])):.4f}{extra}")
         if run.info.is_main:
             ckpt.save_epoch(ckpt_path, epoch, parts)
         if run.info.distributed:
@@ -196,7 +238,7 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
 
 def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[Callable[[int], Iterable], int]:
     """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch."""
-    loader, sampler = make_loader(dataset, run.info, run.cfg.batch_size, shuffle=True, seed=run.cfg.data.seed,
+    loader, sampler = make_loader(dataset, run.info, run.cfg.batch_size, shuffle=True, seed=run.seed,
                                   workers=run.cfg.data.workers)
 
     def batches(epoch: int) -> Iterable:
@@ -210,7 +252,7 @@ def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[C
 def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
     """`batches(epoch)` of row indices 0..n-1 (cached tokens), shared out over the ranks."""
     rows = TensorDataset(torch.arange(n))
-    sampler = ddp.sampler(rows, run.info, shuffle=True, seed=run.cfg.data.seed, drop_last=True)
+    sampler = ddp.sampler(rows, run.info, shuffle=True, seed=run.seed, drop_last=True)
     loader = DataLoader(rows, batch_size=per_rank_batch(run.cfg.batch_size, run.info), sampler=sampler,
                         drop_last=True)
 
@@ -223,10 +265,13 @@ def _index_batches(n: int, run: Run) -> tuple[Callable[[int], Iterable], int]:
 
 def pretrain_encoders(encoders: nn.ModuleDict, train, run: Run, *, epochs: int, positions: int, lr: float,
                       ckpt_path: Path, desc: str) -> None:
-    step = PretrainStep(encoders, train.num_classes, positions, run.cfg.data.seed, run.info)
-    batches, n = _sample_batches(train, run, view_of=lambda epoch: epoch)
-    fit(step, batches, n, run, epochs=epochs, lr=lr, weight_decay=0.01, pct_start=0.15, ckpt_path=ckpt_path,
-        desc=desc)
+    """Each encoder (with an `out_dim`) + linear heads trained on its own modality's labels (the teacher's
+    extractors before freezing; the students' warm start): an epoch is `positions` passes over the data, one
+    single frame / window per sample and pass (each pass a new shuffle, position and TSN draw)."""
+    step = PretrainStep(encoders, train.num_classes, run.seed, run.info)
+    batches, n = _sample_batches(train, run, view_of=lambda p: p)
+    fit(step, batches, n, run, epochs=epochs * positions, lr=lr, weight_decay=0.01, pct_start=0.15,
+        ckpt_path=ckpt_path, desc=desc, unit="pass")
 
 
 def split_tokens(encoders: nn.ModuleDict, dataset, name: str, run: Run, work: Path,
@@ -257,7 +302,7 @@ def score_tokens(fuse, view: dict[str, torch.Tensor], cfg: EvalConfig) -> dict:
                                 present=present)}
 
 
-def _describe(dataset) -> dict:
+def describe_dataset(dataset) -> dict:
     skips = getattr(dataset, "skips", None)
     return {"samples": len(dataset), "skipped": dict(skips.counts) if skips is not None else {}}
 
@@ -278,13 +323,22 @@ def _check_same_run(run: Run, train) -> None:
         os.replace(tmp, path)
 
 
-def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]], dict]:
-    """Teacher on `run.spec`'s train split; returns it, its cached train-token views and its eval-split scores."""
-    start, cfg, work = time.time(), run.cfg.teacher, run.out / "teacher"
+@dataclass
+class Teacher:
+    """A trained teacher, its cached tokens of the train split (one per TSN draw) and of the eval split."""
+
+    model: MultimodalModel
+    views: list[dict[str, torch.Tensor]]
+    eval_view: dict[str, torch.Tensor]
+
+
+def train_teacher(run: Run) -> Teacher:
+    """Teacher on `run.spec`'s train split (resumed from --out where it got to)."""
+    cfg, work = run.cfg.teacher, run.out / "teacher"
     train = run.dataset(run.train_split, train=True)
     evaluation = run.dataset(run.eval_split, train=False)     # a bad split fails now, not after training
     _check_same_run(run, train)
-    torch.manual_seed(run.cfg.data.seed)
+    torch.manual_seed(run.seed)
     extractors = build_extractors(cfg)
     pretrain_encoders(extractors, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
                       lr=cfg.pretrain_lr, ckpt_path=work / "extractors.pt", desc="teacher extractors")
@@ -301,48 +355,91 @@ def run_teacher(run: Run) -> tuple[MultimodalModel, list[dict[str, torch.Tensor]
         weight_decay=0.01, pct_start=0.1, ckpt_path=work / "fusion.pt", desc="teacher fusion")
     teacher = MultimodalModel.from_parts(teacher_model_config(cfg, run.tokens_per_modality), extractors,
                                          fusion).eval()
+    return Teacher(teacher, views, eval_view)
+
+
+def run_teacher(run: Run) -> tuple[Teacher, dict]:
+    """`python -m trainer teacher`: the teacher, its eval-split scores, results.json and its bundle."""
+    start = time.time()
+    teacher = train_teacher(run)
+    train, evaluation = run.dataset(run.train_split, train=True), run.dataset(run.eval_split, train=False)
     result = {"model": "teacher", "dataset": run.spec.name, "eval_split": run.eval_split,
-              "train": _describe(train), "eval": _describe(evaluation),
-              **score_tokens(_cpu_fuse(fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
-    _finish(run, teacher, train.labels, "teacher", result)
-    return teacher, views, result
+              "train": describe_dataset(train), "eval": describe_dataset(evaluation),
+              **score_tokens(cpu_fuse(teacher.model.fusion), teacher.eval_view, run.cfg.eval),
+              "wall_time_s": round(time.time() - start, 1)}
+    _finish(run, teacher.model, train.labels, "teacher", result)
+    return teacher, result
 
 
-def run_student(run: Run) -> dict:
-    """KARMMA_S distilled from the teacher (trained first, or resumed from --out)."""
-    teacher, views, _ = run_teacher(run)
-    start, cfg, work = time.time(), run.cfg.student, run.out / "student"
-    train = run.dataset(run.train_split, train=True)
+def warm_start(run: Run, ckpt_path: Path) -> dict[str, torch.Tensor]:
+    """The student encoders' unimodal warm start for `run.seed` (each on its own modality's labels); the state
+    dict every training of that seed starts from, so they differ only in what the method changes."""
+    cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
+    torch.manual_seed(run.seed)
     n = train.num_classes
-    torch.manual_seed(run.cfg.data.seed)
-    model = MultimodalModel(student_config(cfg, "karmma_s", run.tokens_per_modality), n["verb"], n["noun"])
+    model = MultimodalModel(student_config(cfg, "baseline_delta", run.tokens_per_modality), n["verb"], n["noun"])
     for m in MODALITIES:
         model.encoders[m].out_dim = model.cfg.token_dim
     pretrain_encoders(model.encoders, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
-                      lr=cfg.pretrain_lr, ckpt_path=work / "encoders.pt", desc="student encoders")
-    teacher.fusion.to(run.info.device)
+                      lr=cfg.pretrain_lr, ckpt_path=ckpt_path, desc=f"student encoders (seed {run.seed})")
+    return {k: v.detach().clone() for k, v in model.encoders.state_dict().items()}
+
+
+def train_student(run: Run, mode: str, teacher: Teacher, encoders: dict[str, torch.Tensor],
+                  ckpt_path: Path) -> MultimodalModel:
+    """One student training (`mode`, one of MODES) from the warm start `encoders` (resumes per epoch)."""
+    cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
+    n = train.num_classes
+    torch.manual_seed(run.seed)
+    model = MultimodalModel(student_config(cfg, mode, run.tokens_per_modality), n["verb"], n["noun"])
+    model.encoders.load_state_dict(encoders)
+    views = teacher.views
+    teacher.model.fusion.to(run.info.device)
     batches, n_batches = _sample_batches(train, run, view_of=lambda epoch: epoch % len(views))
-    fit(StudentStep(model, teacher.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=work / "karmma_s.pt", desc="KARMMA_S")
-    spread = ddp.check_synchronised(model, run.info)
+    fit(StudentStep(model, mode, teacher.model.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=ckpt_path,
+        desc=f"{MODE_NAMES[mode]} (seed {run.seed})")
+    return model.eval()
+
+
+MODE_NAMES = {"baseline": "Baseline", "baseline_delta": "Baseline w/ delta", "karmma_s": "KARMMA_S"}
+
+
+def score_student(run: Run, model: MultimodalModel, work: Path) -> dict:
+    """The student's eval-split scores (rank 0; {} on the others): its own encoders' tokens, cached under `work`
+    by a hash of their weights (every rank encodes its share: rank 0 alone could outlast the other ranks'
+    collective timeout on a large split)."""
     evaluation = run.dataset(run.eval_split, train=False)
-    # every rank encodes its share (rank 0 alone could outlast the other ranks' collective timeout on a large split)
     weights = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.encoders.parameters()))
     eval_view = split_tokens(model.eval().encoders, evaluation, f"{run.eval_split}_w{weights.hexdigest()[:12]}", run,
                              work, {m: model.cfg.token_dim for m in MODALITIES})[0]
     if not run.info.is_main:
         return {}
+    return score_tokens(cpu_fuse(model.fusion), eval_view, run.cfg.eval)
+
+
+def run_student(run: Run) -> dict:
+    """`python -m trainer student`: KARMMA_S distilled from the teacher (trained first, or resumed from --out)."""
+    teacher, _ = run_teacher(run)
+    start, work = time.time(), run.out / "student"
+    encoders = warm_start(run, work / "encoders.pt")
+    model = train_student(run, "karmma_s", teacher, encoders, work / "karmma_s.pt")
+    spread = ddp.check_synchronised(model, run.info)
+    scores = score_student(run, model, work)
+    if not run.info.is_main:
+        return {}
+    train, evaluation = run.dataset(run.train_split, train=True), run.dataset(run.eval_split, train=False)
     model = model.cpu()
     result = {"model": "karmma_s", "dataset": run.spec.name, "eval_split": run.eval_split,
               "world_size": run.info.world_size, "backend": ddp.backend_name(run.info),
               "weight_spread_between_ranks": spread,
-              "train": _describe(train), "eval": _describe(evaluation),
-              **score_tokens(_cpu_fuse(model.fusion), eval_view, run.cfg.eval), "wall_time_s": round(time.time() - start, 1)}
+              "train": describe_dataset(train), "eval": describe_dataset(evaluation),
+              **scores, "wall_time_s": round(time.time() - start, 1)}
     _finish(run, model, train.labels, "karmma_s", result)
     return result
 
 
-def _cpu_fuse(fusion: Fusion):
+def cpu_fuse(fusion: Fusion):
     fusion = fusion.cpu().eval()
     return lambda *args: fusion(*args)
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from edge.errors import ConfigError
 from trainer import ckpt
 from trainer import distributed as ddp
-from trainer.datasets import Indexed, presence
+from trainer.datasets import Indexed, IndexedBatches, first, presence
 from trainer.models import MODALITIES
 
 Encode = Callable[[str, torch.Tensor], torch.Tensor]   # (modality, x [B, C, H, W]) -> tokens [B, D]
@@ -36,22 +36,28 @@ def make_loader(dataset: Dataset, info: ddp.DistInfo, batch_size: int, *, shuffl
     `sampler.set_epoch(epoch)` before each epoch. Training (`shuffle`) drops the samples that do not fill
     a whole global batch, so N ranks take exactly one process's batches (and as many steps); evaluation
     pads the ranks' shares instead (the cache writes a padded row twice)."""
-    indexed = Indexed(dataset)
+    indexed, collate = Indexed(dataset), None
+    if hasattr(dataset, "batch"):   # clips held in memory: read a batch at once, no worker processes
+        indexed, collate, workers = IndexedBatches(dataset), first, 0
     sampler = ddp.sampler(indexed, info, shuffle=shuffle, seed=seed, drop_last=shuffle)
     loader = DataLoader(indexed, batch_size=per_rank_batch(batch_size, info), sampler=sampler, num_workers=workers,
-                        drop_last=shuffle)
+                        drop_last=shuffle, collate_fn=collate)
     return loader, sampler
 
 
 @torch.no_grad()
 def encode_batches(encode: Encode, loader: DataLoader, dims: dict[str, int], desc: str,
                    show: bool) -> dict[str, torch.Tensor]:
-    """Tokens of every sample `loader` yields: {V, F, A: [n, T, D] float16, present [n, 3], verb, noun, index}.
+    """Tokens of every sample `loader` yields: {V, F, A: [n, T, D] float16, present [n, 3], verb, noun, index},
+    and the soft targets verb_t / noun_t [n, classes] where the samples have them (MovingDigits stream windows).
 
     A modality a sample lacks is not encoded; its tokens are zeros (the fusion never reads them).
     """
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in (*MODALITIES, "present", "verb", "noun", "index")}
     for batch in tqdm(loader, desc=desc, mininterval=2, leave=False, disable=not show):
+        for k in ("verb_t", "noun_t"):
+            if k in batch:
+                parts.setdefault(k, []).append(batch[k].float())
         present = presence(batch)
         for i, m in enumerate(MODALITIES):
             x = batch[m]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.live.config import EventsConfig
-from edge.bundle import MODALITIES
+from edge.modalities import MODALITIES
 
 
 class EventTracker:

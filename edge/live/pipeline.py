@@ -21,7 +21,8 @@ from typing import IO, Callable
 
 import numpy as np
 
-from edge.bundle import MODALITIES, Bundle
+from edge.bundle import Bundle
+from edge.modalities import MODALITIES
 from edge.errors import PreprocessError
 from edge.live.config import CaptureConfig, RuntimeConfig
 from edge.live.events import EventTracker

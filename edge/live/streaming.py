@@ -8,7 +8,8 @@ import time
 import cv2
 import numpy as np
 
-from edge.bundle import MODALITIES, Bundle, subset_key
+from edge.bundle import Bundle
+from edge.modalities import MODALITIES, subset_key
 from edge.errors import ConfigError
 from edge.live.metrics import Metrics
 from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, to_gray, video_input,

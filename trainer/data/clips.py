@@ -36,8 +36,9 @@ from trainer.data.media import MediaError, SkipLog
 
 
 @dataclass(frozen=True)
-class Segment:
-    """One annotated action: frames [start, stop] (0-based, inclusive; stop = -1: to the end of the media)."""
+class Annotation:
+    """One annotated action of a media file (a real dataset's row; not edge.moving_digits.Segment, a labelled span of a
+    rendered session in seconds): frames [start, stop] (0-based, inclusive; stop = -1: to the end of the media)."""
 
     id: str
     media: str
@@ -132,7 +133,7 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
 
     name = "dataset"
 
-    def __init__(self, segments: list[Segment], labels: dict[str, list[str]], cfg: PreprocessConfig,
+    def __init__(self, segments: list[Annotation], labels: dict[str, list[str]], cfg: PreprocessConfig,
                  train: bool, seed: int, skips: SkipLog, options: dict | None = None) -> None:
         if not segments:
             raise MediaError(f"no segment has readable media. {skips.summary(kept=0)}")
@@ -180,7 +181,7 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
         return len(self.segments)
 
     @abc.abstractmethod
-    def load(self, segment: Segment, rng: np.random.Generator | None) -> dict:
+    def load(self, segment: Annotation, rng: np.random.Generator | None) -> dict:
         """The sample's tensors and `present` flags (labels and id are added by __getitem__)."""
 
     def __getitem__(self, index: int) -> dict:
@@ -201,8 +202,8 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
         raise MediaError(f"{self.skips.name}: none of the {len(self.segments)} segments can be read.")
 
 
-def check_range(seg: Segment, n_frames: int, skips: SkipLog,
-                missing: Callable[[int, int], bool] | None = None) -> Segment | None:
+def check_range(seg: Annotation, n_frames: int, skips: SkipLog,
+                missing: Callable[[int, int], bool] | None = None) -> Annotation | None:
     """Clamp a segment to its media's `n_frames`; None (counted in `skips`) when it cannot be used.
 
     A segment that starts past the end is skipped; one that only runs past the end is clamped (EPIC's
@@ -219,4 +220,4 @@ def check_range(seg: Segment, n_frames: int, skips: SkipLog,
     if missing is not None and missing(seg.start, stop):
         skips.skip("missing frame files", f"{seg.id} in frames {seg.start + 1}..{stop + 1}")
         return None
-    return seg if stop == seg.stop else Segment(seg.id, seg.media, seg.start, stop, seg.verb, seg.noun)
+    return seg if stop == seg.stop else Annotation(seg.id, seg.media, seg.start, stop, seg.verb, seg.noun)

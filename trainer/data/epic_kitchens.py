@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
-from trainer.data.clips import Segment, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
+from trainer.data.clips import Annotation, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
 from trainer.data.media import FlowFolder, FrameFolder, MediaError, SkipLog, VideoFile
 
 ANNOTATIONS = {"train": "EPIC_100_train.csv", "val": "EPIC_100_train.csv", "train-full": "EPIC_100_train.csv",
@@ -125,7 +125,7 @@ class EpicKitchens(SegmentDataset):
                 skips.skip("missing or unreadable media", unusable[vid])
                 continue
             media = self.media[vid]
-            seg = Segment(r["narration_id"], vid, int(r["start_frame"]) - 1, int(r["stop_frame"]) - 1,
+            seg = Annotation(r["narration_id"], vid, int(r["start_frame"]) - 1, int(r["stop_frame"]) - 1,
                           int(r["verb_class"]) if labelled else -1, int(r["noun_class"]) if labelled else -1)
             gap = max(1, int(round(media.fps / cfg.sample_fps)))
             missing = None
@@ -149,7 +149,7 @@ class EpicKitchens(SegmentDataset):
         flow = FlowFolder(base / "flow_frames" / video_id) if self.flow_source == "epic" else None
         return _VideoMedia(fps, frames, video, flow)
 
-    def load(self, segment: Segment, rng: np.random.Generator | None) -> dict:
+    def load(self, segment: Annotation, rng: np.random.Generator | None) -> dict:
         m = self.media[segment.media]
         cfg = self.cfg
         plan = plan_clip(segment.start, segment.stop, m.fps, cfg, rng)

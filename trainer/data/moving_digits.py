@@ -51,8 +51,11 @@ N_ACTIONS = len(VERBS) * len(NOUNS)
 
 
 def default_cache_dir() -> Path:
-    """$KARMMA_CACHE_DIR, else ~/.cache/karmma (never inside the repository)."""
-    return Path(os.environ.get("KARMMA_CACHE_DIR", Path.home() / ".cache" / "karmma")) / "moving_digits"
+    """The rendered clips' folder under the one cache root (trainer.config.cache_root: $KARMMA_CACHE, else
+    ~/.cache/karmma; never inside the repository)."""
+    from trainer.config import cache_root
+
+    return cache_root() / "moving_digits"
 
 
 def sample_instants(clip_frames: int, lead_in_frames: int, pre: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:

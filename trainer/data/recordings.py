@@ -32,7 +32,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
-from trainer.data.clips import Segment, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
+from trainer.data.clips import Annotation, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
 from trainer.data.media import MediaError, SkipLog, VideoFile
 
 FIELDS = ("media", "start", "end", "verb", "noun")
@@ -122,7 +122,7 @@ class Recordings(SegmentDataset):
             video = self.videos[media]
             start = int(np.floor(r["start"] * video.fps))
             stop = max(start, int(np.ceil(r["end"] * video.fps)) - 1)
-            seg = Segment(f"{path.stem}:{n}", media, start, stop, ids["verb"][str(r["verb"])],
+            seg = Annotation(f"{path.stem}:{n}", media, start, stop, ids["verb"][str(r["verb"])],
                           ids["noun"][str(r["noun"])])
             seg = check_range(seg, video.n_frames, skips)
             if seg is not None:
@@ -130,7 +130,7 @@ class Recordings(SegmentDataset):
         super().__init__(segments, labels, cfg or PreprocessConfig(), split == "train" if train is None else train,
                          seed, skips)
 
-    def load(self, segment: Segment, rng: np.random.Generator | None) -> dict:
+    def load(self, segment: Annotation, rng: np.random.Generator | None) -> dict:
         video, cfg = self.videos[segment.media], self.cfg
         plan = plan_clip(segment.start, segment.stop, video.fps, cfg, rng)
         frames = video.frames(plan_frames(plan))

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
-from trainer.data.clips import Segment, SegmentDataset, build_sample, plan_clip, plan_frames
+from trainer.data.clips import Annotation, SegmentDataset, build_sample, plan_clip, plan_frames
 from trainer.data.media import SkipLog, VideoFile
 
 LIST_FILES = {"train": "train", "val": "train", "train-full": "train", "test": "validation"}
@@ -94,13 +94,13 @@ class SomethingSomethingV2(SegmentDataset):
             if not path.is_file():
                 skips.skip("missing video", str(path))
                 continue
-            segments.append(Segment(str(e["id"]), str(path), 0, -1,
+            segments.append(Annotation(str(e["id"]), str(path), 0, -1,
                                     template_class(e["template"], classes, str(list_path)), 0))
         super().__init__(segments, {"verb": [verbs[i] for i in range(len(verbs))], "noun": list(NOUNS)},
                          cfg or PreprocessConfig(), split in ("train", "train-full") if train is None else train,
                          seed, skips)
 
-    def load(self, segment: Segment, rng: np.random.Generator | None) -> dict:
+    def load(self, segment: Annotation, rng: np.random.Generator | None) -> dict:
         video = VideoFile(segment.media)
         frames = video.all_frames()
         plan = plan_clip(0, len(frames) - 1, video.fps, self.cfg, rng)
