@@ -242,3 +242,33 @@ def test_a_microphone_that_only_offers_48khz_stereo_is_mixed_down_and_resampled(
     # would sit at a third of its frequency.
     assert np.argmax(got.mean(axis=-1)) == np.argmax(want.mean(axis=-1))
     assert np.abs(got - want).mean() < 0.1 * np.abs(want).mean() + 0.5
+
+
+@pytest.mark.parametrize("layout", ["stereo", "5.1"])
+def test_loud_multichannel_audio_is_averaged_not_summed_so_it_is_not_clipped(tmp_path, layout):
+    import av
+
+    from edge.live.sources import MediaAudio
+    from edge.stats import audio_stats
+
+    path = tmp_path / f"loud_{layout}.wav"
+    channels = 2 if layout == "stereo" else 6
+    x = (0.8 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype(np.float32)
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("pcm_f32le", rate=48000)
+        stream.layout = layout
+        for i in range(0, x.size, 1024):
+            block = np.repeat(x[i:i + 1024, None], channels, axis=1).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="flt", layout=layout)
+            frame.sample_rate = 48000
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    source = MediaAudio(path, 16000, realtime=False)
+    source.open()
+    samples = np.concatenate([block for _, block in iter(source.read, None)])
+    source.close()
+    assert samples.size == pytest.approx(16000, abs=64)
+    assert 0.75 < np.abs(samples).max() < 0.85  # the tone's own level, not 2x or 2.7x of it
+    assert audio_stats(samples)[1] == 0.0       # nothing counts as clipped

@@ -9,6 +9,7 @@ open() raises SourceError with one sentence when the source cannot be had at all
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import sys
 import threading
@@ -223,7 +224,7 @@ class MediaVideo:
 
 
 class MediaAudio:
-    """The audio stream of a media file through PyAV, mixed down and resampled to `rate` by PyAV's resampler."""
+    """The audio stream of a media file through PyAV, resampled to `rate` and mixed down by averaging channels."""
 
     is_file = True
 
@@ -247,18 +248,16 @@ class MediaAudio:
     def _decode(self, container) -> Iterator[tuple[float, np.ndarray]]:
         import av
 
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+        # Planar float at the model rate in the file's own channel layout, then the channels averaged: FFmpeg's
+        # mono downmix sums front channels, which pushes loud but unclipped stereo or 5.1 past full scale.
+        resampler = av.AudioResampler(format="fltp", layout=None, rate=self.rate)
         done = 0
         try:
-            for frame in container.decode(container.streams.audio[0]):
+            for frame in itertools.chain(container.decode(container.streams.audio[0]), [None]):  # None: flush
                 for out in resampler.resample(frame):
-                    x = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    x = out.to_ndarray().mean(axis=0, dtype=np.float32)
                     done += x.size
                     yield done / self.rate, x
-            for out in resampler.resample(None):
-                x = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                done += x.size
-                yield done / self.rate, x
             _check_complete(container, done / self.rate, self.path)
         except av.error.FFmpegError as exc:
             raise SourceError(f"media file {self.path} is corrupt or truncated "
