@@ -18,9 +18,9 @@ import yaml
 
 from edge.bundle import MANIFEST
 from edge.live.config import RuntimeConfig
-from edge.live.pipeline import Pipeline, Sensor
 from edge.live.sources import ArrayVideo, MicSource
 from edge.preprocess import window_to_model_input
+from tests.live_helpers import run_live_session
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,15 +53,21 @@ def video(tmp_path_factory) -> Path:
     return path
 
 
-def test_truncated_file_plays_what_is_there_then_says_it_is_truncated(random_bundle, video, tmp_path):
-    cut = tmp_path / "cut.mkv"
-    data = video.read_bytes()
+@pytest.mark.parametrize("mic", ["none", "same file"])
+def test_truncated_file_plays_what_is_there_then_says_it_is_truncated_once(random_bundle, tmp_path, mic):
+    from tests.media_helpers import write_video
+
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    write_video(whole, 90, 30, audio=True, level=lambda k: (40 + 37 * k) % 200 + 20)
+    data = whole.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    res = run_live("--camera", str(cut), "--mic", "none", "--bundle", str(random_bundle), "--fast")
+    res = run_live("--camera", str(cut), "--mic", "none" if mic == "none" else str(cut),
+                   "--bundle", str(random_bundle), "--fast")
     assert res.returncode == 0 and "Traceback" not in res.stderr
-    warnings = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(warnings) == 1 and "is truncated" in warnings[0] and "of the 3.0 s it states" in warnings[0], warnings
-    assert "predictions" in res.stdout
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, lines  # one warning, no blank line before it, not one per stream of the file
+    assert "is truncated" in lines[0] and "of the 3.0 s it states" in lines[0], lines
+    assert "prediction records" in res.stdout
 
 
 def test_unsupported_codec_is_one_sentence(random_bundle, video, tmp_path):
@@ -139,9 +145,7 @@ def test_jsonl_path_that_is_a_directory_is_one_sentence(random_bundle, video, tm
 def _run_frames(bundle_dir: Path, frames: list[np.ndarray]) -> tuple[dict, list[dict]]:
     from edge.bundle import load_bundle
 
-    records: list[dict] = []
-    summary = Pipeline(load_bundle(bundle_dir), RuntimeConfig(), Sensor(ArrayVideo(frames, 8.0, realtime=False)),
-                       Sensor(None, "off"), realtime=False, on_record=records.append).run()
+    summary, records, _ = run_live_session(load_bundle(bundle_dir), ArrayVideo(frames, 8.0, realtime=False))
     return summary, [r for r in records if r["type"] == "prediction"]
 
 
@@ -225,14 +229,11 @@ def test_a_microphone_that_only_offers_48khz_stereo_is_mixed_down_and_resampled(
     mic = MicSource("default", model_rate)
     mic.open()
     assert fake.opened == {"channels": 2, "samplerate": 48000} and mic.rate == 48000
-    records: list[dict] = []
-    pipeline = Pipeline(bundle, RuntimeConfig(), Sensor(None, "off"), Sensor(mic), realtime=True, duration_s=2.0,
-                        on_record=records.append)
-    pipeline.run()
+    _, records, core = run_live_session(bundle, None, mic, realtime=True, duration_s=2.0)
     assert [r["modalities"] for r in records if r["type"] == "prediction"][-1] == ["A"]
-    ring = pipeline.audio_ring
+    ring = core.audio
     assert ring.rate == 48000  # the ring keeps the device's rate; the student resamples each window
-    window, *_ = ring.latest(48000)
+    window, _ = ring.window(ring.last_time, 48000)
     assert window.ndim == 1  # mixed down to mono in the callback
     t = np.arange(model_rate) / model_rate
     reference = (0.3 * np.sin(2 * np.pi * FakeStereo48k.TONE * t)).astype(np.float32)

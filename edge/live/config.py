@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edge.errors import ConfigError
+from edge.live.assets import ASSETS
 from edge.preprocess.config import _from_mapping
 from edge.yamlfile import read_yaml
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "configs" / "runtime.yaml"
+DEFAULT_PATH = ASSETS / "configs" / "runtime.yaml"
 
 
 @dataclass(frozen=True)

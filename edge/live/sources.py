@@ -1,6 +1,9 @@
 """Sensor sources behind one small interface: open(), read() -> (pts_s, data) | None at the end, close().
 
-Video sources return HxWx3 RGB uint8 frames; audio sources return mono float32 blocks and have a `rate`.
+Video sources return frames as captured, unconverted (only the frames the sampler takes are converted): arrays
+in RGB order, or in BGR where the source says `bgr` (OpenCV), or PyAV frames not yet converted to RGB (files);
+audio sources return mono float32 blocks and have a `rate`. `skipped` counts items a file pacer dropped because
+they were already late (a source slower than real time).
 `pts_s` is the source's own timeline in seconds: media time for files and arrays, and for live devices
 (is_file False) the time.monotonic() of the capture itself, which the capture thread uses as the stamp.
 read() raises SourceLost when a running source fails (the capture thread reopens it with backoff);
@@ -17,19 +20,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.preprocess import mixdown, to_rgb_uint8
+from edge.live.console import STDERR_LOCK
+from edge.preprocess import mixdown
 
-DEMO_HINT = "run `python run_live.py --demo` to see the recognizer on its built-in demo stream"
-
-
-# Held while the C libraries' own stderr chatter is silenced (quiet_c_stderr); warnings take it too, so none is lost.
-STDERR_LOCK = threading.Lock()
+DEMO_HINT = "run `karmma-live --demo` (or `python run_live.py --demo`) to see the recognizer on its built-in demo stream"
 
 
 @contextmanager
@@ -61,9 +61,18 @@ class NoAudioStream(SourceError):
     """A media file given as the microphone has no audio stream: the run goes on with audio missing."""
 
 
+class Truncated(SourceError):
+    """A media file that stops well before the duration it states (said once per file, not per stream)."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.key = f"truncated:{path}"
+
+
 class Source(Protocol):
     name: str
     is_file: bool
+    skipped: int
 
     def open(self) -> None: ...
 
@@ -109,6 +118,8 @@ class OpenCVCamera:
     """A camera by index, a device path or a stream URL, through OpenCV."""
 
     is_file = False
+    bgr = True
+    skipped = 0
 
     def __init__(self, spec: int | str) -> None:
         self.spec = spec
@@ -133,7 +144,7 @@ class OpenCVCamera:
         ok, frame = self._cap.read()
         if not ok or frame is None:
             raise SourceLost(f"{self.name} stopped delivering frames.")
-        return time.monotonic(), to_rgb_uint8(frame, bgr=True)
+        return time.monotonic(), frame
 
     def close(self) -> None:
         if self._cap is not None:
@@ -169,8 +180,8 @@ def _check_complete(container, reached_s: float, path: Path) -> None:
     """At the end of a stream: one that stops well before the duration its file states was cut off."""
     stated = container.duration / 1e6 if container.duration else None  # microseconds (AV_TIME_BASE)
     if stated is not None and reached_s < stated - max(1.0, 0.05 * stated):
-        raise SourceError(f"media file {path} stops at {reached_s:.1f} s of the {stated:.1f} s it states; "
-                          "it is truncated.")
+        raise Truncated(f"media file {path} stops at {reached_s:.1f} s of the {stated:.1f} s it states; "
+                        "it is truncated.", path)
 
 
 class MediaVideo:
@@ -184,6 +195,10 @@ class MediaVideo:
         self.pacer = Pacer(realtime)
         self._container = None
         self._frames: Iterator | None = None
+
+    @property
+    def skipped(self) -> int:
+        return self.pacer.skipped
 
     def open(self) -> None:
         import av
@@ -215,7 +230,7 @@ class MediaVideo:
             pts = float(frame.time) if frame.time is not None else 0.0
             self._reached = pts + (float(frame.duration * frame.time_base) if frame.duration else 0.0)
             if self.pacer.due(pts):
-                return pts, frame.to_ndarray(format="rgb24")
+                return pts, frame  # converted to RGB only if the sampler takes it
 
     def close(self) -> None:
         if self._container is not None:
@@ -235,6 +250,10 @@ class MediaAudio:
         self.pacer = Pacer(realtime)
         self._container = None
         self._blocks: Iterator | None = None
+
+    @property
+    def skipped(self) -> int:
+        return self.pacer.skipped
 
     def open(self) -> None:
         container = _open_container(self.path)
@@ -299,6 +318,7 @@ class MicSource:
         self.dropped_blocks = 0
         self._stream = None
         self._blocks: collections.deque = collections.deque(maxlen=max(4, int(1.0 / block_s)))
+        self.skipped = 0  # blocks are never late-skipped; overflows count in dropped_blocks
         self._ready = threading.Condition()
         self._status_error: str | None = None
 
@@ -389,6 +409,10 @@ class ArrayVideo:
         self.pacer = Pacer(realtime)
         self._i = 0
 
+    @property
+    def skipped(self) -> int:
+        return self.pacer.skipped
+
     def open(self) -> None:
         return None
 
@@ -416,6 +440,10 @@ class ArrayAudio:
         self.block = max(1, int(round(rate * block_s)))
         self.pacer = Pacer(realtime)
         self._i = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.pacer.skipped
 
     def open(self) -> None:
         return None
@@ -462,7 +490,7 @@ class FaultInjector:
             if f.kind not in allowed:
                 raise SourceError(f"unknown {'audio' if audio else 'video'} fault {f.kind!r}; use one of {allowed}.")
         self.source, self.faults = source, list(faults)
-        self.name, self.is_file = source.name, source.is_file
+        self.name, self.is_file, self.bgr = source.name, source.is_file, getattr(source, "bgr", False)
         self.rate = getattr(source, "rate", None)
         self._opened = False
         self._injected = False
@@ -473,6 +501,10 @@ class FaultInjector:
             self.source.open()
             self.rate = getattr(self.source, "rate", None)
             self._opened = True
+
+    @property
+    def skipped(self) -> int:
+        return self.source.skipped
 
     def _active(self, pts: float) -> str | None:
         return next((f.kind for f in self.faults if f.start_s <= pts < f.end_s), None)
@@ -488,6 +520,8 @@ class FaultInjector:
             raise SourceLost(f"{self.name} failed (injected fault).")
         if kind == "frozen" and self._last is not None:
             return pts, self._last
+        if kind is not None and not isinstance(data, np.ndarray):  # a PyAV frame: corrupt its pixels
+            data = data.to_ndarray(format="rgb24")
         if kind == "black":
             data = np.zeros_like(data)
         elif kind == "wrong_shape":
@@ -513,3 +547,49 @@ class FaultInjector:
             return
         self.source.close()
         self._opened = False
+
+
+@dataclass
+class Sensor:
+    """One modality's source (None: not used) and its state when there is no source (why it is absent)."""
+
+    source: Source | None
+    absent: str = "off"
+
+
+def camera_source(spec: str, realtime: bool) -> Source | None:
+    """none | an index | a device path or stream URL (OpenCV) | a media file (PyAV)."""
+    if spec == "none":
+        return None
+    if spec.isdigit():
+        return OpenCVCamera(int(spec))
+    if "://" in spec or spec.startswith("/dev/"):
+        return OpenCVCamera(spec)
+    return MediaVideo(spec, realtime=realtime)
+
+
+def mic_source(spec: str, rate: int, block_s: float, realtime: bool) -> Source | None:
+    """none | default | an index | a device name (sounddevice) | a media file (PyAV)."""
+    if spec == "none":
+        return None
+    if spec == "default":
+        return MicSource("default", rate, block_s)
+    if spec.isdigit():
+        return MicSource(int(spec), rate, block_s)
+    if Path(spec).exists() or os.sep in spec or Path(spec).suffix:
+        return MediaAudio(spec, rate, realtime=realtime)
+    return MicSource(spec, rate, block_s)
+
+
+def open_sensor(source: Source | None, on_absent: Callable[[str], None] | None = None) -> Sensor:
+    """Open `source` (None: the sensor is off); a media file without audio gives a sensor absent for that
+    reason (`on_absent` gets the sentence: the command line prints it)."""
+    if source is None:
+        return Sensor(None, "off")
+    try:
+        source.open()
+    except NoAudioStream as exc:
+        if on_absent is not None:
+            on_absent(str(exc))
+        return Sensor(None, "no audio stream")
+    return Sensor(source)
