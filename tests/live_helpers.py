@@ -5,7 +5,8 @@ from edge.bundle import Bundle
 from edge.live.config import RuntimeConfig
 from edge.live.core import Recognizer
 from edge.live.pipeline import recognizer_for, run_session
-from edge.live.sources import Sensor, Source
+from edge.live.sensors import Sensor
+from edge.live.sources import Source
 
 
 def run_live_session(bundle: Bundle, video: Source | None, audio: Source | None = None, *,

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from edge.bundle import MANIFEST
-from edge.live.config import RuntimeConfig
-from edge.live.sources import ArrayVideo, MicSource
+from edge.live.arrays import ArrayVideo
+from edge.live.devices import MicSource
 from edge.preprocess import window_to_model_input
 from tests.live_helpers import run_live_session
 
@@ -249,7 +249,7 @@ def test_a_microphone_that_only_offers_48khz_stereo_is_mixed_down_and_resampled(
 def test_loud_multichannel_audio_is_averaged_not_summed_so_it_is_not_clipped(tmp_path, layout):
     import av
 
-    from edge.live.sources import MediaAudio
+    from edge.live.media import MediaAudio
     from edge.stats import audio_stats
 
     path = tmp_path / f"loud_{layout}.wav"

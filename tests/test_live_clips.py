@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge.bundle import load_bundle
-from edge.live.sources import Fault, FaultInjector, MediaAudio, MediaVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.media import MediaAudio, MediaVideo
 from tests.live_helpers import run_live_session
 
 REPO = Path(__file__).resolve().parent.parent

@@ -10,7 +10,8 @@ from edge.errors import ConfigError
 from edge.live.config import DEFAULT_PATH, FlowRuntimeConfig, RuntimeConfig, SheddingConfig, load_runtime_config
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
-from edge.live.sources import ArrayVideo, Sensor
+from edge.live.arrays import ArrayVideo
+from edge.live.sensors import Sensor
 from edge.live.streaming import StreamingStudent
 
 HEAVY = DEFAULT_PATH.parent / "runtime_flow360_torch.yaml"

@@ -14,7 +14,8 @@ import pytest
 from edge.bundle import load_bundle
 from edge.live.config import RuntimeConfig
 from edge.live.pipeline import recognizer_for, run_session
-from edge.live.sources import ArrayVideo, Sensor
+from edge.live.arrays import ArrayVideo
+from edge.live.sensors import Sensor
 from tests.conftest import REPO
 from tests.media_helpers import write_video
 

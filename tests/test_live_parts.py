@@ -12,7 +12,9 @@ from edge.live.events import EventTracker
 from edge.live.health import CONNECTED, RECONNECTING, WAITING, AudioHealth, VideoHealth
 from edge.live.rings import AudioRing, FrameRing
 from edge.live.shedding import LoadShedder
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector, Pacer, SourceError, SourceLost
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.sources import Pacer, SourceError, SourceLost
 from edge.live.streaming import TokenRing
 
 LABELS = {"verb": ["hold", "push"], "noun": ["0", "1", "2"]}

@@ -8,7 +8,7 @@ import pytest
 
 from edge.bundle import load_bundle
 from edge.live.config import RuntimeConfig
-from edge.live.sources import ArrayAudio, ArrayVideo
+from edge.live.arrays import ArrayAudio, ArrayVideo
 from edge.live.streaming import StreamingStudent
 from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, normalize_frame, prepare_frame,
                              to_gray, window_to_model_input)

@@ -28,7 +28,9 @@ from edge.live.assets import default_bundle
 from edge.live.cli import positive_seconds
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.pipeline import run_session
-from edge.live.sources import ArrayAudio, ArrayVideo, MediaAudio, Sensor, camera_source, mic_source, open_sensor
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.media import MediaAudio
+from edge.live.sensors import Sensor, camera_source, mic_source, open_sensor
 
 PANCAKE = "clips/flipping_a_pancake.mkv"
 SYNTHETIC_FRAMES = 5  # distinct frames cycled (a prime: sampled frames always differ, so none looks frozen)

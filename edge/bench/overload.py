@@ -32,7 +32,10 @@ from edge.live.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
-from edge.live.sources import ArrayAudio, ArrayVideo, MediaVideo, NoAudioStream, Sensor
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.media import MediaVideo
+from edge.live.sensors import Sensor
+from edge.live.sources import NoAudioStream
 
 DEFAULT_CLIP = "clips/flipping_a_pancake.mkv"
 

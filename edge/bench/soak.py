@@ -28,7 +28,9 @@ from edge.live.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.health import ENDED
 from edge.live.pipeline import recognizer_for, run_session
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector, Sensor
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.sensors import Sensor
 from edge.bench.busy import start_busy, stop_busy
 
 # soak fault -> (injected into: video | audio | cpu, FaultInjector kind, modality it must make missing or None)

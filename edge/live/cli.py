@@ -21,7 +21,8 @@ from edge.live.demo import run_demo
 from edge.live.metrics import format_summary
 from edge.live.pipeline import exit_status, recognizer_for, run_session
 from edge.live.sinks import OverlaySink, standard_sinks
-from edge.live.sources import SourceError, camera_source, mic_source, open_sensor
+from edge.live.sensors import camera_source, mic_source, open_sensor
+from edge.live.sources import SourceError
 
 
 def positive_seconds(text: str) -> float:

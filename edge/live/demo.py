@@ -20,7 +20,9 @@ from edge.live.console import warn
 from edge.live.metrics import format_summary
 from edge.live.pipeline import exit_status, recognizer_for, run_session
 from edge.live.sinks import standard_sinks
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector, Sensor
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.sensors import Sensor
 from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, Segment, load_config, load_sources,
                                  render_session)
 

@@ -25,7 +25,8 @@ from edge.live.config import CaptureConfig, RuntimeConfig
 from edge.live.console import warn
 from edge.live.core import SENSORS, Recognizer
 from edge.live.health import CONNECTED, ENDED, RECONNECTING, warm_up as health_warm_up
-from edge.live.sources import Sensor, Source, SourceError, SourceLost
+from edge.live.sensors import Sensor
+from edge.live.sources import Source, SourceError, SourceLost
 
 DEVICE = {"V": "camera", "A": "mic"}  # the name of each sensor in counters and thread names
 Sink = Callable[[dict], None]
