@@ -24,7 +24,7 @@ import numpy as np
 from edge.bench import default_data_root
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
-from edge.live.assets import default_bundle
+from edge.assets import default_bundle
 from edge.live.cli import positive_seconds
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.pipeline import run_session

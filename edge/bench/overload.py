@@ -28,7 +28,7 @@ from edge.bench.e2e import clip_audio
 from edge.bench.soak import Planned, Recorder, Scheduler
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
-from edge.live.assets import default_bundle
+from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder

@@ -24,7 +24,7 @@ import psutil
 
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
-from edge.live.assets import default_bundle
+from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.health import ENDED
 from edge.live.pipeline import recognizer_for, run_session

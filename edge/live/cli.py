@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError, UsageError
-from edge.live.assets import default_bundle
+from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.console import warn
 from edge.live.demo import run_demo

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edge.errors import ConfigError
-from edge.live.assets import ASSETS
+from edge.assets import ASSETS
 from edge.preprocess.config import _from_mapping
 from edge.yamlfile import read_yaml
 
