@@ -1,7 +1,8 @@
 """End to end: the real threaded live pipeline on a media file or on synthetic raw frames, measured.
 
 --file: the file's video and audio are paced at their own speed by the capture threads, as a camera and
-microphone would deliver them (--fast: as fast as the CPU allows, the maximum sustainable prediction rate).
+microphone would deliver them (--fast: as fast as the CPU allows, the maximum sustainable prediction rate);
+--fps N first transcodes its video to N frames per second (a slower camera; the audio is copied as it is).
 --synthetic WxH@FPS: raw RGB frames of that size from memory (no decoding: the pipeline's own cost apart
 from a codec's) at that frame rate, with the pancake clip's audio, both looped, in real time; give --duration.
 Reports capture-to-prediction latency p50/p95/p99 (newest input's capture to prediction), prediction records
@@ -16,7 +17,9 @@ import json
 import re
 import resource
 import sys
+import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--file", type=Path, help="media file with video (and audio) to replay")
     what.add_argument("--synthetic", metavar="WxH@FPS",
                       help="raw frames of this size and rate from memory, with the pancake clip's audio")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="with --file: transcode its video to this frame rate first (e.g. 12)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where the pancake clip is for --synthetic (default: $KARMMA_DATA_ROOT or ../shared/data)")
     parser.add_argument("--bundle", type=Path, default=None,
@@ -89,13 +94,44 @@ def clip_audio(path: Path, rate: int) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def _sensors(args: argparse.Namespace, rate: int, block_s: float) -> tuple[Sensor, Sensor, str]:
+def transcode(src: Path, fps: float, dst: Path) -> Path:
+    """`src` with its video at `fps` (H.264; each output frame the latest source frame at its time) and its
+    audio stream copied unchanged."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        rate = Fraction(fps).limit_denominator(1000)
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        ain = inp.streams.audio[0] if inp.streams.audio else None
+        aout = out.add_stream_from_template(ain) if ain is not None else None
+        k = 0
+        for packet in inp.demux(*[s for s in (vin, ain) if s is not None]):
+            if packet.stream is ain:
+                if packet.dts is not None:
+                    packet.stream = aout
+                    out.mux(packet)
+                continue
+            for frame in packet.decode():
+                while frame.time is not None and frame.time >= k / fps:
+                    picture = frame.reformat(format="yuv420p")
+                    picture.pts, picture.time_base = k, 1 / rate
+                    out.mux(vout.encode(picture))
+                    k += 1
+        out.mux(vout.encode(None))
+    return dst
+
+
+def _sensors(args: argparse.Namespace, rate: int, block_s: float, tmp: Path) -> tuple[Sensor, Sensor, str]:
     realtime = not args.fast
     if args.file is not None:
         if not args.file.is_file():
             raise EdgeError(f"media file {args.file} does not exist.")
-        return (open_sensor(camera_source(str(args.file), realtime)),
-                open_sensor(mic_source(str(args.file), rate, block_s, realtime)), str(args.file))
+        path = args.file if args.fps is None else transcode(args.file, args.fps, tmp / f"at_{args.fps:g}fps.mkv")
+        stream = str(args.file) + ("" if args.fps is None else f" at {args.fps:g} fps")
+        return (open_sensor(camera_source(str(path), realtime)),
+                open_sensor(mic_source(str(path), rate, block_s, realtime)), stream)
     width, height, fps = parse_synthetic(args.synthetic)
     if args.duration is None:
         raise EdgeError("--synthetic loops for ever; give --duration S.")
@@ -114,10 +150,12 @@ def measure(args: argparse.Namespace) -> dict:
     bundle_path = args.bundle or default_bundle()
     bundle = load_bundle(bundle_path, threads=1)
     cfg = load_runtime_config(args.config)
-    video, audio, stream = _sensors(args, bundle.preprocess.audio_sample_rate, cfg.capture.mic_block_s)
-    wall0, cpu0 = time.monotonic(), time.process_time()
-    outcome = run_session(bundle, cfg, video, audio, realtime=not args.fast, duration_s=args.duration)
-    wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+    with tempfile.TemporaryDirectory() as tmp:
+        video, audio, stream = _sensors(args, bundle.preprocess.audio_sample_rate, cfg.capture.mic_block_s,
+                                        Path(tmp))
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        outcome = run_session(bundle, cfg, video, audio, realtime=not args.fast, duration_s=args.duration)
+        wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
     summary = outcome.summary
     c2p = summary["capture_to_prediction_ms"]
     counters = summary["counters"]
@@ -140,11 +178,13 @@ def measure(args: argparse.Namespace) -> dict:
         "peak_rss_mb": peak_rss_mb(),
         "wall_s": round(wall, 2), "modality_fraction": summary["modality_fraction"],
         "stages_ms": {name: {k: s.get(k) for k in ("p50", "p95", "p99")} for name, s in summary["stages_ms"].items()},
-        "torch_imported": "torch" in sys.modules, "diagnosis": outcome.diagnosis,
+        "torch_imported": "torch" in sys.modules, "diagnosis": outcome.diagnosis, "counters": counters,
     }
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.fps is not None and (args.file is None or not 0 < args.fps <= 240):
+        raise EdgeError("--fps goes with --file and wants a frame rate in (0, 240].")
     result = measure(args)
     if args.json:
         print(json.dumps(result, indent=1))
