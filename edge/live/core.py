@@ -68,7 +68,6 @@ class Recognizer:
         self._next = {"V": origin, "A": origin + 0.5 * self.period["V"]}
         self._sampled: tuple[np.ndarray, float, int] | None = None
         self.last_frame: Frame | None = None
-        self.last_reasons: dict[str, str | None] = {}
         self._last_mask: tuple[bool, bool, bool] | None = None
         self._t_last = 0.0
         self._first_frame_t: float | None = None
@@ -155,10 +154,8 @@ class Recognizer:
             flow_ms = self.student.add_frame(small, frame.arrival, flow_scale, flow_frame=flow_frame)
         elif v_reason is not None:
             self.student.reset_video()
-        reasons = {"V": v_reason, "F": v_reason or (None if flow_scale is not None else "shed"),
-                   "A": self._audio_reason(now)}
         added = "V" if small is not None and v_reason is None else None
-        records = self._predict(instant, reasons, added, flow_scale)
+        records = self._predict(instant, v_reason, self._audio_reason(now), added, flow_scale)
         tick_ms = (time.perf_counter() - start) * 1000.0
         self.metrics.stage("tick_video", tick_ms)
         self.shedder.update(tick_ms, flow_ms)
@@ -179,9 +176,8 @@ class Recognizer:
         v_reason = self.video_health.update(now, self.states["V"], self._sampled)
         if v_reason is not None:
             self.student.reset_video()
-        flow_scale = self.shedder.flow_scale
-        reasons = {"V": v_reason, "F": v_reason or (None if flow_scale is not None else "shed"), "A": a_reason}
-        records = self._predict(instant, reasons, "A" if a_reason is None else None, flow_scale)
+        records = self._predict(instant, v_reason, a_reason, "A" if a_reason is None else None,
+                                self.shedder.flow_scale)
         self.metrics.stage("tick_audio", (time.perf_counter() - start) * 1000.0)
         return records
 
@@ -191,11 +187,11 @@ class Recognizer:
             return self.audio_health.update(now, self.states["A"], None, np.zeros(0, np.float32))
         return self.audio_health.update(now, self.states["A"], ring.last_time, ring.unread())
 
-    def _predict(self, instant: float, reasons: dict[str, str | None], added: str | None,
+    def _predict(self, instant: float, v_reason: str | None, a_reason: str | None, added: str | None,
                  flow_scale: float | None) -> list[dict]:
         """The availability mask (the one place it is decided), then fusion or the reason there is none.
-        `added`: the modality this tick gave a new token (None: none)."""
-        self.last_reasons = reasons
+        `added`: the modality this tick gave a new token (None: none); flow goes with video, unless shed."""
+        reasons = {"V": v_reason, "F": v_reason or (None if flow_scale is not None else "shed"), "A": a_reason}
         mask = tuple(reasons[m] is None and self.student.ready(m) for m in MODALITIES)
         fresh = added is not None and mask[MODALITIES.index(added)]
         if any(mask) and not fresh and mask == self._last_mask:
