@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model bundle (default: the live default, assets/bundles/karmma_s_int8 else karmma_s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="runtime settings YAML")
     parser.add_argument("--fast", action="store_true", help="as fast as the CPU allows instead of real time")
-    parser.add_argument("--duration", type=positive_seconds, default=None, help="stop after this many seconds of stream")
+    parser.add_argument("--duration", type=positive_seconds, default=None,
+                        help="stop after this many seconds of stream")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 

@@ -119,12 +119,12 @@ def assess(fault: Planned, start: float, end: float, rec: Recorder, period: floa
             recover = float(t[back[0]] - end) if back.size else float("inf")
     window_end = end + (recover if recover is not None and np.isfinite(recover) else 0.0)
     inside = (t >= start) & (t < window_end)
-    # One new token per modality arrives every 2 ticks, so a prediction is due in every slot of 2 ticks (a
-    # tick with no new token in use emits nothing by design); a slot without any prediction is a lost one.
+    # One new token per modality arrives every 2 ticks (a tick with no new token in use emits nothing by
+    # design), and ticks run when their data arrives, so predictions come every `slot` give or take a frame
+    # interval; a gap of more than 1.5 slots between two predictions (or the fault's bounds) lost the slots in it.
     slot = 2 * period
-    n_slots = int((window_end - start) // slot)
-    done = np.floor((t[inside & predicted] - start) / slot)
-    lost = n_slots - int(np.unique(done[done < n_slots]).size)
+    gaps = np.diff(np.concatenate([[start], t[inside & predicted], [window_end]]))
+    lost = int(sum(round(g / slot) - 1 for g in gaps if g > 1.5 * slot))
     lat = rec.latency[:rec.n][inside]
     lat = lat[np.isfinite(lat)]
     return {"fault": fault.name, "start_s": round(fault.start_s, 2), "length_s": round(fault.end_s - fault.start_s, 2),

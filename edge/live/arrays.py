@@ -1,4 +1,5 @@
-"""Frames and samples held in memory, delivered like a camera and a microphone: the demo stream, the soak, benchmarks and tests."""
+"""Frames and samples held in memory, delivered like a camera and a microphone: the demo stream, the soak,
+benchmarks and tests."""
 from __future__ import annotations
 
 import numpy as np

@@ -66,7 +66,8 @@ class Recognizer:
         self.student.reset_audio()
         self.events = EventTracker(self.cfg.events, self.bundle.labels)
         self._next = {"V": origin, "A": origin + 0.5 * self.period["V"]}
-        self._sampled: tuple[np.ndarray, float, int] | None = None
+        self._seen: tuple[np.ndarray, float, int] | None = None  # the health monitor's view: (frame, t, seq)
+        self._encoded = self._failed = -1  # the last frame encoded, the last that could not be converted
         self.last_frame: Frame | None = None
         self._last_mask: tuple[bool, bool, bool] | None = None
         self._t_last = 0.0
@@ -136,30 +137,36 @@ class Recognizer:
         start = time.perf_counter()
         frame = self.frames.sample(instant) or self.frames.latest()  # no frame after the instant: the freshest
         self.frames.wanted_from = instant + self.period["V"]
-        small = flow_frame = None
-        if frame is not None and (self._sampled is None or frame.seq != self._sampled[2]):
-            try:
-                with self.metrics.time("frame_prepare"):
-                    small = prepare_camera_frame(frame.data, self.pre.frame_size, bgr=self.bgr)
-                    side = self.student.flow_side
-                    flow_frame = small if side == self.pre.frame_size else \
-                        prepare_camera_frame(frame.data, side, bgr=self.bgr)
-                self._sampled, self.last_frame = (small, frame.t, frame.seq), frame
-            except PreprocessError:  # e.g. a float frame holding NaN: unusable, like a missing one
-                self.metrics.count("bad_frames")
-        v_reason = self.video_health.update(now, self.states["V"], self._sampled)
+        self._look_at(frame)
+        v_reason = self.video_health.update(now, self.states["V"], self._seen)
         flow_scale = self.shedder.flow_scale
-        flow_ms = 0.0
-        if v_reason is None and small is not None:
-            flow_ms = self.student.add_frame(small, frame.arrival, flow_scale, flow_frame=flow_frame)
-        elif v_reason is not None:
+        flow_ms, added = 0.0, None
+        if v_reason is not None:
             self.student.reset_video()
-        added = "V" if small is not None and v_reason is None else None
+        elif frame is not None and frame.seq == self._seen[2] and frame.seq != self._encoded:
+            small, side = self._seen[0], self.student.flow_side
+            with self.metrics.time("frame_prepare"):
+                flow_frame = small if side == self.pre.frame_size else \
+                    prepare_camera_frame(frame.data, side, bgr=self.bgr)
+            flow_ms = self.student.add_frame(small, frame.arrival, flow_scale, flow_frame=flow_frame)
+            self._encoded, self.last_frame, added = frame.seq, frame, "V"
         records = self._predict(instant, v_reason, self._audio_reason(now), added, flow_scale)
         tick_ms = (time.perf_counter() - start) * 1000.0
         self.metrics.stage("tick_video", tick_ms)
         self.shedder.update(tick_ms, flow_ms)
         return records
+
+    def _look_at(self, frame: Frame | None) -> None:
+        """Give the health monitor its view of `frame` (model size, prepared once per frame): every tick looks
+        at the newest frame, so a frozen or black camera is noticed at the tick rate, not the sampling rate."""
+        if frame is None or frame.seq in (self._failed, -1 if self._seen is None else self._seen[2]):
+            return
+        try:
+            with self.metrics.time("frame_prepare"):
+                self._seen = (prepare_camera_frame(frame.data, self.pre.frame_size, bgr=self.bgr), frame.t, frame.seq)
+        except PreprocessError:  # e.g. a float frame holding NaN: unusable, like a missing one
+            self._failed = frame.seq
+            self.metrics.count("bad_frames")
 
     def _audio_tick(self, instant: float, now: float) -> list[dict]:
         start = time.perf_counter()
@@ -173,7 +180,9 @@ class Recognizer:
                 a_reason = "NaN/Inf samples"
         if a_reason is not None:
             self.student.reset_audio()
-        v_reason = self.video_health.update(now, self.states["V"], self._sampled)
+        if self.present["V"]:
+            self._look_at(self.frames.peek())
+        v_reason = self.video_health.update(now, self.states["V"], self._seen)
         if v_reason is not None:
             self.student.reset_video()
         records = self._predict(instant, v_reason, a_reason, "A" if a_reason is None else None,

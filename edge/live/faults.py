@@ -1,4 +1,5 @@
-"""Scripted faults around any source: losses and corrupt data on the source's own timeline (tests, the demo's dropouts, the soak)."""
+"""Scripted faults around any source: losses and corrupt data on the source's own timeline (tests, the demo's
+dropouts, the soak)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

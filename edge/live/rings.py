@@ -74,10 +74,15 @@ class FrameRing:
             self._read = self._written
             return frame
 
+    def peek(self) -> Frame | None:
+        """The freshest frame, read or not, marking nothing read (the health monitor's look between samples)."""
+        with self._lock:
+            return None if self._written == 0 else self._slots[(self._written - 1) % self.capacity]
+
     @property
     def last_time(self) -> float | None:
-        with self._lock:
-            return None if self._written == 0 else self._slots[(self._written - 1) % self.capacity].t
+        frame = self.peek()
+        return None if frame is None else frame.t
 
 
 class AudioRing:

@@ -23,7 +23,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.live.console import STDERR_LOCK
 
-DEMO_HINT = "run `karmma-live --demo` (or `python run_live.py --demo`) to see the recognizer on its built-in demo stream"
+DEMO_HINT = "run `karmma-live --demo` (or `python run_live.py --demo`) to see the recognizer on its demo stream"
 
 
 @contextmanager
