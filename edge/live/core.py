@@ -86,7 +86,7 @@ class Recognizer:
         self.states[modality] = state
 
     # ---- input (any thread; only stores) ----
-    def push_frame(self, t: float, frame, arrival: float) -> bool:
+    def push_frame(self, t: float, frame: object, arrival: float) -> bool:
         """Store one captured frame (an array, or a PyAV frame not yet converted); True when it makes a video
         tick due. A frame no conversion can use is counted and refused with a PreprocessError."""
         if isinstance(frame, np.ndarray):

@@ -127,7 +127,7 @@ class Session:
         self.stop_event.set()
         self.wake.set()
 
-    def deliver(self, m: str, t: float, data: np.ndarray, arrival: float) -> bool:
+    def deliver(self, m: str, t: float, data: object, arrival: float) -> bool:
         """Store one item in the core; True (and the loop woken) when it makes a tick due."""
         try:
             due = self.core.push_frame(t, data, arrival) if m == "V" else self.core.push_audio(t, data, arrival)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edge.errors import UsageError
 from edge.live.config import RuntimeConfig
 from edge.live.console import end_status, status, warn
 from edge.live.core import Recognizer
 from edge.live.metrics import status_line
+
+if TYPE_CHECKING:
+    from edge.live.pipeline import Session
 
 
 class JsonlSink:
@@ -85,7 +88,7 @@ class OverlaySink:
         self.core = core
         self.stop: Callable[[], None] = lambda: None
 
-    def bind(self, session) -> None:
+    def bind(self, session: "Session") -> None:
         """Closing the window stops `session`."""
         self.stop = session.stop
 
