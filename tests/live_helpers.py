@@ -1,6 +1,9 @@
 """Running the live pipeline in a test: one call, its summary, its records and the core it ran."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from edge.bundle import Bundle
 from edge.live.config import RuntimeConfig
 from edge.live.core import Recognizer
@@ -20,3 +23,13 @@ def run_live_session(bundle: Bundle, video: Source | None, audio: Source | None 
     outcome = run_session(bundle, cfg, *sensors, [records.append], realtime=realtime, duration_s=duration_s,
                           core=core)
     return outcome.summary, records, core
+
+
+def wait_for_a_prediction(path: Path, timeout_s: float = 30.0) -> None:
+    """Until the JSONL a live run is writing holds a prediction with an action (a loaded CPU starts slowly)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.is_file() and '"state": "ok"' in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no prediction in {path} after {timeout_s} s")

@@ -14,7 +14,7 @@ import pytest
 from edge.bundle import load_bundle
 from edge.live.faults import Fault, FaultInjector
 from edge.live.media import MediaAudio, MediaVideo
-from tests.live_helpers import run_live_session
+from tests.live_helpers import run_live_session, wait_for_a_prediction
 
 REPO = Path(__file__).resolve().parent.parent
 PREDICTION_KEYS = {"type", "t", "modalities", "verb", "noun", "confidence", "latency_ms"}
@@ -32,16 +32,6 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def predictions(records: list[dict]) -> list[dict]:
     return [r for r in records if r["type"] == "prediction"]
-
-
-def wait_for_a_prediction(path: Path, timeout_s: float = 30.0) -> None:
-    """Until the JSONL being written holds a prediction with an action (a loaded CPU starts slowly)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.is_file() and '"state": "ok"' in path.read_text():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no prediction in {path} after {timeout_s} s")
 
 
 def check_formats(records: list[dict]) -> None:

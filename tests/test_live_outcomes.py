@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +16,7 @@ from edge.live.pipeline import recognizer_for, run_session
 from edge.live.arrays import ArrayVideo
 from edge.live.sensors import Sensor
 from tests.conftest import REPO
+from tests.live_helpers import wait_for_a_prediction
 from tests.media_helpers import write_video
 
 
@@ -108,21 +108,12 @@ def test_a_duration_that_is_not_a_finite_positive_number_is_refused(random_bundl
     assert res.returncode == 2 and "--duration" in res.stderr and "Traceback" not in res.stderr
 
 
-def _wait_for_a_prediction(path: Path, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.is_file() and '"state": "ok"' in path.read_text():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no prediction in {path} after {timeout_s} s")
-
-
 def test_a_second_ctrl_c_during_the_clean_stop_still_exits_0(random_bundle, pancake, tmp_path):
     out = tmp_path / "c.jsonl"
     proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--camera", pancake, "--mic", pancake,
                              "--bundle", str(random_bundle), "--jsonl", str(out)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_a_prediction(out)
+    wait_for_a_prediction(out)
     while proc.poll() is None:  # Ctrl-C, then keep pressing it through the stop and the interpreter's exit
         proc.send_signal(signal.SIGINT)
         time.sleep(0.02)
