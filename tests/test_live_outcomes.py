@@ -132,3 +132,11 @@ def test_ctrl_c_during_start_up_is_one_sentence(random_bundle, pancake):
     assert "Traceback" not in stderr
     if proc.returncode != 0:  # a fast machine may have started the session already: then it stops cleanly
         assert proc.returncode == 130 and stderr.strip() == "interrupted before the recognizer started."
+
+
+def test_black_video_and_no_microphone_name_the_reason_v_was_missing(random_bundle):
+    bundle = load_bundle(random_bundle)
+    black = np.zeros((24, 32, 32, 3), np.uint8)
+    video, audio = Sensor(ArrayVideo(black, 8.0, realtime=False)), Sensor(None, "off")
+    outcome = run_session(bundle, RuntimeConfig(), video, audio, realtime=False)
+    assert outcome.diagnosis == "no usable prediction was made: video (V) was black throughout."

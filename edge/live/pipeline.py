@@ -243,9 +243,15 @@ class Session:
 
 
 def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict) -> str | None:
-    """Why a run made no usable prediction, in one sentence (None when it made one)."""
+    """Why a run made no usable prediction, in one sentence (None when it made one): per sensor the cause when
+    one is known (no data, too few frames per second, slower than real time, clipped audio), else the reason its
+    modality was missing most often."""
     if summary["counters"].get("predictions", 0):
         return None
+    missing = {m: core.missing[m].most_common(1)[0][0] if core.missing[m] else None for m in ("V", "A")}
+    if set(missing.values()) <= {"filling", "waiting", None}:
+        return (f"no usable prediction was made: the run ended before the model's {core.pre.window_s:g} s token "
+                "window filled; run it for longer.")
     causes = []
     video, audio = sensors["V"].source, sensors["A"].source
     if video is not None:
@@ -259,17 +265,15 @@ def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict) -> str
         elif fps is None or fps < need:
             rate = "a single frame" if fps is None else f"{fps:.2g} frames per second"
             causes.append(f"{video.name} delivers {rate}, below the {need:g} per second the sampler needs")
+        else:
+            causes.append(f"video (V) was {missing['V']} throughout")
     if audio is not None:
         if core.audio_samples_received == 0:
             causes.append(f"{audio.name} delivered no audio")
-        elif core.missing["A"].get("clipped", 0) >= 0.5 * sum(core.missing["A"].values()):
+        elif missing["A"] == "clipped":
             causes.append(f"{audio.name} is clipped throughout (full-scale samples)")
-    if not causes:
-        reasons = {m: c.most_common(1)[0][0] for m, c in core.missing.items() if c}
-        if set(reasons.values()) <= {"filling", "waiting"}:
-            return (f"no usable prediction was made: the run ended before the model's {core.pre.window_s:g} s "
-                    "token window filled; run it for longer.")
-        causes.append(", ".join(f"{m} was {r}" for m, r in reasons.items()) + " throughout")
+        else:
+            causes.append(f"audio (A) was {missing['A']} throughout")
     return f"no usable prediction was made: {'; '.join(causes)}."
 
 
