@@ -126,3 +126,36 @@ def test_over_budget_the_pipeline_lowers_flow_resolution_then_drops_flow(bundle)
     last = [r for r in records if r["type"] == "prediction"][-1]
     assert last["modalities"] == ["V"] and last["missing"]["F"] == "shed"
     assert summary["shedding"]["escalations"] == 3
+
+
+def test_the_core_alone_ticks_when_data_arrives_without_threads_and_resets(bundle):
+    """push / tick(now) / reset with no driver: each instant runs when the data at or after it arrives."""
+    import threading
+
+    from edge.live.core import Recognizer
+    from edge.live.health import CONNECTED
+
+    threads = threading.active_count()
+    core = Recognizer(bundle, RuntimeConfig(), {"V": CONNECTED, "A": CONNECTED}, RATE)
+    frames = smooth_frames(40, 80, 6)
+    audio = np.random.default_rng(7).normal(0, 0.1, 4 * RATE).astype(np.float32)
+    block = int(RATE * BLOCK_S)
+    items = [(i / 10.0, "V", frames[i]) for i in range(40)] + \
+            [((k + 1) * BLOCK_S, "A", audio[k * block:(k + 1) * block]) for k in range(int(4.0 / BLOCK_S))]
+    records, ticked_at = [], []
+    for t, m, data in sorted(items, key=lambda item: item[0]):
+        due = core.push_frame(t, data, t) if m == "V" else core.push_audio(t, data, t)
+        if due:
+            ticked_at.append(t)
+            records += core.tick(t)
+    preds = [r for r in records if r["type"] == "prediction"]
+    assert threading.active_count() == threads
+    assert [p["t"] for p in preds] == [0.125 * k for k in range(len(preds))] and len(preds) >= 30
+    assert preds[-1]["modalities"] == ["V", "F", "A"] and preds[-1]["state"] == "ok"
+    # the video instant at 0.25 ran when the frame at 0.3 (the first at or after it) arrived, not on a timer
+    assert 0.3 in ticked_at and 0.25 not in [t for t, m, _ in items if m == "V"]
+    core.reset(100.0)
+    assert core.push_frame(99.9, frames[0], 99.9) is False   # before the first instant of the new run
+    assert core.push_frame(100.0, frames[1], 100.0) is True
+    first = core.tick(100.0)
+    assert [(r["t"], r["state"]) for r in first] == [(0.0, "warming_up")]  # everything starts over
