@@ -54,7 +54,8 @@ class Recognizer:
 
     # ---- lifecycle ----
     def reset(self, origin: float = 0.0) -> None:
-        """Start over at stream time `origin`: empty rings, fresh health, student, events and schedule."""
+        """Start over at stream time `origin`: empty rings, fresh health, student, events and schedule (the load
+        shedder keeps its level and the metrics their counts: they describe the machine and the session)."""
         self.origin = origin
         self.states = dict(self.initial_states)
         self.frames = FrameRing(self.cfg.capture.frame_ring)
