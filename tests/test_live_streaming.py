@@ -159,3 +159,18 @@ def test_the_core_alone_ticks_when_data_arrives_without_threads_and_resets(bundl
     assert core.push_frame(100.0, frames[1], 100.0) is True
     first = core.tick(100.0)
     assert [(r["t"], r["state"]) for r in first] == [(0.0, "warming_up")]  # everything starts over
+
+
+def test_a_sensor_in_use_that_goes_quiet_is_said_when_its_data_turns_stale_not_at_the_next_instant(bundle):
+    from edge.live.faults import Fault, FaultInjector
+
+    frames = smooth_frames(int(5 * FPS), 64, 8)
+    audio = np.random.default_rng(9).normal(0, 0.1, 5 * RATE).astype(np.float32)
+    camera = FaultInjector(ArrayVideo(frames, FPS, realtime=False), [Fault(3.0, 5.0, "wrong_channels")], audio=False)
+    _, records, _ = run_live_session(bundle, camera, ArrayAudio(audio, RATE, realtime=False, block_s=BLOCK_S),
+                                     duration_s=4.5)
+    preds = [r for r in records if r["type"] == "prediction"]
+    gone = next(r for r in preds if r["t"] > 2.9 and "V" not in r["modalities"])
+    last_good = 3.0 - 1 / FPS
+    assert gone["missing"]["V"] == "stale" and gone["modalities"] == ["A"]
+    assert gone["t"] == pytest.approx(last_good + RuntimeConfig().health.stale_s, abs=0.01)  # off the 1/8 s grid

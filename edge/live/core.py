@@ -69,6 +69,7 @@ class Recognizer:
         self._next = {"V": origin, "A": origin + 0.5 * self.period["V"]}
         self._seen: tuple[np.ndarray, float, int] | None = None  # the health monitor's view: (frame, t, seq)
         self._encoded = self._failed = -1  # the last frame encoded, the last that could not be converted
+        self._stale_checked = {m: -math.inf for m in SENSORS}  # newest data time already checked for staleness
         self.last_frame: Frame | None = None
         self._last_mask: tuple[bool, bool, bool] | None = None
         self._t_last = 0.0
@@ -111,12 +112,27 @@ class Recognizer:
 
     # ---- ticks ----
     def next_deadline(self) -> float:
-        """The latest stream time by which the next tick runs even if its data never comes."""
-        return min((self._next[m] + self.grace[m] for m in SENSORS if self.present[m]), default=math.inf)
+        """The latest stream time by which the next tick runs even if no data comes: an instant's grace, or the
+        moment a sensor in use goes stale."""
+        instants = [self._next[m] + self.grace[m] for m in SENSORS if self.present[m]]
+        return min([*instants, *self._stale_deadlines().values()], default=math.inf)
+
+    def _last_time(self, m: str) -> float | None:
+        return self.frames.last_time if m == "V" else (self.audio.last_time if self.audio else None)
 
     def _due(self, m: str, instant: float, now: float) -> bool:
-        last = self.frames.last_time if m == "V" else (self.audio.last_time if self.audio else None)
+        last = self._last_time(m)
         return (last is not None and last >= instant) or now >= instant + self.grace[m]
+
+    def _stale_deadlines(self) -> dict[str, float]:
+        """For each sensor in use whose newest data has not been checked yet: when that data turns stale."""
+        out = {}
+        for m in SENSORS:
+            last = self._last_time(m)
+            if self._last_mask and self._last_mask[MODALITIES.index(m)] and last is not None \
+                    and last > self._stale_checked[m]:
+                out[m] = last + self.cfg.health.stale_s + 1e-3
+        return out
 
     def tick(self, now: float) -> list[dict]:
         """Run every tick that is due at stream time `now`; returns the prediction records and finished events.
@@ -125,7 +141,7 @@ class Recognizer:
         while True:
             due = [m for m in SENSORS if self.present[m] and self._due(m, self._next[m], now)]
             if not due:
-                return out
+                return out or self._health_tick(now)
             m = min(due, key=lambda key: self._next[key])
             instant = self._next[m]
             while self._due(m, instant + self.period[m], now):
@@ -156,6 +172,26 @@ class Recognizer:
         self.metrics.stage("tick_video", tick_ms)
         self.shedder.update(tick_ms, flow_ms)
         return records
+
+    def _health_tick(self, now: float) -> list[dict]:
+        """Between instants (a sensor's state changed, or its data went stale): a modality in use that is now
+        missing is said at once, with a prediction from what is left; anything else waits for its instant."""
+        if self._last_mask is None:
+            return []
+        for m, deadline in self._stale_deadlines().items():
+            if now >= deadline:
+                self._stale_checked[m] = self._last_time(m)
+        v_reason = self.video_health.update(now, self.states["V"], self._seen)
+        a_reason = self._audio_reason(now)
+        lost = [m for m, reason in (("V", v_reason), ("A", a_reason))
+                if reason is not None and self._last_mask[MODALITIES.index(m)]]
+        if not lost:
+            return []
+        if v_reason is not None:
+            self.student.reset_video()
+        if a_reason is not None:
+            self.student.reset_audio()
+        return self._predict(now, v_reason, a_reason, None, self.shedder.flow_scale)
 
     def _look_at(self, frame: Frame | None) -> None:
         """Give the health monitor its view of `frame` (model size, prepared once per frame): every tick looks
