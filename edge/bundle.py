@@ -160,6 +160,40 @@ class Bundle:
         return self.sessions[role].run(None, inputs)
 
 
+def _inside(bundle: Path, rel: Any, manifest_path: Path, role: str) -> Path:
+    """The bundle file `rel` names, refused unless it is a relative path that stays inside the bundle folder."""
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise BundleError(f"{manifest_path}: files.{role}.path {rel!r} must be a path inside the bundle folder "
+                          "(relative, without '..').")
+    file_path = bundle / rel
+    if not file_path.resolve().is_relative_to(bundle.resolve()):
+        raise BundleError(f"{manifest_path}: files.{role}.path {rel!r} leads outside the bundle folder "
+                          "(through a symbolic link).")
+    return file_path
+
+
+def _refuse_external_data(file_path: Path, role: str) -> None:
+    """An ONNX file whose tensors live in external data files is refused: the manifest hashes only the .onnx."""
+    import onnx
+
+    try:
+        model = onnx.load(str(file_path), load_external_data=False)
+    except Exception:  # not parseable: onnxruntime's loader names the problem below
+        return
+    graphs, external = [model.graph], False
+    while graphs and not external:
+        graph = graphs.pop()
+        tensors = list(graph.initializer)
+        for node in graph.node:
+            for attr in node.attribute:
+                tensors += ([attr.t] if attr.HasField("t") else []) + list(attr.tensors)
+                graphs += ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
+        external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
+    if external:
+        raise BundleError(f"bundle file {file_path} ({role}) keeps weights in external data files, which the "
+                          f"bundle's sha256 check does not cover; re-export it with the weights inside the .onnx file.")
+
+
 def _onnx_shape(value_info) -> tuple:
     return tuple(d if isinstance(d, int) else None for d in value_info.shape)
 
@@ -190,12 +224,13 @@ def load_bundle(path: str | Path, *, threads: int = 1, providers: list[str] | No
         entry = files[role]
         if not isinstance(entry, Mapping) or "path" not in entry or "sha256" not in entry:
             raise BundleError(f"{manifest_path}: files.{role} must have 'path' and 'sha256'.")
-        file_path = path / entry["path"]
+        file_path = _inside(path, entry["path"], manifest_path, role)
         if not file_path.is_file():
             raise BundleError(f"bundle file {file_path} ({role}) is missing.")
         if sha256_of(file_path) != entry["sha256"]:
             raise BundleError(f"bundle file {file_path} ({role}) does not match its sha256 in {MANIFEST}; "
                               "it is corrupt or was modified.")
+        _refuse_external_data(file_path, role)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -15,3 +15,7 @@ class ConfigError(EdgeError, ValueError):
 
 class BundleError(EdgeError):
     """A model bundle that is missing, incomplete, corrupt or incompatible."""
+
+
+class UsageError(EdgeError):
+    """A command line that cannot run (one sentence)."""

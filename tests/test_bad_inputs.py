@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from edge.bundle import MANIFEST
-from edge.live.config import RuntimeConfig
-from edge.live.pipeline import Pipeline, Sensor
-from edge.live.sources import ArrayVideo, MicSource
+from edge.live.arrays import ArrayVideo
+from edge.live.devices import MicSource
 from edge.preprocess import window_to_model_input
+from tests.live_helpers import run_live_session
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,15 +53,21 @@ def video(tmp_path_factory) -> Path:
     return path
 
 
-def test_truncated_file_plays_what_is_there_then_says_it_is_truncated(random_bundle, video, tmp_path):
-    cut = tmp_path / "cut.mkv"
-    data = video.read_bytes()
+@pytest.mark.parametrize("mic", ["none", "same file"])
+def test_truncated_file_plays_what_is_there_then_says_it_is_truncated_once(random_bundle, tmp_path, mic):
+    from tests.media_helpers import write_video
+
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    write_video(whole, 90, 30, audio=True, level=lambda k: (40 + 37 * k) % 200 + 20)
+    data = whole.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    res = run_live("--camera", str(cut), "--mic", "none", "--bundle", str(random_bundle), "--fast")
+    res = run_live("--camera", str(cut), "--mic", "none" if mic == "none" else str(cut),
+                   "--bundle", str(random_bundle), "--fast")
     assert res.returncode == 0 and "Traceback" not in res.stderr
-    warnings = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(warnings) == 1 and "is truncated" in warnings[0] and "of the 3.0 s it states" in warnings[0], warnings
-    assert "predictions" in res.stdout
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, lines  # one warning, no blank line before it, not one per stream of the file
+    assert "is truncated" in lines[0] and "of the 3.0 s it states" in lines[0], lines
+    assert "prediction records" in res.stdout
 
 
 def test_unsupported_codec_is_one_sentence(random_bundle, video, tmp_path):
@@ -139,9 +145,7 @@ def test_jsonl_path_that_is_a_directory_is_one_sentence(random_bundle, video, tm
 def _run_frames(bundle_dir: Path, frames: list[np.ndarray]) -> tuple[dict, list[dict]]:
     from edge.bundle import load_bundle
 
-    records: list[dict] = []
-    summary = Pipeline(load_bundle(bundle_dir), RuntimeConfig(), Sensor(ArrayVideo(frames, 8.0, realtime=False)),
-                       Sensor(None, "off"), realtime=False, on_record=records.append).run()
+    summary, records, _ = run_live_session(load_bundle(bundle_dir), ArrayVideo(frames, 8.0, realtime=False))
     return summary, [r for r in records if r["type"] == "prediction"]
 
 
@@ -225,14 +229,11 @@ def test_a_microphone_that_only_offers_48khz_stereo_is_mixed_down_and_resampled(
     mic = MicSource("default", model_rate)
     mic.open()
     assert fake.opened == {"channels": 2, "samplerate": 48000} and mic.rate == 48000
-    records: list[dict] = []
-    pipeline = Pipeline(bundle, RuntimeConfig(), Sensor(None, "off"), Sensor(mic), realtime=True, duration_s=2.0,
-                        on_record=records.append)
-    pipeline.run()
+    _, records, core = run_live_session(bundle, None, mic, realtime=True, duration_s=2.0)
     assert [r["modalities"] for r in records if r["type"] == "prediction"][-1] == ["A"]
-    ring = pipeline.audio_ring
+    ring = core.audio
     assert ring.rate == 48000  # the ring keeps the device's rate; the student resamples each window
-    window, *_ = ring.latest(48000)
+    window, _ = ring.window(ring.last_time, 48000)
     assert window.ndim == 1  # mixed down to mono in the callback
     t = np.arange(model_rate) / model_rate
     reference = (0.3 * np.sin(2 * np.pi * FakeStereo48k.TONE * t)).astype(np.float32)
@@ -242,3 +243,33 @@ def test_a_microphone_that_only_offers_48khz_stereo_is_mixed_down_and_resampled(
     # would sit at a third of its frequency.
     assert np.argmax(got.mean(axis=-1)) == np.argmax(want.mean(axis=-1))
     assert np.abs(got - want).mean() < 0.1 * np.abs(want).mean() + 0.5
+
+
+@pytest.mark.parametrize("layout", ["stereo", "5.1"])
+def test_loud_multichannel_audio_is_averaged_not_summed_so_it_is_not_clipped(tmp_path, layout):
+    import av
+
+    from edge.live.media import MediaAudio
+    from edge.stats import audio_stats
+
+    path = tmp_path / f"loud_{layout}.wav"
+    channels = 2 if layout == "stereo" else 6
+    x = (0.8 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype(np.float32)
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("pcm_f32le", rate=48000)
+        stream.layout = layout
+        for i in range(0, x.size, 1024):
+            block = np.repeat(x[i:i + 1024, None], channels, axis=1).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="flt", layout=layout)
+            frame.sample_rate = 48000
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    source = MediaAudio(path, 16000, realtime=False)
+    source.open()
+    samples = np.concatenate([block for _, block in iter(source.read, None)])
+    source.close()
+    assert samples.size == pytest.approx(16000, abs=64)
+    assert 0.75 < np.abs(samples).max() < 0.85  # the tone's own level, not 2x or 2.7x of it
+    assert audio_stats(samples)[1] == 0.0       # nothing counts as clipped

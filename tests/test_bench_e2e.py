@@ -32,3 +32,29 @@ def test_e2e_missing_file_is_one_sentence(random_bundle, tmp_path):
     done = _e2e("--file", str(tmp_path / "nope.mkv"), "--bundle", str(random_bundle))
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "nope.mkv does not exist" in done.stderr
+
+
+def test_e2e_transcodes_a_clip_to_a_slower_camera_rate(data_root, random_bundle):
+    clip = data_root / "clips" / "flipping_a_pancake.mkv"
+    done = _e2e("--file", str(clip), "--fps", "12", "--bundle", str(random_bundle), "--fast", "--duration", "4",
+                "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["stream"].endswith("at 12 fps") and result["predictions"] >= 20
+    assert result["modality_fraction"]["V"] > 0.5 and result["modality_fraction"]["A"] > 0.5
+
+
+def test_e2e_synthetic_raw_frames_predict_on_every_tick(data_root, random_bundle):
+    done = _e2e("--synthetic", "1280x720@30", "--data-root", str(data_root), "--bundle", str(random_bundle),
+                "--duration", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["stream"] == "1280x720@30" and result["mode"] == "realtime"
+    assert result["prediction_records"] >= 0.9 * result["ticks_due"], result["counters"]  # a loaded CPU may miss one
+    assert result["drops_by_kind"]["late_ticks"] == 0 and result["modality_fraction"]["V"] > 0.5
+
+
+def test_e2e_synthetic_needs_a_size_and_a_duration(random_bundle):
+    for args in (["--synthetic", "1920x1080"], ["--synthetic", "1920x1080@30"]):
+        done = _e2e(*args, "--bundle", str(random_bundle))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--synthetic" in done.stderr

@@ -97,3 +97,27 @@ def test_missing_folder_and_manifest(tmp_path):
     assert "not valid YAML" in _load_error(tmp_path)
     (tmp_path / MANIFEST).write_bytes(b"\xff\xfe\x00binary")
     assert "not valid YAML" in _load_error(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "symlink"])
+def test_manifest_paths_outside_the_bundle_are_refused_even_when_the_hash_matches(bundle_copy, tmp_path, where):
+    outside = tmp_path / "elsewhere" / "fusion.onnx"
+    outside.parent.mkdir()
+    shutil.copyfile(bundle_copy / "fusion.onnx", outside)
+    rel = {"absolute": str(outside), "parent": "../elsewhere/fusion.onnx", "symlink": "link/fusion.onnx"}[where]
+    if where == "symlink":
+        (bundle_copy / "link").symlink_to(outside.parent)
+    _edit_manifest(bundle_copy, lambda m: m["files"]["fusion"].update(path=rel))
+    message = _load_error(bundle_copy)
+    assert "outside the bundle folder" in message or "inside the bundle folder" in message
+
+
+def test_onnx_files_with_external_data_are_refused(bundle_copy):
+    import onnx
+
+    model = onnx.load(str(bundle_copy / "fusion.onnx"))
+    onnx.save_model(model, str(bundle_copy / "fusion.onnx"), save_as_external_data=True,
+                    location="fusion.data", size_threshold=0)
+    digest = sha256_of(bundle_copy / "fusion.onnx")
+    _edit_manifest(bundle_copy, lambda m: m["files"]["fusion"].update(sha256=digest))
+    assert "external data" in _load_error(bundle_copy)

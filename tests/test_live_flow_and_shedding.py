@@ -8,9 +8,10 @@ import pytest
 from edge.bundle import load_bundle
 from edge.errors import ConfigError
 from edge.live.config import DEFAULT_PATH, FlowRuntimeConfig, RuntimeConfig, SheddingConfig, load_runtime_config
-from edge.live.pipeline import Pipeline, Sensor
+from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
-from edge.live.sources import ArrayVideo
+from edge.live.arrays import ArrayVideo
+from edge.live.sensors import Sensor
 from edge.live.streaming import StreamingStudent
 
 HEAVY = DEFAULT_PATH.parent / "runtime_flow360_torch.yaml"
@@ -61,16 +62,24 @@ def test_flow_at_a_larger_size_reaches_the_model_at_its_size_and_in_its_pixels(b
     assert np.median(inner[..., 0]) == pytest.approx(2.0, abs=0.3) and abs(np.median(inner[..., 1])) < 0.3
 
 
-def test_pipeline_keeps_frames_at_the_flow_size_and_predicts_with_flow(bundle):
+def test_pipeline_gives_flow_the_sampled_frame_at_the_flow_size_and_predicts_with_flow(bundle):
     rng = np.random.default_rng(1)
     base = cv2.GaussianBlur(rng.integers(0, 256, (200, 260, 3), dtype=np.uint8), (0, 0), 2)
     frames = np.stack([base[:, 2 * i:2 * i + 160] for i in range(24)])  # 8 fps, 3 s, panning
     cfg = RuntimeConfig(flow=FlowRuntimeConfig(size=128))
+    video, audio = Sensor(ArrayVideo(frames, 8.0, realtime=False)), Sensor(None, "off")
+    core = recognizer_for(bundle, cfg, video, audio)
+    add_frame, shapes = core.student.add_frame, []
+
+    def spy(frame, arrival, flow_scale, flow_frame=None):
+        shapes.append((frame.shape, flow_frame.shape))
+        return add_frame(frame, arrival, flow_scale, flow_frame=flow_frame)
+
+    core.student.add_frame = spy
     records: list[dict] = []
-    pipeline = Pipeline(bundle, cfg, Sensor(ArrayVideo(frames, 8.0, realtime=False)), Sensor(None, "off"),
-                        realtime=False, duration_s=3.0, on_record=records.append)
-    summary = pipeline.run()
-    assert pipeline.frame_ring.latest()[0].shape == (128, 128, 3)
+    summary = run_session(bundle, cfg, video, audio, [records.append], realtime=False, duration_s=3.0,
+                          core=core).summary
+    assert shapes and set(shapes) == {((64, 64, 3), (128, 128, 3))}
     assert summary["counters"].get("bad_frames", 0) == 0
     assert [r["modalities"] for r in records if r["type"] == "prediction"][-1] == ["V", "F"]
 

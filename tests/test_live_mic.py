@@ -8,7 +8,8 @@ import types
 import numpy as np
 import pytest
 
-from edge.live.sources import MicSource, SourceError, SourceLost
+from edge.live.devices import MicSource
+from edge.live.sources import SourceError, SourceLost
 from edge.preprocess import PreprocessConfig, window_to_model_input
 
 

@@ -12,35 +12,46 @@ from edge.live.events import EventTracker
 from edge.live.health import CONNECTED, RECONNECTING, WAITING, AudioHealth, VideoHealth
 from edge.live.rings import AudioRing, FrameRing
 from edge.live.shedding import LoadShedder
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector, Pacer, SourceError, SourceLost
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.sources import Pacer, SourceError, SourceLost
 from edge.live.streaming import TokenRing
 
 LABELS = {"verb": ["hold", "push"], "noun": ["0", "1", "2"]}
 
 
-def test_frame_ring_is_bounded_counts_drops_and_gives_the_freshest():
-    ring = FrameRing(4, (2, 2, 3))
+def test_frame_ring_is_bounded_samples_the_first_frame_at_an_instant_and_counts_skips_and_drops():
+    ring = FrameRing(4)
+    frames = [np.full((2, 2, 3), i, np.uint8) for i in range(12)]
     for i in range(10):
-        ring.push(np.full((2, 2, 3), i, np.uint8), t=float(i), arrival=float(i))
-    assert ring.dropped == 6                       # nobody read: everything beyond capacity was dropped
-    frame, t, _, seq = ring.latest()
-    assert frame[0, 0, 0] == 9 and t == 9.0 and seq == 9
-    ring.push(np.full((2, 2, 3), 10, np.uint8), 10.0, 10.0)
-    ring.push(np.full((2, 2, 3), 11, np.uint8), 11.0, 11.0)
-    assert ring.latest()[0][0, 0, 0] == 11 and ring.skipped == 3 + 1 and ring.dropped == 6
+        ring.push(frames[i], t=float(i), arrival=float(i))
+    assert ring.dropped == 6 and ring.skipped == 0  # nobody looked, and every frame was still wanted
+    frame = ring.sample(7.5)                          # the first frame at or after the instant
+    assert frame.data is frames[8] and frame.t == 8.0 and frame.seq == 8
+    assert ring.skipped == 2                           # 6 and 7 came before it
+    ring.wanted_from = 12.0                            # the next instant: frames before it are not wanted
+    ring.push(frames[10], 10.0, 10.0)
+    ring.push(frames[11], 11.0, 11.0)
+    ring.push(frames[11], 11.5, 11.5)
+    ring.push(frames[11], 11.7, 11.7)
+    ring.push(frames[11], 11.8, 11.8)                  # these two overwrite unread 9 and 10, which nobody wanted
+    assert ring.dropped == 6 and ring.skipped == 4
+    assert ring.sample(12.0) is None and ring.latest().t == 11.8 and ring.last_time == 11.8
 
 
-def test_audio_ring_wraps_keeps_newest_and_counts_unread_overwrites():
+def test_audio_ring_wraps_gives_windows_ending_at_a_time_and_counts_only_samples_never_read():
     ring = AudioRing(100, 10)
     ring.push(np.arange(60, dtype=np.float32), 6.0, 6.0)
     ring.push(np.arange(60, 120, dtype=np.float32), 12.0, 12.0)
-    assert ring.dropped == 20
-    window, t_end, _, written = ring.latest(30)
-    np.testing.assert_array_equal(window, np.arange(90, 120))
-    assert t_end == 12.0 and written == 120
-    np.testing.assert_array_equal(ring.since(115), np.arange(115, 120))
-    ring.push(np.zeros(500, np.float32), 60.0, 60.0)  # a block larger than the ring keeps only its tail
-    assert ring.latest(1000)[0].size == 100
+    assert ring.dropped == 20                          # the health monitor never read samples 0-19
+    np.testing.assert_array_equal(ring.unread(), np.arange(20, 120))
+    window, arrival = ring.window(11.0, 30)            # the 30 samples up to t = 11.0
+    np.testing.assert_array_equal(window, np.arange(80, 110))
+    assert arrival == 12.0
+    ring.push(np.zeros(60, np.float32), 18.0, 18.0)    # read by the monitor already: overwriting loses nothing
+    assert ring.dropped == 20 and ring.unread().size == 60
+    ring.push(np.zeros(500, np.float32), 68.0, 68.0)  # a block larger than the ring keeps only its tail
+    assert ring.window(68.0, 1000)[0].size == 100 and ring.dropped == 420
 
 
 def test_token_ring_orders_oldest_first_and_pads_with_the_oldest():

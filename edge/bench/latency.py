@@ -22,12 +22,13 @@ from typing import Callable
 
 import numpy as np
 
+from edge.assets import ASSETS
 from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError
 from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, prepare_frame, video_input,
                              to_gray, to_rgb_uint8, window_to_model_input)
 
-BUNDLES = Path(__file__).resolve().parents[2] / "assets" / "bundles"
+BUNDLES = ASSETS / "bundles"
 DEFAULT_STUDENT = BUNDLES / "karmma_s"
 DEFAULT_TEACHER = BUNDLES / "teacher"
 STAGES = ("preprocess_video", "flow", "video_encoder", "flow_encoder", "preprocess_audio", "audio_encoder", "fusion")

@@ -17,20 +17,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from edge.bench import default_data_root
+from edge.bench.e2e import clip_audio
 from edge.bench.soak import Planned, Recorder, Scheduler
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
-from edge.live.cli import default_bundle, install_stop_handlers
+from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
-from edge.live.pipeline import Pipeline, Sensor
+from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
-from edge.live.sources import ArrayAudio, ArrayVideo, MediaAudio, MediaVideo, NoAudioStream
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.media import MediaVideo
+from edge.live.sensors import Sensor
+from edge.live.sources import NoAudioStream
 
 DEFAULT_CLIP = "clips/flipping_a_pancake.mkv"
 
@@ -39,23 +44,16 @@ def load_clip(path: Path, rate: int) -> tuple[np.ndarray, float, np.ndarray]:
     """All video frames (RGB), their frame rate, and the mono audio at `rate` (empty without an audio stream)."""
     video = MediaVideo(path, realtime=False)
     video.open()
-    items = []
-    while (item := video.read()) is not None:
-        items.append(item)
+    items = [(pts, frame.to_ndarray(format="rgb24")) for pts, frame in iter(video.read, None)]
     video.close()
     if len(items) < 2:
         raise EdgeError(f"{path} has fewer than two video frames; overload needs a real clip.")
     fps = (len(items) - 1) / max(1e-6, items[-1][0] - items[0][0])
-    audio = MediaAudio(path, rate, realtime=False)
     try:
-        audio.open()
+        samples = clip_audio(path, rate)
     except NoAudioStream:
-        return np.stack([f for _, f in items]), fps, np.zeros(0, np.float32)
-    blocks = []
-    while (block := audio.read()) is not None:
-        blocks.append(block[1])
-    audio.close()
-    return np.stack([f for _, f in items]), fps, np.concatenate(blocks)
+        samples = np.zeros(0, np.float32)
+    return np.stack([f for _, f in items]), fps, samples
 
 
 def _level(scale: float) -> str:
@@ -150,16 +148,18 @@ def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phas
     period = 0.5 / bundle.preprocess.sample_fps
     capacity = int(total / period * 1.2) + 1000
     recorder = Recorder(capacity)
-    pipeline = Pipeline(bundle, cfg, Sensor(camera), audio, realtime=True, duration_s=total, on_record=recorder)
-    pipeline.shedder = shedder = RecordingShedder(cfg.shedding, capacity)
-    install_stop_handlers(pipeline.stop)
+    video = Sensor(camera)
+    shedder = RecordingShedder(cfg.shedding, capacity)
+    core = recognizer_for(bundle, cfg, video, audio, shedder=shedder)
+    stop = threading.Event()
     scheduler = Scheduler(lambda: camera.pacer.origin, [Planned("load", idle_s, idle_s + load_s)],
-                          pipeline.stop_event, rss_every_s=1.0, processes=busy)
+                          stop, rss_every_s=1.0, processes=busy)
     scheduler.start()
     try:
-        summary = pipeline.run()
+        summary = run_session(bundle, cfg, video, audio, [recorder], duration_s=total, core=core,
+                              signals=True).summary
     finally:
-        pipeline.stop_event.set()
+        stop.set()
         scheduler.join(timeout=5.0)
     zero = camera.pacer.origin
     if zero is None or recorder.n == 0:
@@ -173,11 +173,11 @@ def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phas
         phases[name]["rss_mb_end"] = rss[-1] if rss else None
     counters = summary["counters"]
     trained, size = bundle.preprocess.flow, bundle.preprocess.frame_size
-    side = pipeline.student.flow_side
+    side = core.student.flow_side
     return {
         "stream": stream, "bundle": str(bundle_path), "busy_processes": busy,
         "config": {"path": str(config), "flow_size": f"{side}x{side}",
-                   "flow_backend": pipeline.student.flow_backend.name,
+                   "flow_backend": core.student.flow_backend.name,
                    "trained_flow": f"{trained.backend} at {size}x{size}",
                    "budget_ms": cfg.shedding.budget_ms, "budget_overridden": budget_ms is not None,
                    "flow_scales": list(cfg.shedding.flow_scales), "shed_after": cfg.shedding.shed_after,
@@ -187,7 +187,7 @@ def overload(bundle_path: Path, config: Path, clip: Path | None, busy: int, phas
         "shedding": {"escalations": summary["shedding"]["escalations"],
                      "first_reached_s": first_reached(recorder, zero + idle_s, zero + idle_s + load_s, names)},
         "late_ticks": counters.get("late_ticks", 0),
-        "buffers": {"frame_ring_slots": cfg.capture.frame_ring, "frame_ring_frame": f"{side}x{side}x3",
+        "buffers": {"frame_ring_slots": cfg.capture.frame_ring, "frame_ring_frame": "as captured (references)",
                     "audio_ring_s": cfg.capture.audio_ring_s,
                     "token_rings": bundle.manifest["tokens"], "frame_ring": summary["frame_ring"],
                     "audio_ring_dropped": summary["audio_ring_dropped"],

@@ -24,11 +24,13 @@ import psutil
 
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
-from edge.live.cli import default_bundle, install_stop_handlers
+from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.health import ENDED
-from edge.live.pipeline import Pipeline, Sensor
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector
+from edge.live.pipeline import recognizer_for, run_session
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.sensors import Sensor
 from edge.bench.busy import start_busy, stop_busy
 
 # soak fault -> (injected into: video | audio | cpu, FaultInjector kind, modality it must make missing or None)
@@ -117,12 +119,12 @@ def assess(fault: Planned, start: float, end: float, rec: Recorder, period: floa
             recover = float(t[back[0]] - end) if back.size else float("inf")
     window_end = end + (recover if recover is not None and np.isfinite(recover) else 0.0)
     inside = (t >= start) & (t < window_end)
-    # One new token per modality arrives every 2 ticks, so a prediction is due in every slot of 2 ticks (a
-    # tick with no new token in use emits nothing by design); a slot without any prediction is a lost one.
+    # One new token per modality arrives every 2 ticks (a tick with no new token in use emits nothing by
+    # design), and ticks run when their data arrives, so predictions come every `slot` give or take a frame
+    # interval; a gap of more than 1.5 slots between two predictions (or the fault's bounds) lost the slots in it.
     slot = 2 * period
-    n_slots = int((window_end - start) // slot)
-    done = np.floor((t[inside & predicted] - start) / slot)
-    lost = n_slots - int(np.unique(done[done < n_slots]).size)
+    gaps = np.diff(np.concatenate([[start], t[inside & predicted], [window_end]]))
+    lost = int(sum(round(g / slot) - 1 for g in gaps if g > 1.5 * slot))
     lat = rec.latency[:rec.n][inside]
     lat = lat[np.isfinite(lat)]
     return {"fault": fault.name, "start_s": round(fault.start_s, 2), "length_s": round(fault.end_s - fault.start_s, 2),
@@ -216,10 +218,10 @@ def soak(bundle_path: Path, config: Path, minutes: float, seed: int, data_root: 
                      loop=True)
     period = 0.5 / bundle.preprocess.sample_fps
     recorder = Recorder(int(total_s / period * 1.2) + 1000)
-    pipeline = Pipeline(bundle, cfg, Sensor(FaultInjector(camera, scripted["video"], audio=False)),
-                        Sensor(FaultInjector(mic, scripted["audio"], audio=True)), realtime=True,
-                        duration_s=total_s, on_record=recorder)
-    install_stop_handlers(pipeline.stop)
+    video = Sensor(FaultInjector(camera, scripted["video"], audio=False))
+    audio = Sensor(FaultInjector(mic, scripted["audio"], audio=True))
+    core = recognizer_for(bundle, cfg, video, audio)
+    stop = threading.Event()
     uncaught: list[str] = []
     previous_hook = threading.excepthook
 
@@ -229,15 +231,16 @@ def soak(bundle_path: Path, config: Path, minutes: float, seed: int, data_root: 
 
     threading.excepthook = hook
     scheduler = Scheduler(lambda: camera.pacer.origin, [p for p in plan if FAULTS[p.name][0] == "cpu"],
-                          pipeline.stop_event)
+                          stop)
     scheduler.start()
     crashes, summary = [], None
     try:
-        summary = pipeline.run()
+        summary = run_session(bundle, cfg, video, audio, [recorder], duration_s=total_s, core=core,
+                              signals=True).summary
     except Exception as exc:  # a crash is what the soak is looking for: record it, do not die
         crashes.append(f"{type(exc).__name__}: {exc}")
     finally:
-        pipeline.stop_event.set()
+        stop.set()
         scheduler.join(timeout=5.0)
         threading.excepthook = previous_hook
     zero = {"video": camera.pacer.origin, "audio": mic.pacer.origin, "cpu": camera.pacer.origin}
@@ -260,7 +263,7 @@ def soak(bundle_path: Path, config: Path, minutes: float, seed: int, data_root: 
     late = [r for r in rows if r["notice_s"] is not None and (r["notice_s"] > NOTICE_S or r["recover_s"] > RECOVER_S)]
     unnoticed = [r for r in rows if FAULTS[r["fault"]][2] is not None and r["notice_s"] is None]
     growth = (rss_end - rss_start) / rss_start if rss_start and rss_end else None
-    ended = [m for m, state in pipeline.states.items() if state == ENDED]
+    ended = [m for m, state in core.states.items() if state == ENDED]
     return {
         "minutes": minutes, "seed": seed, "stream": f"MovingDigits-AV session ({session.source} source), looped",
         "bundle": str(bundle_path), "faults_injected": len(rows), "by_fault": by_type,

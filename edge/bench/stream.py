@@ -33,8 +33,10 @@ import numpy as np
 from edge.bundle import Bundle, load_bundle
 from edge.errors import ConfigError
 from edge.live.config import DEFAULT_PATH, RuntimeConfig, load_runtime_config
-from edge.live.pipeline import Pipeline, Sensor
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.pipeline import run_session
+from edge.live.sensors import Sensor
 from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, Session, load_sources, render_session
 
 ACTIONS_PER_SESSION = 6
@@ -90,9 +92,7 @@ def play(bundle: Bundle, cfg: RuntimeConfig, session: Session, condition: Condit
                                          block_s=cfg.capture.mic_block_s, name="stream microphone"),
                               faults["audio"], audio=True)
     records: list[dict] = []
-    pipeline = Pipeline(bundle, runtime_for(cfg, condition), Sensor(video), Sensor(audio), realtime=False,
-                        on_record=records.append)
-    pipeline.run()
+    run_session(bundle, runtime_for(cfg, condition), Sensor(video), Sensor(audio), [records.append], realtime=False)
     return records, faults
 
 
@@ -227,7 +227,7 @@ def format_table(result: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from edge.live.cli import default_bundle
+    from edge.assets import default_bundle
 
     parser.add_argument("--sessions", type=int, default=20, help="test-split sessions (default 20)")
     parser.add_argument("--seed", type=int, default=0)

@@ -24,11 +24,12 @@ import psutil
 from edge.bench import default_data_root
 from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError
-from edge.live.cli import default_bundle
+from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, RuntimeConfig, load_runtime_config
 from edge.live.demo import session_levels
-from edge.live.pipeline import Pipeline, Sensor
-from edge.live.sources import ArrayAudio, ArrayVideo
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.pipeline import recognizer_for, run_session
+from edge.live.sensors import Sensor
 from edge.live.web import WebView
 from edge.moving_digits import DEFAULT_SPLITS, Session, load_sources, render_session
 
@@ -111,11 +112,13 @@ def one_run(bundle: Bundle, cfg: RuntimeConfig, session: Session, seconds: float
     audio = ArrayAudio(session.audio, rate, block_s=cfg.capture.mic_block_s, name="microphone", loop=True)
     rss = RssSampler()
     rss.start()
-    pipeline = Pipeline(bundle, cfg, Sensor(video), Sensor(audio), realtime=True, duration_s=seconds)
+    video, audio = Sensor(video), Sensor(audio)
+    core = recognizer_for(bundle, cfg, video, audio)
+    sinks: list = []
     view = process = None
     if clients:
         view = WebView("127.0.0.1", 0)
-        view.follow(pipeline)
+        sinks.append(view.sink(core))
         ctx = multiprocessing.get_context("spawn")
         stop, results = ctx.Event(), ctx.Queue()
         process = ctx.Process(target=run_clients, args=(view.port, clients, stop, results), daemon=True)
@@ -126,7 +129,7 @@ def one_run(bundle: Bundle, cfg: RuntimeConfig, session: Session, seconds: float
                 raise EdgeError("the web clients did not connect within 60 s.")
             time.sleep(0.1)
     try:
-        summary = pipeline.run()
+        summary = run_session(bundle, cfg, video, audio, sinks, realtime=True, duration_s=seconds, core=core).summary
     finally:
         if process is not None:
             stop.set()

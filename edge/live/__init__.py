@@ -1,8 +1,9 @@
-"""The live recognizer: capture threads -> bounded rings -> streaming student -> health mask -> action events.
+"""The live recognizer: a recognizer core without threads, capture drivers around it, sinks after it.
 
-Modules, one job each: sources (camera / file / mic / array / fault injection), rings (bounded buffers),
-health (usable-or-missing per modality), streaming (encode each input once, fuse per prediction),
-shedding (latency budget), events (smoothing + hysteresis), metrics (counters, status line),
-config (runtime.yaml), pipeline (threads and the prediction loop), demo (scored demo stream),
+Modules, one job each: core (push frames / audio, tick(now) -> prediction and events; owns rings, health, the
+availability mask, shedding, the streaming student and events), pipeline (capture threads, file pacing and
+run_session, the one way to run), sinks (JSONL, status line, overlay), console (warnings), sources (the source
+interface) with devices, media, arrays and faults, sensors (--camera / --mic to a source), rings, health,
+streaming, shedding, events, metrics, config (runtime.yaml), cli (the command line), demo (scored demo stream),
 web (the --serve live web view).
 """

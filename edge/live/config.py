@@ -7,15 +7,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edge.errors import ConfigError
+from edge.assets import ASSETS
 from edge.preprocess.config import _from_mapping
 from edge.yamlfile import read_yaml
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "assets" / "configs" / "runtime.yaml"
+DEFAULT_PATH = ASSETS / "configs" / "runtime.yaml"
 
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    frame_ring: int = 8              # model-size frames kept for the sampler (it only takes the freshest)
+    frame_ring: int = 8              # captured frames kept (by reference) for the sampler, which takes the first
+                                     # frame at or after each sampling instant
     audio_ring_s: float = 4.0        # seconds of audio kept (the model reads the last audio_window_s)
     mic_block_s: float = 0.02        # sounddevice callback block
     backoff_initial_s: float = 0.1   # first reconnect delay after a sensor fails

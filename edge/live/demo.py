@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 
 from edge.bundle import Bundle
-from edge.live.cli import install_stop_handlers, open_jsonl
 from edge.live.config import RuntimeConfig
+from edge.live.console import warn
 from edge.live.metrics import format_summary
-from edge.live.pipeline import Pipeline, Sensor, warn
-from edge.live.sources import ArrayAudio, ArrayVideo, Fault, FaultInjector
+from edge.live.pipeline import exit_status, recognizer_for, run_session
+from edge.live.sinks import standard_sinks
+from edge.live.arrays import ArrayAudio, ArrayVideo
+from edge.live.faults import Fault, FaultInjector
+from edge.live.sensors import Sensor
 from edge.live.web import close_view, start_view
 from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, Segment, load_config, load_sources,
                                  render_session)
@@ -98,24 +100,22 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
                                      block_s=cfg.capture.mic_block_s, name="demo microphone"),
                           [faults["mic"]], audio=True)
     records: list[dict] = []
-    jsonl = open_jsonl(args.jsonl)
-    pipeline = Pipeline(bundle, cfg, Sensor(video), Sensor(audio), realtime=args.realtime,
-                        duration_s=args.duration, jsonl=jsonl, status=sys.stderr.isatty(),
-                        on_record=records.append)
+    video, audio = Sensor(video), Sensor(audio)
+    core = recognizer_for(bundle, cfg, video, audio)
+    sinks = standard_sinks(args.jsonl, sys.stderr.isatty(), cfg, core)
+    jsonl = sinks[0] if args.jsonl else None
     if view is not None:
-        view.follow(pipeline)
-    install_stop_handlers(pipeline.stop)
+        sinks.append(view.sink(core))
     try:
-        summary = pipeline.run()
-        score = score_segments(session.segments, records, bundle.preprocess.window_s, faults)
-        score["source"] = session.source
-        if jsonl is not None:
-            jsonl.write(json.dumps(score) + "\n")
+        outcome = run_session(bundle, cfg, video, audio, [*sinks, records.append], realtime=args.realtime,
+                              duration_s=args.duration, core=core, signals=True)
     finally:
-        if jsonl is not None:
-            jsonl.close()
         close_view(view)
-    print(format_summary(summary))
+    score = score_segments(session.segments, records, bundle.preprocess.window_s, faults)
+    score["source"] = session.source
+    if jsonl is not None:
+        jsonl.append(score)
+    print(format_summary(outcome.summary))
     clean = [r for r in score["rows"] if not r["dropout"]]
     print(f"segment accuracy ({score['segments']} segments, {session.source} source): action "
           f"{score['action_accuracy']:.0%}, verb {score['verb_accuracy']:.0%}, noun {score['noun_accuracy']:.0%}; "
@@ -124,4 +124,4 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
           f"{score['segments'] - len(clean)} during them", flush=True)
     if session.source == "procedural":
         print("(procedural source: a smoke demo, not a benchmark result)")
-    return 0
+    return exit_status(outcome)

@@ -77,16 +77,19 @@ class Metrics:
 def format_summary(summary: dict) -> str:
     """The exit summary as a few human-readable lines."""
     c2p = summary["capture_to_prediction_ms"]
+    counters = summary["counters"]
+    states = ", ".join(f"{counters.get(k, 0)} {k.replace('_', ' ')}" for k in ("warming_up", "no_input"))
     lines = [f"run: {summary['wall_s']:.1f} s wall, {summary['cpu_s']:.1f} s CPU ({summary['cpu_percent']:.0f} %), "
-             f"{summary['counters'].get('predictions', 0)} predictions, {summary.get('events', 0)} events"]
+             f"{counters.get('prediction_records', 0)} prediction records ({counters.get('predictions', 0)} "
+             f"with an action, {states}), {summary.get('events', 0)} events"]
     if c2p.get("n"):
         lines.append(f"capture-to-prediction ms: p50 {c2p['p50']:.1f}  p95 {c2p['p95']:.1f}  p99 {c2p['p99']:.1f}")
     for name, s in summary["stages_ms"].items():
         if s.get("n"):
             lines.append(f"  {name:<14} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  p99 {s['p99']:7.2f}  (n={s['n']})")
     lines.append("modalities used: " + ", ".join(f"{m} {f:.0%}" for m, f in summary["modality_fraction"].items()))
-    drops = {k: v for k, v in summary["counters"].items() if k.endswith(("dropped", "skipped", "late_ticks",
-                                                                          "reconnects", "bad_frames"))}
+    drops = {k: v for k, v in counters.items() if k.endswith(("dropped", "skipped", "late_ticks", "reconnects",
+                                                               "bad_frames"))}
     if drops:
         lines.append("drops/faults: " + ", ".join(f"{k} {v}" for k, v in drops.items()))
     return "\n".join(lines)

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.live.pipeline import warn
+from edge.live.console import warn
 from edge.preprocess import to_rgb_uint8
 
 PAGE = Path(__file__).with_name("web_page.html")
@@ -161,13 +161,12 @@ class WebView:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
-    def follow(self, pipeline: Any) -> None:
-        """Feed the view from a Pipeline: every record it emits (after its own on_record, if any) and its
-        newest camera frame, read by the server only when a client wants one."""
-        previous = pipeline.on_record
-        record = self.state.record
-        pipeline.on_record = record if previous is None else lambda rec: (previous(rec), record(rec))
-        self.state.frame = lambda: pipeline.display_frame
+    def sink(self, core: Any) -> "WebSink":
+        """The view as a session sink: every record, the summary at the end, and the camera frame `core` last
+        sampled (converted only when a client wants one)."""
+        self.state.frame = lambda: (None if core.last_frame is None
+                                    else to_rgb_uint8(core.last_frame.data, bgr=core.bgr))
+        return WebSink(self)
 
     def close(self) -> str | None:
         """Give connected clients up to LINGER_S to receive the summary, stop serving, and return the one
@@ -450,6 +449,20 @@ ROUTES: dict[str, Callable[[_Handler, WebView], None]] = {
     "/": _Handler.page, "/state": _Handler.state, "/events": _Handler.events,
     "/video.mjpg": _Handler.video, "/frame.jpg": _Handler.frame,
 }
+
+
+class WebSink:
+    """Feeds a WebView from a session: each record as it is made, then the summary (the caller closes the view,
+    which lets open pages receive it)."""
+
+    def __init__(self, view: WebView) -> None:
+        self.view = view
+
+    def __call__(self, record: dict) -> None:
+        self.view.state.record(record)
+
+    def close(self, summary: dict) -> None:
+        self.view.state.record(summary)
 
 
 def start_view(spec: str | None, token: str | None = None) -> WebView | None:

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge.assets import ASSETS
 from edge.errors import ConfigError
 from edge.moving_digits.splits import DEFAULT_SPLITS, Split, check_disjoint
 from edge.preprocess.config import _from_mapping
 from edge.yamlfile import read_yaml
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "assets" / "configs" / "moving_digits.yaml"
+DEFAULT_CONFIG = ASSETS / "configs" / "moving_digits.yaml"
 
 
 @dataclass(frozen=True)

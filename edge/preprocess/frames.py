@@ -1,6 +1,8 @@
 """Frame sampling, colour conversion, resize and normalisation."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -24,38 +26,82 @@ def uniform_indices(n_frames: int, n_samples: int) -> np.ndarray:
     return np.clip(ends, 0, n_frames - 1)
 
 
-def to_rgb_uint8(frame: np.ndarray, *, bgr: bool = True) -> np.ndarray:
-    """Any camera frame (gray, BGR, BGRA, 8- or 16-bit) as an HxWx3 uint8 RGB image."""
+def check_frame(frame: np.ndarray) -> None:
+    """Refuse, in O(1), a frame no conversion can use (not an array, wrong rank, empty, channel count, dtype);
+    a capture thread checks every frame this way and leaves the conversion to the frames that are sampled."""
     if not isinstance(frame, np.ndarray):
         raise PreprocessError(f"a frame must be a numpy array, got {type(frame).__name__}.")
     if frame.ndim not in (2, 3) or frame.shape[0] == 0 or frame.shape[1] == 0:
         raise PreprocessError(f"a frame must be a non-empty HxW or HxWxC image, got shape {frame.shape}.")
+    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
+        raise PreprocessError(f"a frame must have 1, 3 or 4 channels, got {frame.shape[2]}.")
+    if frame.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise PreprocessError(f"unsupported frame dtype {frame.dtype}; expected uint8, uint16 or float.")
+
+
+def _to_uint8(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint16:
-        frame = (frame >> 8).astype(np.uint8)
-    elif frame.dtype in (np.float32, np.float64):
+        return (frame >> 8).astype(np.uint8)
+    if frame.dtype in (np.float32, np.float64):
         if not np.isfinite(frame).all():
             raise PreprocessError("a frame contains NaN or Inf values.")
-        frame = np.clip(frame * 255.0, 0, 255).astype(np.uint8)
-    elif frame.dtype != np.uint8:
-        raise PreprocessError(f"unsupported frame dtype {frame.dtype}; expected uint8, uint16 or float.")
+        return np.clip(frame * 255.0, 0, 255).astype(np.uint8)
+    return frame
+
+
+def to_rgb_uint8(frame: np.ndarray, *, bgr: bool = True) -> np.ndarray:
+    """Any camera frame (gray, BGR, BGRA, 8- or 16-bit) as an HxWx3 uint8 RGB image."""
+    check_frame(frame)
+    frame = _to_uint8(frame)
     if frame.ndim == 2 or frame.shape[2] == 1:
         return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
-    channels = frame.shape[2]
-    if channels == 3:
+    if frame.shape[2] == 3:
         return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr else np.ascontiguousarray(frame)
-    if channels == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
-    raise PreprocessError(f"a frame must have 1, 3 or 4 channels, got {channels}.")
+    return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
+
+
+def _resize(frame: np.ndarray, size: int) -> np.ndarray:
+    """Area resize to size x size. A frame at least 8x that size (both sides) is first point-sampled (nearest
+    neighbour) down by an integer factor k to 4-8x it, so the cost stays near that of a frame of a few hundred
+    pixels whatever the camera's resolution (about 1 ms from 4K); smaller frames are area-resized as they are."""
+    h, w = frame.shape[:2]
+    if (h, w) == (size, size):
+        return frame
+    k = min(h, w) // (4 * size)
+    if k >= 2:
+        frame = cv2.resize(frame, (w // k, h // k), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def prepare_frame(frame_rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Resize an RGB uint8 frame to the model's square input (HxWx3 uint8)."""
     if frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3 or frame_rgb.shape[0] == 0 or frame_rgb.shape[1] == 0:
         raise PreprocessError(f"prepare_frame needs a non-empty HxWx3 RGB frame, got shape {frame_rgb.shape}.")
-    size = cfg.frame_size
-    if frame_rgb.shape[:2] == (size, size):
-        return frame_rgb
-    return cv2.resize(frame_rgb, (size, size), interpolation=cv2.INTER_AREA)
+    return _resize(frame_rgb, cfg.frame_size)
+
+
+@lru_cache(maxsize=1)
+def _reformatter():
+    from av.video.reformatter import VideoReformatter
+
+    return VideoReformatter()
+
+
+def _pyav_rgb(frame) -> np.ndarray:
+    """frame.to_ndarray(format="rgb24"), through one reused converter (a new one per frame costs 3x)."""
+    return _reformatter().reformat(frame, format="rgb24").to_ndarray()
+
+
+def prepare_camera_frame(frame, size: int, *, bgr: bool = False) -> np.ndarray:
+    """Any camera frame as a size x size RGB uint8 image, equal to prepare_frame(to_rgb_uint8(frame, bgr=bgr))
+    at that size: resized first, colour-converted at the small size (channel order and gray replication commute
+    with an area resize), so a sampled 4K frame costs about what a small one does. `frame` may also be a PyAV
+    VideoFrame not yet converted to RGB (decoders hand those over, so only sampled frames pay for it)."""
+    if not isinstance(frame, np.ndarray) and hasattr(frame, "to_ndarray"):
+        frame, bgr = _pyav_rgb(frame), False
+    check_frame(frame)
+    small = _resize(_to_uint8(frame), size)
+    return to_rgb_uint8(small, bgr=bgr)
 
 
 def normalize_frame(frame_rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

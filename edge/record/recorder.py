@@ -27,7 +27,7 @@ import numpy as np
 from edge.errors import EdgeError
 from edge.record.folder import FolderError, OutputFolder
 from edge.record.plan import Action, Plan
-from edge.record.sensors import SourceError, SourceLost, pacer_skipped
+from edge.record.sensors import SourceError, SourceLost, pacer_skipped, rgb_frame
 from edge.record.writer import DiskFull, SessionWriter, WriteError, readable_end
 
 KIND_NAME = {"V": "camera", "A": "microphone"}
@@ -104,6 +104,8 @@ class CaptureThread(threading.Thread):
                 self.out.put(("ended", self.kind, self._now(), None))
                 return
             pts, data = item
+            if self.kind == "V":
+                data = rgb_frame(self.source, data)
             t = self._stamp(pts)
             if down:
                 self.out.put(("back", self.kind, t, None))
@@ -202,6 +204,8 @@ class FastCapture:
                 self.peek[kind] = ("ended", kind, None, None)
                 return
             pts, data = item
+            if kind == "V":
+                data = rgb_frame(src, data)
             if self.down[kind]:
                 self.pending.append(("back", kind, pts, None))
                 self.down[kind] = False

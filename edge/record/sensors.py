@@ -1,22 +1,38 @@
-"""The one place the recorder imports the live runtime's sources (issue 12 moves them: re-point these imports).
+"""The one place the recorder imports the live runtime's sources.
 
 `open_sensors` turns `--camera X` / `--mic Y` into opened sources exactly as run_live.py does (index, device
 path, URL, media file, `none`); the recorder only needs open/read/close, `is_file`, `rate` and `name`.
 """
 from __future__ import annotations
 
-from edge.live.cli import camera_source, mic_source
-from edge.live.sources import (DEMO_HINT, Fault, FaultInjector, MediaAudio, MediaVideo, MicSource, NoAudioStream, OpenCVCamera,
-                               Source, SourceError, SourceLost)
+import numpy as np
+
+from edge.live.devices import MicSource, OpenCVCamera
+from edge.live.faults import Fault, FaultInjector
+from edge.live.media import MediaAudio, MediaVideo
+from edge.live.sensors import camera_source, mic_source
+from edge.live.sources import DEMO_HINT, NoAudioStream, Source, SourceError, SourceLost
+from edge.preprocess import to_rgb_uint8
 
 __all__ = ["Fault", "FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
-           "SourceError", "SourceLost", "make_sources", "pacer_skipped", "nominal_fps"]
+           "SourceError", "SourceLost", "make_sources", "pacer_skipped", "nominal_fps", "rgb_frame"]
 
 
 def make_sources(camera: str, mic: str, rate: int, block_s: float, realtime: bool) -> tuple[Source | None,
                                                                                              Source | None]:
     """(video, audio) sources, not opened; None for `none`."""
     return camera_source(camera, realtime), mic_source(mic, rate, block_s, realtime)
+
+
+def rgb_frame(source, data) -> np.ndarray:
+    """A video source's frame as HxWx3 RGB uint8: sources hand frames over as they come (a PyAV frame not yet
+    converted, OpenCV's BGR), since the recognizer converts only the frames it samples; the recorder keeps all."""
+    if not isinstance(data, np.ndarray):
+        return data.to_ndarray(format="rgb24")
+    inner = source
+    while inner is not None and not hasattr(inner, "bgr"):
+        inner = getattr(inner, "source", None)
+    return to_rgb_uint8(data, bgr=bool(getattr(inner, "bgr", False)))
 
 
 def pacer_skipped(source) -> int:

@@ -1,7 +1,7 @@
 """A small MJPEG-over-HTTP camera: serves a media file's frames (looped, at their own rate) as
 multipart/x-mixed-replace JPEGs, the way wearable prototypes stream their camera over Wi-Fi.
 
-`python -m edge.live.mjpeg_server FILE [--port N] [--host H]` prints the stream URL; it binds 127.0.0.1 unless
+`python -m tests.mjpeg_server FILE [--port N] [--host H]` prints the stream URL; it binds 127.0.0.1 unless
 --host says otherwise. Tests start it as a process and stop it to make the network camera disappear.
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ class MJPEGServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edge.live.mjpeg_server", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tests.mjpeg_server", description=__doc__.splitlines()[0])
     p.add_argument("file", type=Path, help="media file whose video is served")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free one)")

@@ -1,0 +1,142 @@
+"""How a run ends: a full disk, a run that made nothing usable, Ctrl-C at any moment, a bad --duration."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.bundle import load_bundle
+from edge.live.config import RuntimeConfig
+from edge.live.pipeline import recognizer_for, run_session
+from edge.live.arrays import ArrayVideo
+from edge.live.sensors import Sensor
+from tests.conftest import REPO
+from tests.live_helpers import wait_for_a_prediction
+from tests.media_helpers import write_video
+
+
+def run_live(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "run_live.py"), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pancake(data_root) -> str:
+    return str(data_root / "clips" / "flipping_a_pancake.mkv")
+
+
+def test_a_full_disk_is_one_warning_predictions_go_on_and_the_exit_code_says_the_jsonl_is_incomplete(
+        random_bundle, pancake):
+    res = run_live("--camera", pancake, "--mic", pancake, "--bundle", str(random_bundle), "--fast",
+                   "--duration", "3", "--jsonl", "/dev/full")
+    assert res.returncode == 4, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2 and "Traceback" not in res.stderr, lines
+    assert lines[0] == ("warning: cannot write to the JSONL file /dev/full any more (No space left on device); "
+                        "predictions go on, but the file ends at its last whole line.")
+    assert lines[1].startswith("error: the JSONL file is incomplete")
+    assert "prediction records" in res.stdout and "capture-to-prediction" in res.stdout  # the summary is printed
+
+
+def _one_error(res: subprocess.CompletedProcess, needle: str) -> None:
+    assert res.returncode == 3, (res.returncode, res.stderr)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no usable prediction was made: "), lines
+    assert needle in lines[0] and lines[0].endswith("."), lines[0]
+
+
+def test_a_still_image_as_the_camera_names_its_single_frame(random_bundle, tmp_path):
+    png = tmp_path / "still.png"
+    cv2.imwrite(str(png), np.random.default_rng(0).integers(30, 220, (48, 64, 3), np.uint8))
+    _one_error(run_live("--camera", str(png), "--mic", "none", "--bundle", str(random_bundle), "--fast"),
+               "delivers a single frame, below the 4 per second the sampler needs")
+
+
+def test_a_1_fps_video_names_its_frame_rate(random_bundle, tmp_path):
+    clip = tmp_path / "slow.mkv"
+    write_video(clip, 6, 1, audio=False, level=lambda k: 60 + 20 * k)
+    _one_error(run_live("--camera", str(clip), "--mic", "none", "--bundle", str(random_bundle), "--fast"),
+               "delivers 1 frames per second, below the 4 per second the sampler needs")
+
+
+def test_audio_clipped_throughout_is_named(random_bundle, tmp_path):
+    import av
+
+    path = tmp_path / "clipped.wav"
+    square = np.sign(np.sin(2 * np.pi * 220 * np.arange(3 * 16000) / 16000)).astype(np.float32)
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("pcm_f32le", rate=16000)
+        stream.layout = "mono"
+        for i in range(0, square.size, 1600):
+            frame = av.AudioFrame.from_ndarray(square[None, i:i + 1600], format="flt", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    _one_error(run_live("--camera", "none", "--mic", str(path), "--bundle", str(random_bundle), "--fast"),
+               "is clipped throughout")
+
+
+class SlowVideo(ArrayVideo):
+    """Frames that take 20x their own duration to produce (1.5 per second of a 30 fps stream), as a decoder far
+    slower than real time would."""
+
+    def read(self):
+        time.sleep(20.0 / self.fps)
+        return super().read()
+
+
+def test_a_source_slower_than_real_time_is_named(random_bundle):
+    bundle = load_bundle(random_bundle)
+    frames = np.random.default_rng(0).integers(30, 220, (8, 48, 64, 3), np.uint8)
+    video, audio = Sensor(SlowVideo(frames, 30.0, loop=True, name="slow video")), Sensor(None, "off")
+    core = recognizer_for(bundle, RuntimeConfig(), video, audio)
+    outcome = run_session(bundle, RuntimeConfig(), video, audio, realtime=True, duration_s=3.0, core=core)
+    assert outcome.diagnosis is not None and "slow video decodes slower than real time" in outcome.diagnosis
+    assert outcome.summary["counters"]["camera_late_skipped"] > 0  # and the pacer's skips are counted
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "soon"])
+def test_a_duration_that_is_not_a_finite_positive_number_is_refused(random_bundle, value):
+    res = run_live("--camera", "none", "--mic", "none", "--duration", value)
+    assert res.returncode == 2 and "--duration" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_second_ctrl_c_during_the_clean_stop_still_exits_0(random_bundle, pancake, tmp_path):
+    out = tmp_path / "c.jsonl"
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--camera", pancake, "--mic", pancake,
+                             "--bundle", str(random_bundle), "--jsonl", str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_a_prediction(out)
+    while proc.poll() is None:  # Ctrl-C, then keep pressing it through the stop and the interpreter's exit
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "capture-to-prediction" in stdout
+
+
+def test_ctrl_c_during_start_up_is_one_sentence(random_bundle, pancake):
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--camera", pancake, "--mic", "none",
+                             "--bundle", str(random_bundle)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # Python is up (its Ctrl-C handler installed), numpy / OpenCV / onnxruntime still loading
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert "Traceback" not in stderr
+    if proc.returncode != 0:  # a fast machine may have started the session already: then it stops cleanly
+        assert proc.returncode == 130 and stderr.strip() == "interrupted before the recognizer started."
+
+
+def test_black_video_and_no_microphone_name_the_reason_v_was_missing(random_bundle):
+    bundle = load_bundle(random_bundle)
+    black = np.zeros((24, 32, 32, 3), np.uint8)
+    video, audio = Sensor(ArrayVideo(black, 8.0, realtime=False)), Sensor(None, "off")
+    outcome = run_session(bundle, RuntimeConfig(), video, audio, realtime=False)
+    assert outcome.diagnosis == "no usable prediction was made: video (V) was black throughout."
