@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--max-action-loss", type=float, default=1.0, help="points of action accuracy int8 may lose")
     q.add_argument("--max-size-ratio", type=float, default=0.30, help="int8 / fp32 file size allowed")
     q.add_argument("--timing-repetitions", type=int, default=300, help="timed calls per quantization variant")
+    q.add_argument("--method", choices=("minmax", "percentile"), default="minmax",
+                   help="activation ranges: min/max of the calibration inputs, or their 99.999th percentile")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--report", type=Path, help="report path stem: writes STEM.json and STEM.md "
                                                "(default runs/calibration/<out folder name>)")
@@ -72,7 +74,7 @@ def _quantize(args: argparse.Namespace) -> int:
     report = calibrate(args.bundle, splits, out, encoder_inputs=args.encoder_inputs,
                        masks_per_clip=args.masks_per_clip, seed=args.seed, timing_repetitions=args.timing_repetitions,
                        targets=Targets(args.max_action_loss, args.max_size_ratio), source=info,
-                       write_anyway=args.write_anyway, log=lambda msg: print(msg, flush=True))
+                       write_anyway=args.write_anyway, method=args.method, log=lambda msg: print(msg, flush=True))
     stem = args.report or Path("runs/calibration") / out.name
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))

@@ -64,7 +64,7 @@ def _losses(fp32: dict, int8: dict) -> dict[str, float]:
 def calibrate(bundle_dir: str | Path, splits: Splits, out_dir: str | Path, *, encoder_inputs: int = 512,
               masks_per_clip: int = 4, seed: int = 0, threads: int = 1, timing_repetitions: int = 200,
               targets: Targets = Targets(), source: dict | None = None, write_anyway: bool = False,
-              log: Callable[[str], None] = print) -> dict:
+              method: str = "minmax", log: Callable[[str], None] = print) -> dict:
     """Quantize `bundle_dir`, write the int8 bundle to `out_dir` when it meets `targets` (or `write_anyway`),
     and return the report (calibration/report.py renders its tables)."""
     fp32 = load_bundle(bundle_dir, threads=threads)
@@ -84,7 +84,7 @@ def calibrate(bundle_dir: str | Path, splits: Splits, out_dir: str | Path, *, en
             for v in _variants(role):
                 log(f"quantizing {role} as {v.name}")
                 paths[role][v.name] = quantize_variant(fp32_paths[role], Path(tmp) / f"{role}.{v.name}.onnx",
-                                                       feeds[role], v)
+                                                       feeds[role], v, method)
             timing = _time_role(paths[role], _single_feed(role, splits.val, fp32_tokens), timing_repetitions, threads)
             variants_report[role] = [
                 {"variant": name, "description": next((v.description for v in _variants(role) if v.name == name),
@@ -107,7 +107,7 @@ def calibrate(bundle_dir: str | Path, splits: Splits, out_dir: str | Path, *, en
         report = {
             "bundle": str(bundle_dir), "out": str(out_dir), "source": dict(source or {}),
             "clips": {"calib": len(splits.calib), "val": len(splits.val), "test": len(splits.test)},
-            "calibration_inputs": {r: len(f) for r, f in feeds.items()},
+            "calibration_inputs": {r: len(f) for r, f in feeds.items()}, "method": method,
             "variants": variants_report, "combinations_val": combos, "choice": choice,
             "retention_test": retention, "temperatures": temperatures, "ece_test": ece,
             "size": {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes, "ratio": round(int8_bytes / fp32_bytes, 4)},
@@ -181,7 +181,8 @@ def _write(manifest: dict, chosen: dict[str, Path], out_dir: str | Path, report:
     keep = {k: v for k, v in manifest.items() if k not in ("files", "format_version")}
     extra = dict(keep.get("extra") or {})
     extra["quantization"] = {"tool": "onnxruntime.quantization.quantize_static", "weights": "int8 per channel",
-                             "activations": "uint8 per tensor, MinMax", "formats": dict(report["choice"]),
+                             "activations": f"uint8 per tensor, {report['method']}",
+                             "formats": dict(report["choice"]),
                              "fp32_bundle": {"name": manifest["name"],
                                              "fusion_sha256": manifest["files"]["fusion"]["sha256"]}}
     extra["calibration_set"] = {**report["source"], "clips": report["clips"]["calib"],

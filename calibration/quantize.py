@@ -108,9 +108,15 @@ def _compact(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+# Activation ranges from the calibration inputs: MinMax takes the extremes; Percentile (99.999 %) ignores the
+# rare outliers that stretch a range and waste int8 levels on it.
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+
+
 def quantize_variant(src: str | Path, dst: str | Path, feeds: Sequence[dict[str, np.ndarray]],
-                     variant: Variant) -> Path:
-    """Write the int8 model of `src` under `variant` to `dst`, calibrated on `feeds` (batch-1 input dicts)."""
+                     variant: Variant, method: str = "minmax") -> Path:
+    """Write the int8 model of `src` under `variant` to `dst`, calibrated on `feeds` (batch-1 input dicts) with
+    the activation-range `method` (CALIBRATION_METHODS)."""
     if not feeds:
         raise ValueError("quantization needs at least one calibration input.")
     dst = Path(dst)
@@ -123,7 +129,7 @@ def quantize_variant(src: str | Path, dst: str | Path, feeds: Sequence[dict[str,
             op_types_to_quantize=list(variant.op_types) if variant.op_types else None,
             nodes_to_quantize=nodes, per_channel=True, reduce_range=False,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=CALIBRATION_METHODS[method],
         )
     _compact(dst)
     return dst

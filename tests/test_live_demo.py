@@ -20,7 +20,7 @@ from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input
                              prepare_frame, to_gray, window_to_model_input)
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "assets" / "bundles" / "karmma_s_int8"
+SHIPPED = REPO / "assets" / "bundles" / "karmma_s"
 
 
 def _pred(t: float, verb: str | None, noun: str | None) -> dict:

@@ -267,7 +267,7 @@ def test_materialize_equals_items_and_reuses_its_cache(tmp_path):
 def test_session_command_renders_at_a_bundles_training_levels(tmp_path, capsys):
     from edge.moving_digits.__main__ import main as moving_digits_main
 
-    bundle = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "karmma_s_int8"
+    bundle = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "karmma_s"
     out = tmp_path / "s.mkv"
     assert moving_digits_main(["session", "--out", str(out), "--n-actions", "1", "--bundle", str(bundle)]) == 0
     assert "the bundle's training levels" in capsys.readouterr().out and out.is_file()

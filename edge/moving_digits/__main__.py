@@ -1,7 +1,7 @@
 """Command line: render a MovingDigits-AV session to .mkv + .json, or a contact sheet of clips to .png.
 
     python -m edge.moving_digits session --out runs/demo.mkv [--data-root R] [--split test] [--n-actions 10]
-        [--bundle assets/bundles/karmma_s_int8]   (render at the levels that bundle was trained with)
+        [--bundle assets/bundles/karmma_s]   (render at the levels that bundle was trained with)
     python -m edge.moving_digits sheet --out runs/sheet.png [--data-root R] [--split val]
 """
 from __future__ import annotations
