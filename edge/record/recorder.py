@@ -79,22 +79,19 @@ class CaptureThread(threading.Thread):
         backoff, down, disc = BACKOFF_S[0], False, False
         dropped_seen = 0
         while not self.stop_event.is_set():
+            lost = None
             try:
                 item = self.source.read()
             except SourceLost as exc:
-                if not down:
-                    self.out.put(("lost", self.kind, self._now(), str(exc)))
-                    down = True
-                disc = True
-                self._reopen(backoff)
-                backoff = min(2 * backoff, BACKOFF_S[1])
-                continue
+                lost = str(exc)
             except SourceError as exc:
                 self.out.put(("ended", self.kind, self._now(), str(exc)))
                 return
             except Exception as exc:  # a driver failing in an unforeseen way: treat as lost, reopen
+                lost = f"{self.source.name} failed ({exc})."
+            if lost is not None:
                 if not down:
-                    self.out.put(("lost", self.kind, self._now(), f"{self.source.name} failed ({exc})."))
+                    self.out.put(("lost", self.kind, self._now(), lost))
                     down = True
                 disc = True
                 self._reopen(backoff)
