@@ -80,8 +80,8 @@ def scripted_faults(duration_s: float, seed: int) -> dict[str, list[Fault]]:
     return out
 
 
-def play(bundle: Bundle, cfg: RuntimeConfig, session: Session, condition: Condition, seed: int) -> tuple[list, dict]:
-    """One session through the live pipeline under `condition`: its records and the injected faults."""
+def play(bundle: Bundle, cfg: RuntimeConfig, session: Session, condition: Condition, seed: int) -> list[dict]:
+    """One session through the live pipeline under `condition`: its records."""
     faults = scripted_faults(session.duration_s, seed) if condition.faults else {"video": [], "audio": []}
     video = audio = None
     if condition.camera:
@@ -93,7 +93,7 @@ def play(bundle: Bundle, cfg: RuntimeConfig, session: Session, condition: Condit
                               faults["audio"], audio=True)
     records: list[dict] = []
     run_session(bundle, runtime_for(cfg, condition), Sensor(video), Sensor(audio), [records.append], realtime=False)
-    return records, faults
+    return records
 
 
 def spans(segments: list[Segment], window_s: float) -> list[tuple[float, float]]:
@@ -160,9 +160,8 @@ def plot(timelines: dict[str, tuple[Session, list[dict]]], window_s: float, path
             ax.axvspan(seg.start_s, seg.end_s, ymin=0.72, ymax=0.98, color="tab:blue", alpha=0.35)
             ax.text((seg.start_s + seg.end_s) / 2, 4.55, f"{VERBS[seg.verb]} {NOUNS[seg.noun]}", ha="center",
                     va="center", fontsize=7)
-        truth = {}
-        for seg in session.segments:
-            truth[(seg.start_s, seg.end_s + window_s / 2)] = (VERBS[seg.verb], NOUNS[seg.noun])
+        truth = {(seg.start_s, seg.end_s + window_s / 2): (VERBS[seg.verb], NOUNS[seg.noun])
+                 for seg in session.segments}
         preds = [r for r in records if r["type"] == "prediction"]
         for r in preds:
             if r["verb"] is None:
@@ -202,7 +201,7 @@ def benchmark(bundle: Bundle, cfg: RuntimeConfig, sessions: int, seed: int, data
         session = render_session(sources, seed * 1000 + k, ACTIONS_PER_SESSION, levels, gap_s=GAP_S,
                                  sample_rate=pre.audio_sample_rate)
         for condition in conditions:
-            records, _ = play(bundle, cfg, session, condition, seed * 1000 + k)
+            records = play(bundle, cfg, session, condition, seed * 1000 + k)
             scored[condition.name].append(score_session(session.segments, records, pre.window_s,
                                                         session.duration_s))
             if k == 0:

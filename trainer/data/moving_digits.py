@@ -36,6 +36,7 @@ from tqdm import tqdm
 import edge.moving_digits
 import edge.preprocess
 from edge.errors import ConfigError
+from edge.live.config import HealthConfig
 from edge.moving_digits.config import NuisanceLevels, load_config
 from edge.moving_digits.render import NOUNS, VERBS, plan_clip, render_audio, render_frames
 from edge.moving_digits.session import SessionPlan, plan_session
@@ -102,8 +103,7 @@ class StreamWindows:
         return self != StreamWindows()
 
 
-_MIN_FRESH = {"V": 4, "F": 4, "A": 3}       # tokens a returning modality needs before it counts again (live)
-_SILENT_S = 0.35                            # audio silent this long is marked missing by the health monitor
+_HEALTH = HealthConfig()        # the live health monitor's defaults: when a fault is marked, when a modality is back
 
 
 def overlap_targets(segments, start_s: float, end_s: float, n_verb: int, n_noun: int) -> tuple[np.ndarray, np.ndarray]:
@@ -245,7 +245,7 @@ class MovingDigitsDataset(Dataset):
             frames[-1] = np.zeros_like(frames[-1])
         else:
             end = audio_from + int(round(self.pre.window_s * self.pre.audio_sample_rate))
-            audio[max(0, end - int(round(_SILENT_S * self.pre.audio_sample_rate))):end] = 0.0
+            audio[max(0, end - int(round(_HEALTH.silent_s * self.pre.audio_sample_rate))):end] = 0.0
 
     def _warm_up(self, rng: np.random.Generator, item: dict) -> None:
         """In place, per modality with probability warmup_prob: the window a token ring gives while it refills
@@ -257,7 +257,7 @@ class MovingDigitsDataset(Dataset):
             x = item[key]
             offset = 1 if m == "V" else 0               # frames[0] is the frame before the first sampled one
             tokens = len(x) - offset
-            k = int(rng.integers(1, tokens - _MIN_FRESH[m] + 1))      # tokens not yet refilled
+            k = int(rng.integers(1, tokens - _HEALTH.min_tokens[m] + 1))      # tokens not yet refilled
             if m == "V":                # the oldest token after a reset had no previous frame: its diff is 0
                 x[:offset + k + 1] = x[offset + k]
             else:
