@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from calibration.data import encoder_feeds, fusion_feeds
@@ -173,3 +174,18 @@ def test_cli_quantizes_on_real_held_out_clips(data_root, random_bundle, tmp_path
     calib = load_bundle(out).manifest["extra"]["calibration_set"]
     assert calib["data_source"].startswith("real") and calib["calibration_split"] == "val"
     assert calib["val_split"]["speakers"] != calib["test_split"]["speakers"]
+
+
+
+@pytest.mark.parametrize("name", ["qdq_float_input", "qoperator_float_input"])
+def test_float_input_variants_never_round_the_input(random_bundle, tmp_path, name):
+    """frame+diff: the frame difference spans a small part of the input's range, and a per-tensor uint8 input
+    rounds most of it away (on the shipped student: V -2.0, F+A -12.6 val action points); the float_input
+    variants feed the input to a float first conv and quantize from its output on."""
+    variant = {v.name: v for v in ENCODER_VARIANTS}[name]
+    clips = random_clips(4, 2)
+    feeds = encoder_feeds(clips.inputs["V"], "frame", 16, np.random.default_rng(0))
+    graph = onnx.load(str(quantize_variant(random_bundle / "video_encoder.onnx", tmp_path / "v.onnx", feeds,
+                                           variant))).graph
+    assert [n.op_type for n in graph.node if "frame" in n.input] == ["Conv"]
+    assert sum(n.op_type in ("QLinearConv", "DequantizeLinear") for n in graph.node) >= 3  # the rest is int8
