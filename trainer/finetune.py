@@ -64,15 +64,6 @@ def _check_labels(train, labels: dict[str, list[str]]) -> None:
                               "some, or remove the class from labels.json.")
 
 
-def _nonempty(run: Run, split: str, train: bool):
-    dataset = run.dataset(split, train=train)
-    if len(dataset) == 0:
-        skipped = getattr(dataset, "skips", None)
-        why = f" ({skipped.summary(kept=0)})" if skipped is not None and skipped.total else ""
-        raise ConfigError(f"split {split!r} of {run.spec.name} has no usable samples{why}.")
-    return dataset
-
-
 def _phase(run: Run, model: MultimodalModel, train, trainable: list[nn.Parameter], epochs: int, lr: float,
            name: str, phase: int) -> None:
     """One fine-tuning phase through `fit`: only `trainable` learns (its own optimizer, schedule, checkpoint)."""
@@ -108,8 +99,8 @@ def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Pat
     bundle = load_bundle(source)
     model = bundle_model(bundle)
     run = replace(run, pre=bundle.preprocess)
-    train = _nonempty(run, run.train_split, train=True)
-    evaluations = {s: _nonempty(run, s, train=False) for s in eval_splits}    # bad splits fail before training
+    train = run.dataset(run.train_split, train=True)
+    evaluations = {s: run.dataset(s, train=False) for s in eval_splits}    # bad splits fail before training
     labels = train.labels
     _check_labels(train, labels)
     origin = {"from": {"name": bundle.manifest["name"], "weights_sha256": bundle.manifest["files"][WEIGHTS]["sha256"]}}
