@@ -22,45 +22,25 @@ def _parser() -> argparse.ArgumentParser:
                        ("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion"),
                        ("student", "the teacher (or resume it from --out), then distil KARMMA_S; export bundles")):
         t = sub.add_parser(name, help=f"{text} on --dataset (runs under torchrun too)")
-        add_dataset_args(t)
-        t.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, token caches, results, "
-                                                               "bundles); the same --out resumes")
-        t.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
-                                                   "trainer_smoke.yaml with --smoke)")
-        t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a config value (e.g. batch_size=256, data.workers=8)")
-        t.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (every stage in < 1 minute)")
+        _run_args(t, "run folder (checkpoints, token caches, results, bundles); the same --out resumes")
         t.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                        help=f"rendered MovingDigits-AV clips (default $KARMMA_CACHE or {DEFAULT_CACHE})")
-        t.add_argument("--train-split", default="train", help="split trained on (default train; EPIC and SSv2: "
-                                                              "90%% of the train list, train-full: all of it)")
         t.add_argument("--eval-split", default="test", help="split scored at the end (default test; tune on val, "
                                                             "never on test)")
         t.add_argument("--freeze-bn", action="store_true",
                        help="BatchNorm on running statistics: N processes then train exactly as one on CPU")
         t.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda:LOCAL_RANK when available")
-        t.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: on a shared "
-                                                              "CPU, more threads oversubscribe and run slower)")
         if name == "benchmark":
             t.add_argument("--seeds", type=int, default=1, help="student seeds (mean and spread reported when > 1)")
 
     f = sub.add_parser("finetune", help="teach a bundle's student a new label set from --dataset (new heads; "
                                         "encoders and missing-modality tokens from the bundle); exports a bundle")
-    add_dataset_args(f)
+    _run_args(f, "run folder: checkpoints, finetune/results.json and the bundle OUT/bundle; the same --out resumes")
     f.add_argument("--from", dest="source", required=True, type=Path, metavar="BUNDLE",
                    help="fp32 bundle exported by this trainer (holds weights.pt), e.g. assets/bundles/karmma_s")
-    f.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, finetune/results.json and "
-                                                           "the bundle OUT/bundle; the same --out resumes")
-    f.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
-                                               "trainer_smoke.yaml with --smoke); its finetune section")
-    f.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (e.g. finetune.epochs=10)")
-    f.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (numbers mean nothing)")
-    f.add_argument("--train-split", default="train", help="split trained on (default train)")
     f.add_argument("--eval-splits", nargs="*", default=["val", "test"], metavar="SPLIT",
                    help="splits scored per modality subset (default: val test; none: --eval-splits alone)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
-    f.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
@@ -75,6 +55,27 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", type=Path, help="also write the scores here")
     e.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
     return ap
+
+
+def _run_args(p: argparse.ArgumentParser, out_help: str) -> None:
+    """What every training command takes: the dataset, --out, the config and its overrides, threads."""
+    add_dataset_args(p)
+    p.add_argument("--out", required=True, type=Path, help=out_help)
+    p.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
+                                               "trainer_smoke.yaml with --smoke)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (e.g. batch_size=256, data.workers=8, finetune.epochs=10)")
+    p.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (every stage in < 1 minute)")
+    p.add_argument("--train-split", default="train", help="split trained on (default train; EPIC and SSv2: "
+                                                          "90%% of the train list, train-full: all of it)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: on a shared "
+                                                          "CPU, more threads oversubscribe and run slower)")
+
+
+def _config(args: argparse.Namespace):
+    from trainer.config import load_config
+
+    return load_config(args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml"), args.set)
 
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
@@ -125,7 +126,6 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from trainer import distributed as ddp
-    from trainer.config import load_config
     from trainer.benchmark import run_benchmark
     from trainer.stages import Run, run_student, run_teacher
 
@@ -133,8 +133,7 @@ def _train(args: argparse.Namespace) -> int:
         raise EdgeError("--seeds must be at least 1.")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))
-    config = args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml")
-    cfg = load_config(config, args.set)
+    cfg = _config(args)
     spec = dataset_spec(args)
     info = ddp.init(device=args.device)
     try:
@@ -162,14 +161,13 @@ def _finetune(args: argparse.Namespace) -> int:
     import torch
 
     from trainer import distributed as ddp
-    from trainer.config import load_config
     from trainer.finetune import run_finetune
     from trainer.stages import Run
 
     start = time.time()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))
-    cfg = load_config(args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml"), args.set)
+    cfg = _config(args)
     run = Run(dataset_spec(args), cfg, args.out, ddp.DistInfo(device=torch.device(args.device)),
               train_split=args.train_split, seed=cfg.data.seed)
     result = run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle")
