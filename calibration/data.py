@@ -55,6 +55,6 @@ def dataset_splits(args, bundle, cfg) -> tuple["ClipSet", "ClipSet"]:
     for split in ("val", "test"):
         dataset = build_dataset(spec, split, train=False, data=cfg.data, pre=bundle.preprocess)
         check_bundle_labels(bundle, dataset, args.dataset)
-        out.append(clips_of(dataset, {"data_root": args.data_root, **spec.options, "split": split,
-                                      "samples": len(dataset)}))
+        out.append(clips_of(dataset, {"data_root": args.data_root, "data_source": f"{args.dataset} {split} split",
+                                      **spec.options, "samples": len(dataset)}))
     return out[0], out[1]

@@ -69,7 +69,7 @@ def test_shipped_weights_reproduce_the_shipped_onnx_files():
 
 
 def test_finetune_exports_a_bundle_the_runtime_and_quantize_take(takes, tmp_path, capsys):
-    assert finetune(takes, tmp_path / "run") == 0
+    assert finetune(takes, tmp_path / "run", SHIPPED, "--set", "finetune.train=all") == 0
     assert "wall time" in capsys.readouterr().out
     bundle = load_bundle(tmp_path / "run" / "bundle")
     assert bundle.labels == {"verb": sorted(a[0] for a in ACTIONS), "noun": sorted(a[1] for a in ACTIONS)}
@@ -85,15 +85,18 @@ def test_finetune_exports_a_bundle_the_runtime_and_quantize_take(takes, tmp_path
     assert load_bundle(tmp_path / "run" / "bundle_int8").labels == bundle.labels
 
 
-def test_heads_phase_keeps_the_bundle_encoders(takes, tmp_path):
-    """With only the heads phase, the encoders (BatchNorm statistics too) are the bundle's, exactly."""
-    assert finetune(takes, tmp_path / "run", SHIPPED, "--set", "finetune.epochs=0", "--eval-splits") == 0
+def test_default_finetune_keeps_the_bundle_encoders(takes, tmp_path):
+    """train: fusion (the default): the encoders, BatchNorm statistics too, stay the bundle's exactly; the fusion
+    learns, and the heads' last layers are new."""
+    assert finetune(takes, tmp_path / "run", SHIPPED, "--eval-splits") == 0
     new, old = load_bundle(tmp_path / "run" / "bundle"), load_bundle(SHIPPED)
     x = np.random.default_rng(0).standard_normal((2, 2, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(new.run("flow_encoder", flow=x)[0], old.run("flow_encoder", flow=x)[0], atol=1e-6)
     trained, shipped = bundle_model(new).state_dict(), bundle_model(old).state_dict()
     changed = {k for k in shipped if trained[k].shape != shipped[k].shape or not torch.equal(trained[k], shipped[k])}
-    assert changed == {f"fusion.head_{h}.2.{p}" for h in ("verb", "noun") for p in ("weight", "bias")}
+    assert not any(k.startswith("encoders.") for k in changed)
+    assert {f"fusion.head_{h}.2.{p}" for h in ("verb", "noun") for p in ("weight", "bias")} < changed
+    assert "fusion.t_mod.V" in changed and "fusion.layers.0.qkv.weight" in changed
 
 
 def _copy(src: Path, dst: Path) -> Path:

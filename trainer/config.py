@@ -82,9 +82,9 @@ class FinetuneConfig:
 
     head_epochs: int = 3                 # first the new head layers alone (everything else frozen) ...
     head_lr: float = 0.01
-    epochs: int = 6                      # ... then every weight the `train` setting leaves trainable
+    epochs: int = 20                     # ... then every weight the `train` setting leaves trainable
     lr: float = 0.001
-    train: str = "all"                   # second phase: "all" weights, or "fusion" (encoders stay frozen)
+    train: str = "fusion"                # second phase: "fusion" (encoders stay the bundle's) or "all" weights
     weight_decay: float = 0.01
     p_drop: float = 0.4                  # modality dropout, as the student's (0 would forget missing sensors)
     batch_size: int = 8
