@@ -170,8 +170,7 @@ def _finetune(args: argparse.Namespace) -> int:
     cfg = _config(args)
     run = Run(dataset_spec(args), cfg, args.out, ddp.DistInfo(device=torch.device(args.device)),
               train_split=args.train_split, seed=cfg.data.seed)
-    result = run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle")
-    (args.out / "finetune" / "results.json").write_text(json.dumps(result, indent=1))
+    run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle")
     print(f"wrote {args.out / 'bundle'} and {args.out / 'finetune' / 'results.json'}; "
           f"wall time {time.time() - start:.1f} s ({(time.time() - start) / 60:.1f} min)")
     return 0

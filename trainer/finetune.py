@@ -9,8 +9,9 @@ encoders (`fusion`) at a lower rate. BatchNorm keeps the bundle's running statis
 """
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -125,13 +126,14 @@ def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Pat
     result = {"model": "finetuned", "dataset": run.spec.name, "from": str(source), **origin,
               "labels": labels, "train": describe_dataset(train),
               "splits": {s: {**describe_dataset(d), **scores[s]} for s, d in evaluations.items()},
-              "config": run.cfg.finetune.__dict__, "wall_time_s": 0.0}
+              "config": asdict(run.cfg.finetune), "wall_time_s": 0.0}
     last = eval_splits[-1] if eval_splits else None
     metrics = {"dataset": run.spec.name, **({"split": last, "accuracy": scores[last]["table"]} if last else {}),
                "splits": {s: scores[s]["table"] for s in eval_splits}}
     export_bundle(model.cpu(), run.pre, labels, out_bundle, name=f"{bundle.manifest['name']}-finetuned", metrics=metrics,
                   extra={"data": {"dataset": run.spec.name, "options": run.spec.options}, "finetuned_from": origin["from"]})
     result["wall_time_s"] = round(time.time() - start, 1)
+    (work / "results.json").write_text(json.dumps(result, indent=1))
     for s in eval_splits:
         run.log(format_scores({"model": "finetuned", "dataset": run.spec.name, "eval_split": s, **scores[s]}))
     return result
