@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from calibration.__main__ import main as calibration_main
-from edge.bundle import MANIFEST, WEIGHTS, load_bundle
+from edge.bundle import MANIFEST, WEIGHTS, load_bundle, sha256_of
 from trainer.__main__ import main
 from trainer.finetune import bundle_model
 
@@ -104,17 +104,17 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _without_weights(bundle: Path) -> None:
+def _edit_files(bundle: Path, edit) -> None:
     manifest = yaml.safe_load((bundle / MANIFEST).read_text())
-    del manifest["files"][WEIGHTS]
+    edit(manifest["files"])
     (bundle / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False))
-    (bundle / "weights.pt").unlink()
 
 
 @pytest.mark.parametrize("case, expect", [
     ("missing bundle", "does not exist"),
     ("no weights", "has no torch weights"),
     ("tampered weights", "does not match its sha256"),
+    ("weights of another model", "weights.pt does not fit its manifest's model"),
     ("empty split", "recordings val has no segments: its annotation file lists none."),
     ("class without takes", "no sample of verb 'jump'"),
     ("bad --set key", "unknown key(s) ['nope']"),
@@ -126,11 +126,16 @@ def test_bad_inputs_exit_2_with_one_sentence(case, expect, takes, tmp_path, caps
         source = tmp_path / "nowhere"
     elif case == "no weights":
         source = _copy(SHIPPED, tmp_path / "b")
-        _without_weights(source)
+        _edit_files(source, lambda files: files.pop(WEIGHTS))
+        (source / "weights.pt").unlink()
     elif case == "tampered weights":
         source = _copy(SHIPPED, tmp_path / "b")
         with open(source / "weights.pt", "ab") as fh:
             fh.write(b"x")
+    elif case == "weights of another model":
+        source = _copy(SHIPPED, tmp_path / "b")
+        torch.save({"fusion.cls": torch.zeros(1, 1, 64)}, source / "weights.pt")
+        _edit_files(source, lambda files: files[WEIGHTS].update(sha256=sha256_of(source / "weights.pt")))
     elif case in ("empty split", "class without takes"):
         rec = _copy(takes, tmp_path / "recordings")
         if case == "empty split":
