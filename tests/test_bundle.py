@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.bundle import MANIFEST, ROLES, load_bundle, sha256_of
+from edge.bundle import MANIFEST, ROLES, WEIGHTS, load_bundle, sha256_of
 from edge.errors import BundleError
 
 
@@ -121,3 +121,14 @@ def test_onnx_files_with_external_data_are_refused(bundle_copy):
     digest = sha256_of(bundle_copy / "fusion.onnx")
     _edit_manifest(bundle_copy, lambda m: m["files"]["fusion"].update(sha256=digest))
     assert "external data" in _load_error(bundle_copy)
+
+
+def test_weights_file_is_hashed_when_listed_and_optional(bundle_copy):
+    """The trainer's weights.pt (what fine-tuning starts from) is checked like the ONNX files, never needed."""
+    assert load_bundle(bundle_copy).file(WEIGHTS) == bundle_copy / "weights.pt"
+    (bundle_copy / "weights.pt").write_bytes(b"tampered")
+    assert "(weights) does not match its sha256" in _load_error(bundle_copy)
+    (bundle_copy / "weights.pt").unlink()
+    assert "(weights) is missing" in _load_error(bundle_copy)
+    _edit_manifest(bundle_copy, lambda m: m["files"].pop(WEIGHTS))
+    assert load_bundle(bundle_copy).file(WEIGHTS) is None

@@ -135,6 +135,8 @@ class SegmentDataset(torch.utils.data.Dataset, abc.ABC):
 
     def __init__(self, segments: list[Annotation], labels: dict[str, list[str]], cfg: PreprocessConfig,
                  train: bool, seed: int, skips: SkipLog, options: dict | None = None) -> None:
+        if not segments and not skips.total:
+            raise MediaError(f"{skips.name} has no segments: its annotation file lists none.")
         if not segments:
             raise MediaError(f"no segment has readable media. {skips.summary(kept=0)}")
         self.segments = segments
