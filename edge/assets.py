@@ -10,11 +10,11 @@ from edge.errors import UsageError
 CHECKOUT = Path(__file__).resolve().parents[1] / "assets"
 INSTALLED = Path(sysconfig.get_path("data")) / "share" / "karmma-edge"
 ASSETS = CHECKOUT if (CHECKOUT / "configs" / "runtime.yaml").is_file() else INSTALLED
-DEFAULT_BUNDLES = ("karmma_s", "karmma_s_int8")  # fp32 first: the int8 copy loses up to 4.4 action points (README)
+DEFAULT_BUNDLES = ("karmma_s", "karmma_s_int8")  # fp32 first: int8 streams 4 camera-off noun points lower (README)
 
 
 def default_bundle() -> Path:
-    """The shipped bundle: the fp32 student, else the int8 one (which loses accuracy with this model)."""
+    """The shipped bundle: the fp32 student, else the int8 one."""
     for name in DEFAULT_BUNDLES:
         if (ASSETS / "bundles" / name / "bundle.yaml").is_file():
             return ASSETS / "bundles" / name
