@@ -3,7 +3,7 @@
 - a microphone: a PulseAudio server run by the test as a user process with a private XDG_RUNTIME_DIR, a null
   sink whose monitor is the default source, and a real recording played into the sink with paplay; PortAudio
   (sounddevice) records it from `default`. Stopping the server makes the microphone disappear.
-- a network camera: a real clip served as MJPEG over HTTP on 127.0.0.1 by tests/mjpeg_server.py in its own
+- a network camera: a real clip served as MJPEG over HTTP on 127.0.0.1 by edge/bench/mjpeg.py in its own
   process; killing that process makes the camera disappear, starting it again on the same port brings it back.
 
 run_live.py runs as a user would run it; a reader thread stamps each JSONL line with the time it appeared, on
@@ -88,7 +88,7 @@ class PulseServer:
 
 
 class NetworkCamera:
-    """tests/mjpeg_server.py in its own process, always on the same port (so the URL survives a restart)."""
+    """edge/bench/mjpeg.py in its own process, always on the same port (so the URL survives a restart)."""
 
     def __init__(self, clip: Path) -> None:
         self.clip = clip
@@ -100,7 +100,7 @@ class NetworkCamera:
 
     def start(self) -> float:
         """Start serving; returns the moment the server listens (monotonic)."""
-        self._proc = subprocess.Popen([sys.executable, "-m", "tests.mjpeg_server", str(self.clip),
+        self._proc = subprocess.Popen([sys.executable, "-m", "edge.bench.mjpeg", str(self.clip),
                                        "--port", str(self.port), "--max-frames", "120"],
                                       cwd=REPO, stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout.readline().strip() == self.url

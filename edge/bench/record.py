@@ -1,7 +1,7 @@
 """Recording: `python -m edge.record` on a real network camera and a real microphone for N seconds; frames and samples lost.
 
 The camera is a real clip (flipping_a_pancake.mkv from the data root) scaled to --size and served as MJPEG over
-HTTP at 30 fps by tests/mjpeg_server.py in its own process (so it runs from a checkout) (read by OpenCV, as `--camera URL`); the microphone is
+HTTP at 30 fps by edge/bench/mjpeg.py in its own process (read by OpenCV, as `--camera URL`); the microphone is
 a private PulseAudio server (a null sink whose monitor is the default source, a real recording looped into it
 with paplay), recorded through PortAudio's `default` at --rate. The recorder runs guided takes on the timer
 (--yes) for --seconds, in its own process, as a user would run it. Afterwards the session file is decoded and
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _scaled_clip(clip, work / "camera.mkv", (w, h))
         port = _free_port()
-        cam = subprocess.Popen([sys.executable, "-m", "tests.mjpeg_server", str(work / "camera.mkv"), "--port",
+        cam = subprocess.Popen([sys.executable, "-m", "edge.bench.mjpeg", str(work / "camera.mkv"), "--port",
                                 str(port)], cwd=REPO, stdout=subprocess.PIPE, text=True)
         procs.append(cam)
         url = cam.stdout.readline().strip()
