@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.bench import default_data_root
+from edge.bench.pulse import PulseServer
 from edge.errors import EdgeError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,10 +75,8 @@ def _free_port() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    for tool in ("pulseaudio", "pactl", "paplay"):
-        if shutil.which(tool) is None:
-            raise EdgeError(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils "
-                            "libasound2-plugins).")
+    if shutil.which("paplay") is None:
+        raise EdgeError("paplay is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
     root = args.data_root or default_data_root()
     clip, wav = root / "clips/flipping_a_pancake.mkv", root / "clips/ucf101_apply_eye_makeup.wav"
     for f in (clip, wav):
@@ -89,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError(f"--size takes WxH (e.g. 640x480), got {args.size!r}.") from None
     work = Path(tempfile.mkdtemp(prefix="bench-record-"))
     out = args.keep or work / "rec"
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(work / "pulse"), HOME=str(work / "pulse"))
-    (work / "pulse").mkdir(mode=0o700)
+    pulse = PulseServer(work / "pulse")
+    env = pulse.env
     procs: list[subprocess.Popen] = []
     quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -100,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
                                 str(port)], cwd=REPO, stdout=subprocess.PIPE, text=True)
         procs.append(cam)
         url = cam.stdout.readline().strip()
-        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n",
-                        "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=virt"],
-                       env=env, check=True, timeout=30, **quiet)
-        subprocess.run(["pactl", "set-default-source", "virt.monitor"], env=env, check=True, timeout=30, **quiet)
+        pulse.start()
         procs.append(subprocess.Popen(["sh", "-c", f"while true; do paplay --device=virt '{wav}' || sleep 0.05; "
                                                    "done"], env=env, **quiet))
         (work / "plan.yaml").write_text(PLAN)
@@ -129,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         for p in procs:
             p.kill()
             p.wait()
-        subprocess.run(["pulseaudio", "--kill"], env=env, timeout=30, **quiet)
+        pulse.close()
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     if args.json:

@@ -1,0 +1,68 @@
+"""A private PulseAudio server as a virtual microphone for benchmarks: run as a user process with its own
+XDG_RUNTIME_DIR, a null sink `virt` whose monitor is the default source, so whatever is played into the sink is
+what PortAudio's `default` device records. `PcmFeed` plays a live stream into it (pacat, raw 16-bit mono).
+Needs `pulseaudio pulseaudio-utils libasound2-plugins`."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+TOOLS = ("pulseaudio", "pactl", "pacat")
+_QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def missing_tool() -> str | None:
+    """The first PulseAudio tool that is not installed, else None."""
+    return next((t for t in TOOLS if shutil.which(t) is None), None)
+
+
+class PulseServer:
+    """Start with `start()`, stop with `close()`; `env` is the environment every client (the recorder, run_live.py,
+    pacat) needs to reach this server."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        tool = missing_tool()
+        if tool is not None:
+            raise EdgeError(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
+        runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime_dir), HOME=str(runtime_dir))
+
+    def start(self) -> "PulseServer":
+        for cmd in (["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--load=module-native-protocol-unix",
+                     "--load=module-null-sink sink_name=virt"], ["pactl", "set-default-source", "virt.monitor"]):
+            subprocess.run(cmd, env=self.env, check=True, timeout=30, **_QUIET)
+        return self
+
+    def close(self) -> None:
+        subprocess.run(["pulseaudio", "--kill"], env=self.env, timeout=30, **_QUIET)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and subprocess.run(["pulseaudio", "--check"], env=self.env).returncode == 0:
+            time.sleep(0.02)
+
+
+class PcmFeed:
+    """float32 mono blocks written into the sink `virt` through pacat with a small buffer (latency_ms)."""
+
+    def __init__(self, server: PulseServer, rate: int, latency_ms: int = 30) -> None:
+        self.proc = subprocess.Popen(["pacat", "--playback", "--raw", "--format=s16le", f"--rate={rate}", "--channels=1",
+                                      f"--latency-msec={latency_ms}", "--device=virt"], env=server.env,
+                                     stdin=subprocess.PIPE, **_QUIET)
+
+    def write(self, block: np.ndarray) -> None:
+        self.proc.stdin.write((np.clip(block, -1, 1) * 32767).astype("<i2").tobytes())
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.kill()
+        self.proc.wait()
