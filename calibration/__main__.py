@@ -1,9 +1,11 @@
-"""`python -m calibration quantize --bundle DIR [--data-root R] [--out DIR]`: fp32 bundle -> int8 bundle + report.
+"""`python -m calibration quantize --bundle DIR [--dataset NAME] [--data-root R] [--out DIR]`: fp32 bundle ->
+int8 bundle + report.
 
-Clips are the trainer's MovingDigits-AV val and test splits (the same rendered-clip cache and data settings
-as `python -m trainer benchmark`): the first --calib-clips val clips calibrate the int8 ranges (their inputs
-only, no labels), the whole val split chooses the format and fits the temperatures, and the test split
-measures retention and ECE.
+Clips are the val and test splits of --dataset: by default the trainer's MovingDigits-AV (the same
+rendered-clip cache and data settings as `python -m trainer benchmark`), or any dataset the trainer reads
+(`--dataset recordings --data-root R`: your own takes, for a fine-tuned bundle). The first --calib-clips val
+clips calibrate the int8 ranges (their inputs only, no labels), the whole val split chooses the format and fits
+the temperatures, and the test split measures retention and ECE.
 The bundle is written only when it meets the targets (or with --write-anyway); exit 1 when it does not.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from edge.errors import EdgeError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trainer.__main__ import DEFAULT_CACHE
+    from trainer.__main__ import DEFAULT_CACHE, add_dataset_args
 
     ap = argparse.ArgumentParser(prog="python -m calibration", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,8 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="int8 static quantization, accuracy retention and temperature scaling")
     q.add_argument("--bundle", required=True, type=Path, help="fp32 bundle folder")
     q.add_argument("--out", type=Path, help="int8 bundle folder (default: the bundle's path + '_int8')")
-    q.add_argument("--data-root", help="MNIST + FSDD root (default $KARMMA_DATA_ROOT or ../shared/data; "
-                                       "the procedural source when absent)")
+    add_dataset_args(q)
     q.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"rendered-clip cache (default {DEFAULT_CACHE})")
     q.add_argument("--config", type=Path, help="trainer YAML whose data section (counts, seed, levels) renders clips")
     q.add_argument("--calib-clips", type=int, default=128, help="val clips used as calibration data (default 128)")
@@ -48,17 +49,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from calibration.pipeline import Splits, Targets, calibrate
-    from calibration.report import markdown
+    from calibration.data import dataset_splits
+    from calibration.pipeline import Splits
     from edge.bundle import load_bundle
     from trainer.config import load_config
     from trainer.data_access import load_clips, resolve_source
+    from trainer.datasets import MOVING_DIGITS
 
     if args.calib_clips < 1 or args.encoder_inputs < 1 or args.masks_per_clip < 1:
         raise EdgeError("--calib-clips, --encoder-inputs and --masks-per-clip must be at least 1.")
-    pre = load_bundle(args.bundle).preprocess
+    bundle = load_bundle(args.bundle)
+    pre = bundle.preprocess
     out = args.out or args.bundle.with_name(args.bundle.name + "_int8")
     cfg = load_config(args.config)
+    if args.dataset != MOVING_DIGITS:
+        val, test = dataset_splits(args, bundle, cfg)
+        info = {"dataset": args.dataset, **val.source, "calibration_split": "val"}
+        return _run(args, out, Splits(calib=val.take(slice(0, args.calib_clips)), val=val, test=test), info,
+                    f"val samples 0..{min(args.calib_clips, len(val)) - 1} of {len(val)}")
     source = resolve_source(args.data_root)
     if cfg.data.n_val < args.calib_clips:
         raise EdgeError(f"--calib-clips {args.calib_clips} is more than the {cfg.data.n_val} val clips.")
@@ -69,8 +77,16 @@ def _quantize(args: argparse.Namespace) -> int:
     val = replace(load_clips(source, "val", cfg.data.n_val, cfg.data, pre, args.cache), source=info)
     test = replace(load_clips(source, "test", cfg.data.n_test, cfg.data, pre, args.cache), source=info)
     k = args.calib_clips
-    splits = Splits(calib=val.take(slice(0, k)), val=val, test=test)
-    info["calibration_clips"] = f"val clips 0..{k - 1} of {cfg.data.n_val}"
+    return _run(args, out, Splits(calib=val.take(slice(0, k)), val=val, test=test), info,
+                f"val clips 0..{k - 1} of {cfg.data.n_val}")
+
+
+def _run(args: argparse.Namespace, out: Path, splits, info: dict, calibration_clips: str) -> int:
+    """Calibrate on `splits`, write the report; 0 when the int8 bundle meets the targets, else 1."""
+    from calibration.pipeline import Targets, calibrate
+    from calibration.report import markdown
+
+    info["calibration_clips"] = calibration_clips
     report = calibrate(args.bundle, splits, out, encoder_inputs=args.encoder_inputs,
                        masks_per_clip=args.masks_per_clip, seed=args.seed, timing_repetitions=args.timing_repetitions,
                        targets=Targets(args.max_action_loss, args.max_size_ratio), source=info,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.modalities import SUBSETS, subset_mask
+from edge.errors import ConfigError
+from edge.modalities import MODALITIES, SUBSETS, subset_mask
 
 
 def encoder_feeds(inputs: np.ndarray, input_name: str, n: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
@@ -33,3 +34,30 @@ def fusion_feeds(tokens: dict[str, np.ndarray], masks_per_clip: int,
                 "audio_tokens": tokens["A"][i:i + 1] * mask[2], "mask": mask[None].copy(),
             })
     return feeds
+
+
+def clips_of(dataset, source: dict) -> "ClipSet":
+    """Every sample of a trainer dataset (e.g. your recordings) held in memory as a ClipSet, the form the
+    calibration reads (a missing modality's inputs are zeros, as the dataset gives them)."""
+    from trainer.clips import ClipSet
+
+    samples = [dataset[i] for i in range(len(dataset))]
+    arrays = {m: np.stack([s[m].numpy() for s in samples]) for m in MODALITIES}
+    arrays.update({h: np.asarray([int(s[h]) for s in samples]) for h in ("verb", "noun")})
+    return ClipSet.from_arrays(arrays, dataset.labels, key=dataset.cache_key(), source=source)
+
+
+def dataset_splits(args, bundle, cfg) -> tuple["ClipSet", "ClipSet"]:
+    """The val and test splits of --dataset (not MovingDigits-AV) as ClipSets, checked against the bundle's labels."""
+    from trainer.__main__ import dataset_spec
+    from trainer.datasets import build_dataset, check_bundle_labels
+
+    spec, out = dataset_spec(args), []
+    for split in ("val", "test"):
+        dataset = build_dataset(spec, split, train=False, data=cfg.data, pre=bundle.preprocess)
+        if len(dataset) == 0:
+            raise ConfigError(f"split {split!r} of {args.dataset} has no usable samples to calibrate or score on.")
+        check_bundle_labels(bundle, dataset, args.dataset)
+        out.append(clips_of(dataset, {"data_root": args.data_root, **spec.options, "split": split,
+                                      "samples": len(dataset)}))
+    return out[0], out[1]

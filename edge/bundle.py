@@ -5,7 +5,9 @@ Manifest keys (format_version 1):
   modalities ["V", "F", "A"], tokens {V, F, A}, token_dim {V, F, A},
   preprocess (PreprocessConfig.to_dict()), labels {verb: [...], noun: [...]},
   temperatures {subset key like "VFA", "VF", "A": float}, metrics {...}, extra {...},
-  files {role: {path, sha256}} with roles video_encoder, flow_encoder, audio_encoder, fusion.
+  files {role: {path, sha256}} with roles video_encoder, flow_encoder, audio_encoder, fusion, and optionally
+  weights: the trainer's torch state dict (`weights.pt`, what `python -m trainer finetune --from` starts from);
+  the runtime checks its hash when it is listed and never reads it.
 
 ONNX signatures (batch dimension first and dynamic):
   video_encoder: frame  [B, C, S, S] (C: preprocess video_input) -> token [B, token_dim.V]
@@ -34,6 +36,8 @@ from edge.preprocess.config import PreprocessConfig
 FORMAT_VERSION = 1
 MANIFEST = "bundle.yaml"
 ROLES = ("video_encoder", "flow_encoder", "audio_encoder", "fusion")
+WEIGHTS = "weights"                                   # the optional role: torch state dict, never loaded here
+FILE_NAMES = {**{role: f"{role}.onnx" for role in ROLES}, WEIGHTS: "weights.pt"}
 REQUIRED_KEYS = ("format_version", "name", "kind", "precision", "modalities", "tokens", "token_dim",
                  "preprocess", "labels", "files")
 OPTIONAL_KEYS = ("temperatures", "metrics", "extra")
@@ -67,8 +71,9 @@ def expected_io(manifest: Mapping[str, Any], pre: PreprocessConfig) -> dict[str,
 def write_bundle(out_dir: str | Path, manifest: Mapping[str, Any], onnx_files: Mapping[str, str | Path]) -> Path:
     """Write a bundle atomically: copy the ONNX files, hash them, write the manifest.
 
-    `manifest` holds every key but `files` and `format_version`; `onnx_files` maps role -> ONNX path.
-    The folder appears complete or not at all (written to a temporary sibling, then renamed).
+    `manifest` holds every key but `files` and `format_version`; `onnx_files` maps role -> ONNX path (plus
+    optionally WEIGHTS -> the torch state dict). The folder appears complete or not at all (written to a
+    temporary sibling, then renamed).
     """
     out_dir = Path(out_dir)
     missing = [r for r in ROLES if r not in onnx_files]
@@ -79,8 +84,10 @@ def write_bundle(out_dir: str | Path, manifest: Mapping[str, Any], onnx_files: M
     tmp.chmod(0o755)
     try:
         files = {}
-        for role in ROLES:
-            name = f"{role}.onnx"
+        for role in (*ROLES, WEIGHTS):
+            if role not in onnx_files:
+                continue
+            name = FILE_NAMES[role]
             shutil.copyfile(onnx_files[role], tmp / name)
             files[role] = {"path": name, "sha256": sha256_of(tmp / name)}
         full = {"format_version": FORMAT_VERSION, **dict(manifest), "files": files}
@@ -156,6 +163,11 @@ class Bundle:
         """Temperature for a modality subset key ("VFA", "VA", ...); 1.0 when not calibrated."""
         return float(self.manifest.get("temperatures", {}).get(subset, 1.0))
 
+    def file(self, role: str) -> Path | None:
+        """The (hash-checked) file of `role` in this bundle, None when the manifest lists none."""
+        entry = self.manifest["files"].get(role)
+        return self.path / entry["path"] if entry else None
+
     def run(self, role: str, **inputs: np.ndarray) -> list[np.ndarray]:
         return self.sessions[role].run(None, inputs)
 
@@ -220,7 +232,7 @@ def load_bundle(path: str | Path, *, threads: int = 1, providers: list[str] | No
     if missing_roles:
         raise BundleError(f"{manifest_path} lists no file for {missing_roles}.")
     # Hash every file before any model is loaded: a tampered or truncated file never reaches onnxruntime.
-    for role in ROLES:
+    for role in (*ROLES, WEIGHTS) if WEIGHTS in files else ROLES:
         entry = files[role]
         if not isinstance(entry, Mapping) or "path" not in entry or "sha256" not in entry:
             raise BundleError(f"{manifest_path}: files.{role} must have 'path' and 'sha256'.")
@@ -230,7 +242,8 @@ def load_bundle(path: str | Path, *, threads: int = 1, providers: list[str] | No
         if sha256_of(file_path) != entry["sha256"]:
             raise BundleError(f"bundle file {file_path} ({role}) does not match its sha256 in {MANIFEST}; "
                               "it is corrupt or was modified.")
-        _refuse_external_data(file_path, role)
+        if role != WEIGHTS:
+            _refuse_external_data(file_path, role)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

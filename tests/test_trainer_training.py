@@ -16,7 +16,7 @@ from trainer.config import StudentConfig, TrainerConfig, load_config  # noqa: E4
 from trainer.datasets import DatasetSpec  # noqa: E402
 from trainer.masks import random_drop, subset_mask  # noqa: E402
 from trainer.models import IN_CHANNELS, ModelConfig, MultimodalModel  # noqa: E402
-from trainer.stages import Run, Teacher, _check_same_run, train_student  # noqa: E402
+from trainer.stages import Run, Teacher, check_same_run, train_student  # noqa: E402
 from trainer.students import forward_present, kd_loss  # noqa: E402
 
 TINY = {"video_widths": [4, 8], "flow_widths": [4, 8], "audio_widths": [4, 8], "token_dim": 8, "dim": 16,
@@ -142,9 +142,9 @@ def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypat
 
 def test_resume_on_different_clips_is_refused(tmp_path):
     run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo())
-    _check_same_run(run, _clips())
-    _check_same_run(run, _clips())                  # the same clips: fine
+    check_same_run(run, _clips())
+    check_same_run(run, _clips())                  # the same clips: fine
     changed = _clips()
     changed.key = "other renderer"
     with pytest.raises(ConfigError, match="holds a run on other data"):
-        _check_same_run(run, changed)
+        check_same_run(run, changed)

@@ -1,5 +1,5 @@
-"""python -m trainer benchmark | teacher | student | evaluate  (see README, "Trainer and results" and
-"Real datasets and multi-machine training")."""
+"""python -m trainer benchmark | teacher | student | finetune | evaluate  (see README, "Trainer and results",
+"Real datasets and multi-machine training" and "Teach it your own actions")."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion"),
                        ("student", "the teacher (or resume it from --out), then distil KARMMA_S; export bundles")):
         t = sub.add_parser(name, help=f"{text} on --dataset (runs under torchrun too)")
-        _dataset_args(t)
+        add_dataset_args(t)
         t.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, token caches, results, "
                                                                "bundles); the same --out resumes")
         t.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
@@ -44,9 +44,27 @@ def _parser() -> argparse.ArgumentParser:
         if name == "benchmark":
             t.add_argument("--seeds", type=int, default=1, help="student seeds (mean and spread reported when > 1)")
 
+    f = sub.add_parser("finetune", help="teach a bundle's student a new label set from --dataset (new heads; "
+                                        "encoders and missing-modality tokens from the bundle); exports a bundle")
+    add_dataset_args(f)
+    f.add_argument("--from", dest="source", required=True, type=Path, metavar="BUNDLE",
+                   help="fp32 bundle exported by this trainer (holds weights.pt), e.g. assets/bundles/karmma_s")
+    f.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, finetune/results.json and "
+                                                           "the bundle OUT/bundle; the same --out resumes")
+    f.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
+                                               "trainer_smoke.yaml with --smoke); its finetune section")
+    f.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (e.g. finetune.epochs=10)")
+    f.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (numbers mean nothing)")
+    f.add_argument("--train-split", default="train", help="split trained on (default train)")
+    f.add_argument("--eval-splits", nargs="*", default=["val", "test"], metavar="SPLIT",
+                   help="splits scored per modality subset (default: val test; none: --eval-splits alone)")
+    f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
+    f.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
-    _dataset_args(e)
+    add_dataset_args(e)
     e.add_argument("--split", default="test", help="split to score (default test)")
     e.add_argument("--workers", type=int, default=0, help="DataLoader processes reading a real dataset")
     e.add_argument("--speakers", nargs="+", help="FSDD speakers to evaluate on (overrides the split's)")
@@ -59,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _dataset_args(p: argparse.ArgumentParser) -> None:
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    """--dataset, --data-root and the media options (trainer and calibration commands)."""
     from trainer.datasets import DATASET_NAMES, MOVING_DIGITS
 
     p.add_argument("--dataset", default=MOVING_DIGITS, choices=DATASET_NAMES, help=f"default {MOVING_DIGITS}")
@@ -74,7 +93,8 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the first LIMIT annotation rows of each split")
 
 
-def _dataset_spec(args: argparse.Namespace):
+def dataset_spec(args: argparse.Namespace):
+    """The DatasetSpec the dataset arguments name."""
     from trainer.datasets import DatasetSpec
 
     if args.limit is not None and args.limit < 1:
@@ -89,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("benchmark", "teacher", "student"):
             return _train(args)
+        if args.command == "finetune":
+            return _finetune(args)
         if args.dataset != "moving-digits":
             return _evaluate_dataset(args)
         return _evaluate(args)
@@ -113,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     config = args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml")
     cfg = load_config(config, args.set)
-    spec = _dataset_spec(args)
+    spec = dataset_spec(args)
     info = ddp.init(device=args.device)
     try:
         run = Run(spec, cfg, args.out, info, train_split=args.train_split, eval_split=args.eval_split,
@@ -133,20 +155,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    import torch
+
+    from trainer import distributed as ddp
+    from trainer.config import load_config
+    from trainer.finetune import run_finetune
+    from trainer.stages import Run
+
+    start = time.time()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(max(1, args.threads))
+    cfg = load_config(args.config or CONFIG_DIR / ("trainer_smoke.yaml" if args.smoke else "trainer.yaml"), args.set)
+    run = Run(dataset_spec(args), cfg, args.out, ddp.DistInfo(device=torch.device(args.device)),
+              train_split=args.train_split, seed=cfg.data.seed)
+    result = run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle")
+    (args.out / "finetune" / "results.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out / 'bundle'} and {args.out / 'finetune' / 'results.json'}; "
+          f"wall time {time.time() - start:.1f} s ({(time.time() - start) / 60:.1f} min)")
+    return 0
+
+
 def _evaluate_dataset(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from trainer.config import load_config
-    from trainer.datasets import build_dataset
+    from trainer.datasets import build_dataset, check_bundle_labels
     from trainer.evaluation import bundle_callables
     from trainer.stages import format_scores, score_tokens
     from trainer.streams import dataset_tokens
 
     bundle = load_bundle(args.bundle, threads=max(1, args.threads))
     cfg = load_config(args.config)
-    dataset = build_dataset(_dataset_spec(args), args.split, train=False, data=cfg.data, pre=bundle.preprocess)
-    if dict(bundle.labels) != dataset.labels:
-        raise EdgeError(f"{args.bundle} predicts other classes than {args.dataset} has "
-                        f"({', '.join(f'{len(v)} {h}s' for h, v in dataset.labels.items())}).")
+    dataset = build_dataset(dataset_spec(args), args.split, train=False, data=cfg.data, pre=bundle.preprocess)
+    check_bundle_labels(bundle, dataset, args.dataset)
     encode, fuse = bundle_callables(bundle)
     tokens = dataset_tokens(encode, dataset, dims=dict(bundle.manifest["token_dim"]), batch_size=cfg.batch_size,
                             workers=args.workers, desc=f"{args.dataset} {args.split} tokens")

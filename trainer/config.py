@@ -76,6 +76,22 @@ class StudentConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """`python -m trainer finetune`: a bundle's student taught a new label set (new last layers of the verb /
+    noun heads; encoders, missing-modality tokens and fusion start from the bundle), under modality dropout."""
+
+    head_epochs: int = 3                 # first the new head layers alone (everything else frozen) ...
+    head_lr: float = 0.01
+    epochs: int = 6                      # ... then every weight the `train` setting leaves trainable
+    lr: float = 0.001
+    train: str = "all"                   # second phase: "all" weights, or "fusion" (encoders stay frozen)
+    weight_decay: float = 0.01
+    p_drop: float = 0.4                  # modality dropout, as the student's (0 would forget missing sensors)
+    batch_size: int = 8
+    freeze_bn: bool = True               # BatchNorm keeps the bundle's running statistics (few, small batches)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     drop_ps: tuple = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     drop_repeats: int = 5                # independent mask draws per clip and p
@@ -87,13 +103,15 @@ class TrainerConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     batch_size: int = 64
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig, "eval": EvalConfig}
+_SECTIONS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig, "eval": EvalConfig,
+             "finetune": FinetuneConfig}
 
 
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainerConfig:

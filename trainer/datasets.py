@@ -85,6 +85,13 @@ def build_dataset(spec: DatasetSpec, split: str, *, train: bool, data: DataConfi
     return dataset
 
 
+def check_bundle_labels(bundle, dataset, name: str) -> None:
+    """A bundle scored or calibrated on `dataset` must predict exactly its classes, in its order."""
+    if dict(bundle.labels) != dataset.labels:
+        raise ConfigError(f"{bundle.path} predicts other classes than {name} has "
+                          f"({', '.join(f'{len(v)} {h}s' for h, v in dataset.labels.items())}).")
+
+
 def presence(batch: dict) -> torch.Tensor:
     """[B, 3] float mask (V, F, A) of the modalities a collated batch's samples have."""
     return torch.stack([batch["present"][m].float() for m in MODALITIES], 1)

@@ -1,4 +1,5 @@
-"""Export a trained MultimodalModel as a model bundle (per-modality encoders + fusion + manifest)."""
+"""Export a trained MultimodalModel as a model bundle (per-modality encoders + fusion + manifest, and the torch
+state dict `weights.pt` that `python -m trainer finetune --from` starts from; the runtime never reads it)."""
 from __future__ import annotations
 
 import tempfile
@@ -7,7 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
-from edge.bundle import write_bundle
+from edge.bundle import WEIGHTS, write_bundle
 from edge.preprocess.config import PreprocessConfig
 from trainer.models import MODALITIES, MultimodalModel, example_inputs
 
@@ -33,8 +34,9 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
         tmp = Path(tmp)
         files = {
             "video_encoder": tmp / "v.onnx", "flow_encoder": tmp / "f.onnx",
-            "audio_encoder": tmp / "a.onnx", "fusion": tmp / "fusion.onnx",
+            "audio_encoder": tmp / "a.onnx", "fusion": tmp / "fusion.onnx", WEIGHTS: tmp / "weights.pt",
         }
+        torch.save(model.state_dict(), files[WEIGHTS])
         example = example_inputs(pre)
         _export(model.encoders["V"], (example["V"],), ["frame"], ["token"], files["video_encoder"])
         _export(model.encoders["F"], (example["F"],), ["flow"], ["token"], files["flow_encoder"])

@@ -165,24 +165,25 @@ class StudentStep(nn.Module):
     same modality subset."""
 
     def __init__(self, student: MultimodalModel, mode: str, teacher: Fusion | None,
-                 views: list[dict[str, torch.Tensor]], run: Run) -> None:
+                 views: list[dict[str, torch.Tensor]], run: Run, p_drop: float | None = None) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown student mode {mode!r}; use one of {MODES}.")
         if mode == "karmma_s" and teacher is None:
             raise ValueError("karmma_s needs the teacher.")
         self.student, self.views, self.run = student, views, run
-        self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop
+        self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop if p_drop is None else p_drop
         # a list: not a submodule, so DDP neither syncs nor checkpoints it
         self.teacher = [teacher] if mode == "karmma_s" else []
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
-        index, view = batch["index"].cpu(), self.views[epoch % len(self.views)]
+        index = batch["index"].cpu()
         mask = _mask(index, presence(batch).cpu(), self.p_drop, self.run.seed, epoch).to(device)
         verb, noun = forward_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
         teacher = None
         if self.teacher:
+            view = self.views[epoch % len(self.views)]
             with torch.no_grad():
                 teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
         return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
@@ -236,7 +237,7 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
     step.eval()
 
 
-def _sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[Callable[[int], Iterable], int]:
+def sample_batches(dataset, run: Run, view_of: Callable[[int], int]) -> tuple[Callable[[int], Iterable], int]:
     """`batches(epoch)` over a dataset, with TSN draw `view_of(epoch)`, and the number of batches per epoch."""
     loader, sampler = make_loader(dataset, run.info, run.cfg.batch_size, shuffle=True, seed=run.seed,
                                   workers=run.cfg.data.workers)
@@ -269,7 +270,7 @@ def pretrain_encoders(encoders: nn.ModuleDict, train, run: Run, *, epochs: int, 
     extractors before freezing; the students' warm start): an epoch is `positions` passes over the data, one
     single frame / window per sample and pass (each pass a new shuffle, position and TSN draw)."""
     step = PretrainStep(encoders, train.num_classes, run.seed, run.info)
-    batches, n = _sample_batches(train, run, view_of=lambda p: p)
+    batches, n = sample_batches(train, run, view_of=lambda p: p)
     fit(step, batches, n, run, epochs=epochs * positions, lr=lr, weight_decay=0.01, pct_start=0.15,
         ckpt_path=ckpt_path, desc=desc, unit="pass")
 
@@ -307,10 +308,11 @@ def describe_dataset(dataset) -> dict:
     return {"samples": len(dataset), "skipped": dict(skips.counts) if skips is not None else {}}
 
 
-def _check_same_run(run: Run, train) -> None:
-    """A resumed --out must hold a run on the same data: its checkpoints and token caches belong to it."""
+def check_same_run(run: Run, train, origin: dict | None = None) -> None:
+    """A resumed --out must hold a run on the same data (and `origin`, e.g. the bundle fine-tuned from): its
+    checkpoints and token caches belong to it."""
     train.set_epoch(0)
-    this = {"dataset": run.spec.name, "train_samples": train.cache_key()}
+    this = {"dataset": run.spec.name, "train_samples": train.cache_key(), **(origin or {})}
     path = run.out / "run.json"
     if path.is_file():
         if json.loads(path.read_text()) != this:
@@ -337,7 +339,7 @@ def train_teacher(run: Run) -> Teacher:
     cfg, work = run.cfg.teacher, run.out / "teacher"
     train = run.dataset(run.train_split, train=True)
     evaluation = run.dataset(run.eval_split, train=False)     # a bad split fails now, not after training
-    _check_same_run(run, train)
+    check_same_run(run, train)
     torch.manual_seed(run.seed)
     extractors = build_extractors(cfg)
     pretrain_encoders(extractors, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
@@ -395,7 +397,7 @@ def train_student(run: Run, mode: str, teacher: Teacher, encoders: dict[str, tor
     model.encoders.load_state_dict(encoders)
     views = teacher.views
     teacher.model.fusion.to(run.info.device)
-    batches, n_batches = _sample_batches(train, run, view_of=lambda epoch: epoch % len(views))
+    batches, n_batches = sample_batches(train, run, view_of=lambda epoch: epoch % len(views))
     fit(StudentStep(model, mode, teacher.model.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs,
         lr=cfg.lr, weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=ckpt_path,
         desc=f"{MODE_NAMES[mode]} (seed {run.seed})")
