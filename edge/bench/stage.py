@@ -9,6 +9,8 @@ noise floor) runs on through it, as in a session.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -17,20 +19,24 @@ import cv2
 import numpy as np
 
 from edge.moving_digits.config import NuisanceLevels
-from edge.moving_digits.own_actions import plan_own_clip
+from edge.moving_digits.own_actions import OWN_SPLITS, own_sources, plan_own_clip
 from edge.moving_digits.render import ClipPlan, make_scene, render_frames, render_idle
 
 BLOCK_S = 0.02          # audio block written at a time
-AHEAD_S = 0.04          # how far ahead of its time a block is handed to PulseAudio
+AHEAD_S = 0.12          # how far ahead of its time a block is handed to PulseAudio (rides out short stalls)
 NOISE_LOOP_S = 30.0     # the background noise is a loop this long
+LATE_S = 0.3            # audio this late is skipped
+FEEDER_NICE = -11       # the audio feeder thread's priority where the user may raise it (root)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Played:
-    """A take on the stage, in time.monotonic() seconds: the clip (a still card from `shown`) and its action."""
+    """A take on the stage, in time.monotonic() seconds: the clip is shown from `shown` (a still card), its
+    action runs from `start` to `end`."""
 
     split: str
     action: int
+    clip: ClipPlan
     shown: float
     start: float
     end: float
@@ -50,7 +56,9 @@ class Stage:
         self._jpeg = (-1, b"")
         self._stop = threading.Event()
         self._audio: threading.Thread | None = None
-        self.late_blocks = 0           # audio blocks handed over after their time (the feeder fell behind)
+        self.late_blocks = 0           # times the feeder fell LATE_S behind and skipped ahead
+        for split in OWN_SPLITS:       # load every split's symbols now, not when the first take must start
+            own_sources(split, rate)
 
     # ---- video -------------------------------------------------------------------------------------------------
     def frame(self, t: float) -> bytes:
@@ -84,6 +92,10 @@ class Stage:
     def start_audio(self, feed) -> None:
         """Feed the stream's audio into `feed` (write(float32 block)) in real time until stop()."""
         def run() -> None:
+            try:   # a microphone is hardware that a busy CPU does not starve: ask for a higher priority if allowed
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), FEEDER_NICE)
+            except OSError:
+                pass
             n = int(BLOCK_S * self.rate)
             j = int((time.monotonic() - self.t0) * self.rate)
             while not self._stop.is_set():
@@ -91,8 +103,9 @@ class Stage:
                 wait = due - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-                elif wait < -0.1:
-                    self.late_blocks += 1
+                elif wait < -LATE_S:        # the sink stalled (as a fresh null sink does): skip to now rather than
+                    self.late_blocks += 1    # play everything after it late
+                    j = int((time.monotonic() - self.t0) * self.rate)
                 try:
                     feed.write(self.audio(j, n))
                 except (BrokenPipeError, OSError):
@@ -110,13 +123,14 @@ class Stage:
     # ---- takes -------------------------------------------------------------------------------------------------
     def play(self, split: str, action: int) -> Played:
         """Show a new take of own action `action` (drawn from `split`'s sources) from the next frame on."""
-        now = time.monotonic()
-        k = int((now - self.t0) * self.fps) + 1
-        clip = plan_own_clip(split, action, self.rng, self.levels, scene=self.scene, frame_base=k, fps=self.fps,
+        clip = plan_own_clip(split, action, self.rng, self.levels, scene=self.scene, fps=self.fps,
                              size=self.render_size, sample_rate=self.rate)
+        now = time.monotonic()
+        k = int((now - self.t0) * self.fps) + 1        # placed on the timeline once planned (planning takes time)
+        clip = dataclasses.replace(clip, frame_base=k)
         with self.lock:
             done = (now - self.t0) * self.fps
             self.clips = [c for c in self.clips if c.frame_base + c.n_frames > done - self.fps] + [clip]
         shown = self.t0 + k / self.fps
         start = shown + clip.lead_in_frames / self.fps
-        return Played(split, action, shown, start, start + (clip.n_frames - clip.lead_in_frames) / self.fps)
+        return Played(split, action, clip, shown, start, start + (clip.n_frames - clip.lead_in_frames) / self.fps)
