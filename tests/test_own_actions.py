@@ -101,3 +101,20 @@ def test_own_session_has_every_action_labelled_by_name(tmp_path):
     assert meta["verbs"] == list(MOTIONS) and meta["nouns"] == list(SYMBOLS)
     assert [(x["verb_name"], x["noun_name"]) for x in meta["segments"]] == [OWN_ACTIONS[x.verb] for x in s.segments]
     assert load_segments(tmp_path / "own.json") == s.segments
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--actions", "0"], "--actions must be from 1 to 5"),
+    (["--train", "0"], "--train must be at least 1"),
+    (["--take-seconds", "2"], "--take-seconds must exceed 2.25"),
+    (["--from", "/nonexistent/bundle"], "bundle"),
+])
+def test_own_actions_bench_refuses_bad_inputs_in_one_sentence(argv, says, tmp_path, capsys):
+    from edge.bench.__main__ import main
+
+    assert main(["own-actions", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and err.count("\n") == 0, err
+    (tmp_path / "file").write_text("")
+    assert main(["own-actions", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

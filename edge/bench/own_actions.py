@@ -40,6 +40,9 @@ from edge.moving_digits.own_actions import OWN_ACTIONS
 REPO = Path(__file__).resolve().parents[2]
 HEADER = re.compile(r"^\[\d+/\d+\] .*: take \d+/\d+(?: again)? \((\w+), ")
 WINDOW_S = 2.0
+RECORD_KEYS = ("seconds", "takes_kept", "takes_lost", "frames_captured", "frames_written", "frames_dropped",
+               "samples_captured", "samples_written", "samples_dropped", "mic_dropped_blocks", "silence_filled",
+               "stalls", "sensor_losses")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,6 +84,8 @@ def _check_args(args: argparse.Namespace) -> None:
                         f"got {args.take_seconds}, {args.countdown}, {args.pause}.")
     if args.live_gap < 0:
         raise EdgeError(f"--live-gap must be >= 0, got {args.live_gap}.")
+    if args.out.exists() and not args.out.is_dir():
+        raise EdgeError(f"--out {args.out} is a file, not a folder.")
 
 
 class Devices:
@@ -132,6 +137,8 @@ def record(args: argparse.Namespace, dev: Devices, out: Path) -> tuple[dict, lis
         proc.wait()
     if proc.returncode != 0:
         raise EdgeError(f"the recorder failed (exit {proc.returncode}): {err.strip()[-400:]}")
+    if not played:   # a complete plan in OUT (a run started again): its recordings are used as they are
+        return {}, played
     return json.loads((out / "record_stats.json").read_text()), played
 
 
@@ -170,8 +177,8 @@ def finetune(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
     probe = subprocess.run([sys.executable, "-m", "trainer", "finetune", "--help"], cwd=REPO, capture_output=True)
     if probe.returncode != 0:
         return {"ran": False, "why": "this checkout's trainer has no finetune command"}
-    cmd = [sys.executable, "-m", "trainer", "finetune", "--dataset", "recordings", "--data-root",
-           str(out / "recordings"), "--from", str(bundle), "--out", str(out / "ft")]
+    cmd = [sys.executable, "-m", "trainer", "finetune", "--dataset", "recordings", "--data-root", str(out),
+           "--from", str(bundle), "--out", str(out / "ft")]        # the dataset reads DATA_ROOT/recordings
     for s in args.set:
         cmd += ["--set", s]
     t = time.monotonic()
@@ -180,7 +187,8 @@ def finetune(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
     wall = round(time.monotonic() - t, 1)
     if rc != 0:
         tail = (out / "finetune.log").read_text().strip().splitlines()[-1:] or [""]
-        raise EdgeError(f"trainer finetune failed (exit {rc}): {tail[0][-300:]} (log: {out / 'finetune.log'})")
+        return {"ran": False, "why": f"trainer finetune failed (exit {rc}): {tail[0][-300:]} (log: "
+                                     f"{out / 'finetune.log'})", "failed": True}
     results = out / "ft" / "finetune" / "results.json"
     return {"ran": True, "wall_s": wall, "command": " ".join(cmd[1:]), "bundle": str(out / "ft" / "bundle"),
             "results": json.loads(results.read_text()) if results.is_file() else None}
@@ -282,13 +290,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         t = time.monotonic()
         stats, played = record(args, dev, out)
-        summary["record"] = {k: stats[k] for k in ("seconds", "takes_kept", "takes_lost", "frames_captured",
-                                                   "frames_written", "frames_dropped", "samples_captured",
-                                                   "samples_written", "samples_dropped", "mic_dropped_blocks",
-                                                   "silence_filled", "stalls")}
+        summary["record"] = {k: stats[k] for k in RECORD_KEYS} if stats else {"resumed": "the plan was complete"}
         summary["record"]["wall_s"] = round(time.monotonic() - t, 1)
         summary["rows"] = {s: _rows(out / "recordings" / f"{s}.csv") for s in takes}
-        summary["check"] = check_takes(Path(stats["media"]), played) if stats["media"] else None
+        summary["check"] = check_takes(Path(stats["media"]), played) if stats.get("media") else None
         summary["finetune"] = {"ran": False, "why": "--record-only"} if args.record_only else \
             finetune(args, bundle, out)
         if summary["finetune"]["ran"]:
@@ -303,6 +308,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         _print(summary)
+    if summary["finetune"].get("failed"):
+        print(f"edge.bench own-actions: {summary['finetune']['why']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -312,9 +320,12 @@ def _rows(path: Path) -> int:
 
 def _print(s: dict) -> None:
     r, c = s["record"], s["check"] or {}
-    print(f"recorded {r['takes_kept']} takes ({r['takes_lost']} lost and asked again) in {r['wall_s']} s: "
-          f"{r['frames_written']} frames, {r['samples_written']} samples written; {r['frames_dropped']} frames, "
-          f"{r['samples_dropped']} samples dropped; rows {s['rows']}")
+    if "resumed" in r:
+        print(f"recordings: {r['resumed']}, used as they are; rows {s['rows']}")
+    else:
+        print(f"recorded {r['takes_kept']} takes ({r['takes_lost']} lost and asked again) in {r['wall_s']} s: "
+              f"{r['frames_written']} frames, {r['samples_written']} samples written; {r['frames_dropped']} frames, "
+              f"{r['samples_dropped']} samples dropped; rows {s['rows']}")
     if c:
         print(f"takes check: {c['label_is_played_action']}/{c['takes']} rows name the action played, "
               f"{c['frames_show_played_take']}/{c['takes']} show the played take (camera delay p50/max "
