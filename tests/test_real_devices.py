@@ -11,7 +11,6 @@ the same monotonic clock as the test's fault times.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -19,11 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from edge.bench.jsonl_tail import JsonlTail
 
 REPO = Path(__file__).resolve().parent.parent
 NOTICE_S, RECOVER_S = 0.5, 2.0
@@ -118,29 +118,11 @@ class LiveRun:
 
     def __init__(self, args: list[str], jsonl: Path, env: dict) -> None:
         self.jsonl = jsonl
-        self.records: list[tuple[float, dict]] = []
         self.proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), *args, "--jsonl", str(jsonl)],
                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._done = threading.Event()
-        self._reader = threading.Thread(target=self._tail, daemon=True)
+        self._reader = JsonlTail(jsonl)
         self._reader.start()
-
-    def _tail(self) -> None:
-        while not self.jsonl.exists() and not self._done.is_set():
-            time.sleep(0.005)
-        buf = ""
-        with open(self.jsonl) as f:
-            while True:
-                chunk = f.read()
-                if chunk:
-                    now = time.monotonic()
-                    buf += chunk
-                    *lines, buf = buf.split("\n")
-                    self.records.extend((now, json.loads(line)) for line in lines if line)
-                elif self._done.is_set():
-                    return
-                else:
-                    time.sleep(0.005)
+        self.records = self._reader.records
 
     def wait_for(self, predicate, timeout_s: float) -> float | None:
         """The stamp of the first prediction after now that satisfies `predicate`, waiting up to timeout_s."""
@@ -156,7 +138,7 @@ class LiveRun:
     def stop(self) -> tuple[str, str]:
         self.proc.send_signal(signal.SIGINT)
         out, err = self.proc.communicate(timeout=20)
-        self._done.set()
+        self._reader.done.set()
         self._reader.join(timeout=5)
         assert self.proc.returncode == 0, err
         return out, err

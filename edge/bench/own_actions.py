@@ -27,13 +27,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from edge.assets import default_bundle
+from edge.bench.jsonl_tail import JsonlTail
 from edge.errors import EdgeError
 from edge.moving_digits.own_actions import OWN_ACTIONS
 
@@ -190,40 +190,12 @@ def finetune(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
         return {"ran": False, "why": f"trainer finetune failed (exit {rc}): {tail[0][-300:]} (log: "
                                      f"{out / 'finetune.log'})", "failed": True}
     results = out / "ft" / "finetune" / "results.json"
+    results = json.loads(results.read_text()) if results.is_file() else None
     return {"ran": True, "wall_s": wall, "command": " ".join(cmd[1:]), "bundle": str(out / "ft" / "bundle"),
-            "results": json.loads(results.read_text()) if results.is_file() else None}
+            "held_out_action": held_out_accuracy(results), "results": results}
 
 
 # ---- 3. live ------------------------------------------------------------------------------------------------------
-class JsonlTail(threading.Thread):
-    """Collects a growing JSONL file's records, each stamped with the time.monotonic() it appeared."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(name="jsonl-tail", daemon=True)
-        self.path, self.records, self.done = path, [], threading.Event()
-
-    def run(self) -> None:
-        while not self.path.exists() and not self.done.wait(0.01):
-            pass
-        if not self.path.exists():
-            return
-        buf = ""
-        with open(self.path) as f:
-            while True:
-                chunk = f.read()
-                if chunk:
-                    stamp = time.monotonic()
-                    *lines, buf = (buf + chunk).split("\n")
-                    self.records += [(stamp, json.loads(x)) for x in lines if x]
-                elif self.done.is_set():
-                    return
-                else:
-                    time.sleep(0.01)
-
-    def predictions(self, since: float = 0.0) -> list[tuple[float, dict]]:
-        return [(s, r) for s, r in list(self.records) if r["type"] == "prediction" and s >= since]
-
-
 def live(args: argparse.Namespace, dev: Devices, bundle: Path, out: Path) -> dict:
     """run_live.py on the devices while the stage plays a held-out take of each action; majority per action."""
     jsonl = out / "live.jsonl"
@@ -314,6 +286,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def held_out_accuracy(results: dict | None) -> dict | None:
+    """Action accuracy % per modality subset over the held-out splits of finetune's results.json (pooled)."""
+    splits = [v for k, v in ((results or {}).get("splits") or {}).items() if k != "train" and v.get("n")]
+    if not splits:
+        return None
+    n = sum(v["n"] for v in splits)
+    out: dict = {k: round(sum(v["table"][k]["action"] * v["n"] for v in splits) / n, 1) for k in splits[0]["table"]}
+    out["n"] = n
+    return out
+
+
 def _rows(path: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
@@ -336,6 +319,10 @@ def _print(s: dict) -> None:
         print(f"finetune: not run ({f['why']}).")
     else:
         print(f"finetune: {f['wall_s']} s, bundle {f['bundle']}")
+        held = held_out_accuracy(f.get("results"))
+        if held:
+            print(f"held-out action accuracy ({held.pop('n')} takes, val + test): "
+                  + ", ".join(f"{k} {v}" for k, v in held.items()))
     if "live" in s:
         print(f"live: {s['live']['right']}/{s['live']['of']} actions right "
               + ", ".join(f"{' '.join(a['truth'])} -> {' '.join(a['predicted'] or ['none'])}" for a in s["live"]["actions"]))
