@@ -3,7 +3,8 @@
 
 Each action pairs one new verb with one new noun, so every modality subset that still has V, or A, or F can
 tell the action. Splits never share a voice or an image, as the digit benchmark's splits share no speaker or
-MNIST image: takes recorded for training come from `train`, the held-out ones from `val` / `test`.
+MNIST image (held-out voices lie between the training ones): takes recorded for training come from `train`, the
+held-out ones from `val` / `test`.
 
     plan_own_clip(split, action, rng, levels)     one take (a ClipPlan: render with render_frames / render_audio)
     render_own_session(split, seed, n, levels)    a Session of n of these actions with idle gaps
@@ -24,8 +25,8 @@ from edge.moving_digits.sources import DigitSources
 from edge.moving_digits.symbols import SYMBOLS, symbol_sources
 
 OWN_ACTIONS = tuple(zip(MOTIONS, SYMBOLS))   # (verb name, noun name): circle ring, approach triangle, ...
-OWN_SPLITS = {"train": (("alto", "bass", "cello"), (0, 600)), "val": (("drum",), (600, 700)),
-              "test": (("erhu",), (700, 800))}
+OWN_SPLITS = {"train": ((0.1, 0.5, 0.9), (0, 600)), "val": ((0.3,), (600, 700)),   # (voices, images): see symbols
+              "test": ((0.7,), (700, 800))}
 _HOLD = 0                                      # render.VERBS index of "hold": the base every new motion starts from
 
 

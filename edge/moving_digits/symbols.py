@@ -11,12 +11,13 @@ and stroke; its sound is a family of synthetic sounds no digit has, so audio alo
     cross     two short band-limited noise bursts ("tsk-tsk")
 
 Every draw is seeded by (voice, symbol, take) and (image index), as the procedural digit source is, so splits
-built from different voices / image ranges never share a sample. The result is a `DigitSources` whose keys are
+built from different voices / image ranges never share a sample; a voice is a number in [0, 1) that shifts the
+pitch by 0.85-1.15x and colours the sound (held-out voices lie between the training ones, as a new speaker's
+voice lies among those heard before). The result is a `DigitSources` whose keys are
 symbol indices (0-4), so the renderer's `plan_clip` draws from it unchanged.
 """
 from __future__ import annotations
 
-import zlib
 from functools import lru_cache
 
 import cv2
@@ -95,20 +96,23 @@ def symbol_sound(rng: np.random.Generator, symbol: int, sample_rate: int, voice:
 
 
 @lru_cache(maxsize=8)
-def symbol_sources(voices: tuple[str, ...], images: tuple[int, int], sample_rate: int = 16000) -> DigitSources:
+def symbol_sources(voices: tuple[float, ...], images: tuple[int, int], sample_rate: int = 16000) -> DigitSources:
     """The symbols as a renderer source: images `images[0]..images[1]-1` (index i draws symbol i mod 5) and
-    TAKES_PER_VOICE sounds per symbol and voice (voices play the role of FSDD speakers: disjoint per split)."""
+    TAKES_PER_VOICE sounds per symbol and voice. A voice (in [0, 1): pitch and colour) plays the role of an FSDD
+    speaker: splits use different ones."""
     start, stop = images
-    if stop - start < len(SYMBOLS) or not voices:
-        raise ValueError(f"symbol sources need at least {len(SYMBOLS)} images and one voice, got {images}, {voices}.")
+    if stop - start < len(SYMBOLS) or not voices or not all(0 <= v < 1 for v in voices):
+        raise ValueError(f"symbol sources need at least {len(SYMBOLS)} images and voices in [0, 1), got {images}, "
+                         f"{voices}.")
     by_symbol: dict[int, list[np.ndarray]] = {k: [] for k in range(len(SYMBOLS))}
     for i in range(start, stop):
         by_symbol[i % len(SYMBOLS)].append(symbol_image(np.random.default_rng([_IMAGE_SEED, i]), i % len(SYMBOLS)))
     sounds: dict[int, list[np.ndarray]] = {k: [] for k in range(len(SYMBOLS))}
     for v in voices:
-        vid = zlib.crc32(v.encode())
+        vid = int(round(v * 1000))
         for k in range(len(SYMBOLS)):
-            sounds[k].extend(symbol_sound(np.random.default_rng([_SOUND_SEED, vid, k, take]), k, sample_rate,
-                                          (vid % 1000) / 1000.0) for take in range(TAKES_PER_VOICE))
-    return DigitSources("symbols", sample_rate, {k: np.stack(v) for k, v in by_symbol.items()}, sounds, voices,
-                        images, 0, f"symbols {start}:{stop} + synthetic voices {','.join(voices)}")
+            sounds[k].extend(symbol_sound(np.random.default_rng([_SOUND_SEED, vid, k, take]), k, sample_rate, v)
+                             for take in range(TAKES_PER_VOICE))
+    names = tuple(f"voice-{v:.2f}" for v in voices)
+    return DigitSources("symbols", sample_rate, {k: np.stack(v) for k, v in by_symbol.items()}, sounds, names,
+                        images, 0, f"symbols {start}:{stop} + synthetic voices {','.join(names)}")
