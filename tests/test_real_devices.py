@@ -11,8 +11,6 @@ the same monotonic clock as the test's fault times.
 """
 from __future__ import annotations
 
-import os
-import select
 import shutil
 import signal
 import socket
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.bench import pulse
 from edge.bench.jsonl_tail import JsonlTail
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,49 +34,26 @@ for _tool in ("pulseaudio", "pactl", "paplay", "parec"):
                     allow_module_level=True)
 
 
-class PulseServer:
-    """A private PulseAudio server: null sink `virt`, its monitor the default source, a clip looping into it."""
+class PulseServer(pulse.PulseServer):
+    """edge.bench.pulse's private server (null sink `virt`, its monitor the default source) with a clip looping
+    into it; stop() takes the server down (the microphone disappears), start() brings it back."""
 
     def __init__(self, runtime_dir: Path, clip: Path) -> None:
-        runtime_dir.mkdir(mode=0o700, exist_ok=True)
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime_dir), HOME=str(runtime_dir))
+        super().__init__(runtime_dir)
         self.clip = clip
         self._player: subprocess.Popen | None = None
 
-    def _run(self, *cmd: str) -> None:
-        subprocess.run(cmd, env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=15)
-
     def start(self) -> float:
         """Start the server and wait until its monitor delivers audio; returns that moment (monotonic)."""
-        self._run("pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n",
-                  "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=virt")
-        self._run("pactl", "set-default-source", "virt.monitor")
+        super().start()
         if self._player is None:
             self._player = subprocess.Popen(
                 ["sh", "-c", f"while true; do paplay --latency-msec=20 --device=virt '{self.clip}' || sleep 0.05; "
                              "done"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self._wait_for_audio()
-
-    def _wait_for_audio(self, timeout_s: float = 10.0) -> float:
-        """The first bytes a fresh capture client gets from the monitor (a new null sink renders its first
-        block of up to 2 s before it adapts to a low latency)."""
-        probe = subprocess.Popen(["parec", "--device=virt.monitor", "--latency-msec=20", "--raw"], env=self.env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        try:
-            ready, _, _ = select.select([probe.stdout], [], [], timeout_s)
-            assert ready and probe.stdout.read1(64), "the PulseAudio monitor delivered no audio"
-            return time.monotonic()
-        finally:
-            probe.kill()
-            probe.wait()
+        return self.wait_for_audio()
 
     def stop(self) -> None:
-        subprocess.run(["pulseaudio", "--kill"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=15)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and subprocess.run(["pulseaudio", "--check"], env=self.env).returncode == 0:
-            time.sleep(0.02)
+        super().close()
 
     def close(self) -> None:
         if self._player is not None:

@@ -106,19 +106,23 @@ class Devices:
         self.pulse = PulseServer(work / "pulse")
         self.stage = Stage(levels, seed=seed)
         self.pulse.start()
+        self.feed = self.camera = None
         try:
             self.feed = PcmFeed(self.pulse, self.stage.rate)
             self.camera = MJPEGServer(self.stage).start()
             self.stage.start_audio(self.feed)
+            self.pulse.wait_for_audio()   # a fresh sink's first block is late: the recorder then starts on time
         except BaseException:
-            self.pulse.close()
+            self.close()
             raise
         self.url, self.env = self.camera.url, self.pulse.env
 
     def close(self) -> None:
         self.stage.stop()
-        self.camera.stop()
-        self.feed.close()
+        if self.camera is not None:
+            self.camera.stop()
+        if self.feed is not None:
+            self.feed.close()
         self.pulse.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -15,7 +16,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 
-TOOLS = ("pulseaudio", "pactl", "pacat")
+TOOLS = ("pulseaudio", "pactl", "pacat", "parec")
 F_SETPIPE_SZ = 1031    # Linux fcntl: set a pipe's buffer size
 PLAYER_NICE = -11      # PulseAudio's own high priority
 _QUIET = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -42,6 +43,20 @@ class PulseServer:
                      "--load=module-null-sink sink_name=virt"], ["pactl", "set-default-source", "virt.monitor"]):
             subprocess.run(cmd, env=self.env, check=True, timeout=30, **_QUIET)
         return self
+
+    def wait_for_audio(self, timeout_s: float = 10.0) -> float:
+        """Wait until the monitor delivers audio to a fresh capture client (a new null sink renders its first block
+        of up to 2 s before it adapts to a low latency); returns that moment (time.monotonic())."""
+        probe = subprocess.Popen(["parec", "--device=virt.monitor", "--latency-msec=20", "--raw"], env=self.env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            ready, _, _ = select.select([probe.stdout], [], [], timeout_s)
+            if not (ready and probe.stdout.read1(64)):
+                raise EdgeError(f"the PulseAudio monitor delivered no audio within {timeout_s:g} s.")
+            return time.monotonic()
+        finally:
+            probe.kill()
+            probe.wait()
 
     def close(self) -> None:
         subprocess.run(["pulseaudio", "--kill"], env=self.env, timeout=30, **_QUIET)
