@@ -41,7 +41,7 @@ from edge.moving_digits.own_actions import OWN_ACTIONS
 REPO = Path(__file__).resolve().parents[2]
 HEADER = re.compile(r"^\[\d+/\d+\] .*: take \d+/\d+(?: again)? \((\w+), ")
 WINDOW_S = 2.0
-EPOCHS = 12             # finetune epochs of all weights: held out, 6 (the trainer's default) gave V+F 65 %, 12 gave 85 %
+EPOCHS = 12             # finetune epochs of all weights: on one recording, 6 (the trainer's default) gave held-out V+F 65 %, 12 gave 85 %
 RECORD_KEYS = ("seconds", "takes_kept", "takes_lost", "frames_captured", "frames_written", "frames_dropped",
                "samples_captured", "samples_written", "samples_dropped", "mic_dropped_blocks", "silence_filled",
                "stalls", "sensor_losses")
