@@ -1,4 +1,4 @@
-"""Own actions end to end on real devices: record 5 new actions from a camera and a microphone, fine-tune, recognize them live.
+"""Own actions end to end on real devices: record 5 new actions from a camera and a microphone, fine-tune, run live.
 
 The devices are real components: an MJPEG network camera (edge/bench/mjpeg.py, 640x480 at 30 fps) and a private
 PulseAudio server whose null-sink monitor is PortAudio's `default` microphone (16 kHz). Both show one stage
@@ -41,7 +41,7 @@ from edge.moving_digits.own_actions import OWN_ACTIONS
 REPO = Path(__file__).resolve().parents[2]
 HEADER = re.compile(r"^\[\d+/\d+\] .*: take \d+/\d+(?: again)? \((\w+), ")
 WINDOW_S = 2.0
-EPOCHS = 12             # finetune epochs of all weights: on one recording, 6 (the trainer's default) gave held-out V+F 65 %, 12 gave 85 %
+EPOCHS = 12             # finetune epochs of all weights: the trainer's 6 gave held-out V+F 65 %, 12 gave 85 %
 RECORD_KEYS = ("seconds", "takes_kept", "takes_lost", "frames_captured", "frames_written", "frames_dropped",
                "samples_captured", "samples_written", "samples_dropped", "mic_dropped_blocks", "silence_filled",
                "stalls", "sensor_losses")
