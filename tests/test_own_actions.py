@@ -118,3 +118,15 @@ def test_own_actions_bench_refuses_bad_inputs_in_one_sentence(argv, says, tmp_pa
     (tmp_path / "file").write_text("")
     assert main(["own-actions", "--out", str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_own_actions_bench_without_pulseaudio_says_so(tmp_path, capsys, monkeypatch):
+    import edge.bench.pulse
+    from edge.bench.__main__ import main
+
+    monkeypatch.setattr(edge.bench.pulse, "missing_tool", lambda: "pulseaudio")
+    assert main(["own-actions", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "edge.bench own-actions: pulseaudio is not installed, so there is no virtual microphone to record from "
+        "(apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
+    assert not (tmp_path / "o").exists()
