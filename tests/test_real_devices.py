@@ -3,7 +3,7 @@
 - a microphone: a PulseAudio server run by the test as a user process with a private XDG_RUNTIME_DIR, a null
   sink whose monitor is the default source, and a real recording played into the sink with paplay; PortAudio
   (sounddevice) records it from `default`. Stopping the server makes the microphone disappear.
-- a network camera: a real clip served as MJPEG over HTTP on 127.0.0.1 by tests/mjpeg_server.py in its own
+- a network camera: a real clip served as MJPEG over HTTP on 127.0.0.1 by edge/bench/mjpeg.py in its own
   process; killing that process makes the camera disappear, starting it again on the same port brings it back.
 
 run_live.py runs as a user would run it; a reader thread stamps each JSONL line with the time it appeared, on
@@ -11,19 +11,18 @@ the same monotonic clock as the test's fault times.
 """
 from __future__ import annotations
 
-import json
-import os
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from edge.bench import pulse
+from edge.bench.jsonl_tail import JsonlTail
 
 REPO = Path(__file__).resolve().parent.parent
 NOTICE_S, RECOVER_S = 0.5, 2.0
@@ -35,49 +34,26 @@ for _tool in ("pulseaudio", "pactl", "paplay", "parec"):
                     allow_module_level=True)
 
 
-class PulseServer:
-    """A private PulseAudio server: null sink `virt`, its monitor the default source, a clip looping into it."""
+class PulseServer(pulse.PulseServer):
+    """edge.bench.pulse's private server (null sink `virt`, its monitor the default source) with a clip looping
+    into it; stop() takes the server down (the microphone disappears), start() brings it back."""
 
     def __init__(self, runtime_dir: Path, clip: Path) -> None:
-        runtime_dir.mkdir(mode=0o700, exist_ok=True)
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime_dir), HOME=str(runtime_dir))
+        super().__init__(runtime_dir)
         self.clip = clip
         self._player: subprocess.Popen | None = None
 
-    def _run(self, *cmd: str) -> None:
-        subprocess.run(cmd, env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=15)
-
     def start(self) -> float:
         """Start the server and wait until its monitor delivers audio; returns that moment (monotonic)."""
-        self._run("pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n",
-                  "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=virt")
-        self._run("pactl", "set-default-source", "virt.monitor")
+        super().start()
         if self._player is None:
             self._player = subprocess.Popen(
                 ["sh", "-c", f"while true; do paplay --latency-msec=20 --device=virt '{self.clip}' || sleep 0.05; "
                              "done"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self._wait_for_audio()
-
-    def _wait_for_audio(self, timeout_s: float = 10.0) -> float:
-        """The first bytes a fresh capture client gets from the monitor (a new null sink renders its first
-        block of up to 2 s before it adapts to a low latency)."""
-        probe = subprocess.Popen(["parec", "--device=virt.monitor", "--latency-msec=20", "--raw"], env=self.env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        try:
-            ready, _, _ = select.select([probe.stdout], [], [], timeout_s)
-            assert ready and probe.stdout.read1(64), "the PulseAudio monitor delivered no audio"
-            return time.monotonic()
-        finally:
-            probe.kill()
-            probe.wait()
+        return self.wait_for_audio()
 
     def stop(self) -> None:
-        subprocess.run(["pulseaudio", "--kill"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=15)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and subprocess.run(["pulseaudio", "--check"], env=self.env).returncode == 0:
-            time.sleep(0.02)
+        super().close()
 
     def close(self) -> None:
         if self._player is not None:
@@ -88,7 +64,7 @@ class PulseServer:
 
 
 class NetworkCamera:
-    """tests/mjpeg_server.py in its own process, always on the same port (so the URL survives a restart)."""
+    """edge/bench/mjpeg.py in its own process, always on the same port (so the URL survives a restart)."""
 
     def __init__(self, clip: Path) -> None:
         self.clip = clip
@@ -100,7 +76,7 @@ class NetworkCamera:
 
     def start(self) -> float:
         """Start serving; returns the moment the server listens (monotonic)."""
-        self._proc = subprocess.Popen([sys.executable, "-m", "tests.mjpeg_server", str(self.clip),
+        self._proc = subprocess.Popen([sys.executable, "-m", "edge.bench.mjpeg", str(self.clip),
                                        "--port", str(self.port), "--max-frames", "120"],
                                       cwd=REPO, stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout.readline().strip() == self.url
@@ -118,29 +94,11 @@ class LiveRun:
 
     def __init__(self, args: list[str], jsonl: Path, env: dict) -> None:
         self.jsonl = jsonl
-        self.records: list[tuple[float, dict]] = []
         self.proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), *args, "--jsonl", str(jsonl)],
                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._done = threading.Event()
-        self._reader = threading.Thread(target=self._tail, daemon=True)
+        self._reader = JsonlTail(jsonl)
         self._reader.start()
-
-    def _tail(self) -> None:
-        while not self.jsonl.exists() and not self._done.is_set():
-            time.sleep(0.005)
-        buf = ""
-        with open(self.jsonl) as f:
-            while True:
-                chunk = f.read()
-                if chunk:
-                    now = time.monotonic()
-                    buf += chunk
-                    *lines, buf = buf.split("\n")
-                    self.records.extend((now, json.loads(line)) for line in lines if line)
-                elif self._done.is_set():
-                    return
-                else:
-                    time.sleep(0.005)
+        self.records = self._reader.records
 
     def wait_for(self, predicate, timeout_s: float) -> float | None:
         """The stamp of the first prediction after now that satisfies `predicate`, waiting up to timeout_s."""
@@ -156,7 +114,7 @@ class LiveRun:
     def stop(self) -> tuple[str, str]:
         self.proc.send_signal(signal.SIGINT)
         out, err = self.proc.communicate(timeout=20)
-        self._done.set()
+        self._reader.done.set()
         self._reader.join(timeout=5)
         assert self.proc.returncode == 0, err
         return out, err

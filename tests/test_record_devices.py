@@ -1,6 +1,6 @@
 """edge.record on real devices that go away mid-take (slow): a PulseAudio microphone (private server, null sink
 monitor, a real recording played into it) through PortAudio's `default`, and a real clip served as an MJPEG
-network camera by tests/mjpeg_server.py, both as tests/test_real_devices.py runs them. The camera server is
+network camera by edge/bench/mjpeg.py, both as tests/test_real_devices.py runs them. The camera server is
 killed during a take and restarted: the take is marked lost, the recorder waits for the camera and asks again."""
 from __future__ import annotations
 

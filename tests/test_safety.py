@@ -85,10 +85,11 @@ def test_the_live_recognizer_listens_on_no_port(random_bundle):
 
 def test_the_only_servers_are_the_web_view_and_the_test_camera_and_bind_localhost_by_default(data_root):
     # The web view (--serve) is tested for its loopback default and its token rule in tests/test_web.py;
-    # edge/bench/record.py binds 127.0.0.1:0 only to pick a free port for the test camera it starts.
+    # edge/bench/record.py binds 127.0.0.1:0 only to pick a free port for the test camera it starts; the test
+    # camera (edge/bench/mjpeg.py, a bench tool) binds 127.0.0.1 unless told otherwise (checked below).
     servers = {p.relative_to(REPO).as_posix() for name in ("serve_forever", "listen", "bind") for p, _ in _calls(name)}
-    assert servers <= {"edge/live/web.py", "edge/bench/record.py"}, servers  # the MJPEG test camera lives with the tests
-    proc = subprocess.Popen([sys.executable, "-m", "tests.mjpeg_server", str(data_root / "clips" /
+    assert servers <= {"edge/live/web.py", "edge/bench/record.py", "edge/bench/mjpeg.py"}, servers
+    proc = subprocess.Popen([sys.executable, "-m", "edge.bench.mjpeg", str(data_root / "clips" /
                              "flipping_a_pancake.mkv"), "--max-frames", "5"], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().startswith("http://127.0.0.1:")

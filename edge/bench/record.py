@@ -1,7 +1,7 @@
 """Recording: `python -m edge.record` on a real network camera and a real microphone for N seconds; frames and samples lost.
 
 The camera is a real clip (flipping_a_pancake.mkv from the data root) scaled to --size and served as MJPEG over
-HTTP at 30 fps by tests/mjpeg_server.py in its own process (so it runs from a checkout) (read by OpenCV, as `--camera URL`); the microphone is
+HTTP at 30 fps by edge/bench/mjpeg.py in its own process (read by OpenCV, as `--camera URL`); the microphone is
 a private PulseAudio server (a null sink whose monitor is the default source, a real recording looped into it
 with paplay), recorded through PortAudio's `default` at --rate. The recorder runs guided takes on the timer
 (--yes) for --seconds, in its own process, as a user would run it. Afterwards the session file is decoded and
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.bench import default_data_root
+from edge.bench.pulse import PulseServer
 from edge.errors import EdgeError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,10 +75,8 @@ def _free_port() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    for tool in ("pulseaudio", "pactl", "paplay"):
-        if shutil.which(tool) is None:
-            raise EdgeError(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils "
-                            "libasound2-plugins).")
+    if shutil.which("paplay") is None:
+        raise EdgeError("paplay is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
     root = args.data_root or default_data_root()
     clip, wav = root / "clips/flipping_a_pancake.mkv", root / "clips/ucf101_apply_eye_makeup.wav"
     for f in (clip, wav):
@@ -89,21 +88,18 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError(f"--size takes WxH (e.g. 640x480), got {args.size!r}.") from None
     work = Path(tempfile.mkdtemp(prefix="bench-record-"))
     out = args.keep or work / "rec"
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(work / "pulse"), HOME=str(work / "pulse"))
-    (work / "pulse").mkdir(mode=0o700)
+    pulse = PulseServer(work / "pulse")
+    env = pulse.env
     procs: list[subprocess.Popen] = []
     quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _scaled_clip(clip, work / "camera.mkv", (w, h))
         port = _free_port()
-        cam = subprocess.Popen([sys.executable, "-m", "tests.mjpeg_server", str(work / "camera.mkv"), "--port",
+        cam = subprocess.Popen([sys.executable, "-m", "edge.bench.mjpeg", str(work / "camera.mkv"), "--port",
                                 str(port)], cwd=REPO, stdout=subprocess.PIPE, text=True)
         procs.append(cam)
         url = cam.stdout.readline().strip()
-        subprocess.run(["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n",
-                        "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=virt"],
-                       env=env, check=True, timeout=30, **quiet)
-        subprocess.run(["pactl", "set-default-source", "virt.monitor"], env=env, check=True, timeout=30, **quiet)
+        pulse.start()
         procs.append(subprocess.Popen(["sh", "-c", f"while true; do paplay --device=virt '{wav}' || sleep 0.05; "
                                                    "done"], env=env, **quiet))
         (work / "plan.yaml").write_text(PLAN)
@@ -129,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         for p in procs:
             p.kill()
             p.wait()
-        subprocess.run(["pulseaudio", "--kill"], env=env, timeout=30, **quiet)
+        pulse.close()
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     if args.json:

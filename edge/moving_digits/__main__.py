@@ -2,6 +2,7 @@
 
     python -m edge.moving_digits session --out runs/demo.mkv [--data-root R] [--split test] [--n-actions 10]
         [--bundle assets/bundles/karmma_s]   (render at the levels that bundle was trained with)
+    python -m edge.moving_digits session --own-actions --out runs/own.mkv [--split test]   (the 5 new actions)
     python -m edge.moving_digits sheet --out runs/sheet.png [--data-root R] [--split val]
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.moving_digits.config import load_config
+from edge.moving_digits.own_actions import render_own_session, write_own_session
 from edge.moving_digits.render import NOUNS, VERBS, render_clip
 from edge.moving_digits.session import render_session, write_session
 from edge.moving_digits.sources import default_data_root, load_sources
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                          "instead of the config's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-actions", type=int, default=10)
+    ap.add_argument("--own-actions", action="store_true",
+                    help="session of the 5 actions the shipped model has never seen (new motions and symbols)")
     args = ap.parse_args(argv)
     try:
         if args.data_root is not None and not args.data_root.is_dir():
@@ -50,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             levels, levels_from = session_levels(load_bundle(args.bundle))
         split = make_split(args.split, args.speakers, args.images, cfg.splits)
         sources = load_sources(args.data_root or default_data_root(), list(split.speakers), split.images)
-        if args.command == "session":
+        if args.command == "session" and args.own_actions:
+            session = render_own_session(args.split, args.seed, args.n_actions, levels)
+            json_path = write_own_session(session, args.out)
+            print(f"wrote {args.out} ({session.duration_s:.1f} s, {len(session.segments)} own actions, "
+                  f"{levels_from}) and {json_path}")
+        elif args.command == "session":
             session = render_session(sources, args.seed, args.n_actions, levels)
             json_path = write_session(session, args.out)
             print(f"wrote {args.out} ({session.duration_s:.1f} s, {len(session.segments)} actions, "

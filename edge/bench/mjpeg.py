@@ -1,8 +1,11 @@
-"""A small MJPEG-over-HTTP camera: serves a media file's frames (looped, at their own rate) as
-multipart/x-mixed-replace JPEGs, the way wearable prototypes stream their camera over Wi-Fi.
+"""A small MJPEG-over-HTTP camera for tests and benchmarks: serves JPEG frames as multipart/x-mixed-replace at
+a frame rate, the way wearable prototypes stream their camera over Wi-Fi.
 
-`python -m tests.mjpeg_server FILE [--port N] [--host H]` prints the stream URL; it binds 127.0.0.1 unless
---host says otherwise. Tests start it as a process and stop it to make the network camera disappear.
+What it serves is a frame source: any object with `fps` and `frame(t) -> bytes` (the JPEG to show at monotonic
+time t), so a bench can change the picture while clients stay connected (`edge.bench.stage.Stage`); `JpegLoop`
+loops a media file's frames. `python -m edge.bench.mjpeg FILE [--port N] [--host H]` serves a file and prints
+the stream URL; it binds 127.0.0.1 unless --host says otherwise. Tests start it as a process and stop it to make
+the network camera disappear.
 """
 from __future__ import annotations
 
@@ -12,10 +15,28 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 
 BOUNDARY = "karmmaframe"
+
+
+class FrameSource(Protocol):
+    fps: float
+
+    def frame(self, t: float) -> bytes:
+        """The JPEG to show at monotonic time t."""
+
+
+class JpegLoop:
+    """Fixed JPEGs looped at `fps` from the moment the loop is made."""
+
+    def __init__(self, jpegs: list[bytes], fps: float) -> None:
+        self.jpegs, self.fps, self.t0 = jpegs, fps, time.monotonic()
+
+    def frame(self, t: float) -> bytes:
+        return self.jpegs[int((t - self.t0) * self.fps) % len(self.jpegs)]
 
 
 def load_jpegs(path: Path, max_frames: int = 300, quality: int = 80) -> tuple[list[bytes], float]:
@@ -37,7 +58,7 @@ def load_jpegs(path: Path, max_frames: int = 300, quality: int = 80) -> tuple[li
     return jpegs, fps
 
 
-def make_handler(jpegs: list[bytes], fps: float) -> type[BaseHTTPRequestHandler]:
+def make_handler(source: FrameSource) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             self.send_response(200)
@@ -48,11 +69,11 @@ def make_handler(jpegs: list[bytes], fps: float) -> type[BaseHTTPRequestHandler]
             i = 0
             try:
                 while True:
-                    jpeg = jpegs[i % len(jpegs)]
+                    jpeg = source.frame(time.monotonic())
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                                      f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                     i += 1
-                    delay = start + i / fps - time.monotonic()
+                    delay = start + i / source.fps - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
             except (BrokenPipeError, ConnectionResetError):
@@ -65,10 +86,10 @@ def make_handler(jpegs: list[bytes], fps: float) -> type[BaseHTTPRequestHandler]
 
 
 class MJPEGServer:
-    """Serves `jpegs` at `fps` on http://host:port/stream.mjpg from a background thread (port 0: any free one)."""
+    """Serves `source` on http://host:port/stream.mjpg from a background thread (port 0: any free one)."""
 
-    def __init__(self, jpegs: list[bytes], fps: float, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(jpegs, fps))
+    def __init__(self, source: FrameSource, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(source))
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="mjpeg-server", daemon=True)
 
@@ -87,7 +108,7 @@ class MJPEGServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.mjpeg_server", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m edge.bench.mjpeg", description=__doc__.splitlines()[0])
     p.add_argument("file", type=Path, help="media file whose video is served")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=0, help="port (default: any free one)")
@@ -95,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         jpegs, fps = load_jpegs(args.file, args.max_frames)
-        server = MJPEGServer(jpegs, fps, args.host, args.port)
+        server = MJPEGServer(JpegLoop(jpegs, fps), args.host, args.port)
     except Exception as exc:  # any unreadable file: one line, no traceback
         print(f"error: cannot serve {args.file} ({exc}).", file=sys.stderr)
         return 2

@@ -1,0 +1,337 @@
+"""Own actions end to end on real devices: record 5 new actions from a camera and a microphone, fine-tune, run live.
+
+The devices are real components: an MJPEG network camera (edge/bench/mjpeg.py, 640x480 at 30 fps) and a private
+PulseAudio server whose null-sink monitor is PortAudio's `default` microphone (16 kHz). Both show one stage
+(edge/bench/stage.py): a MovingDigits-AV scene, idle until a take plays on it. The 5 actions are new motions of
+cards with new symbols and sounds (edge/moving_digits/own_actions.py) that the shipped label set does not have.
+
+1. record: `python -m edge.record --camera URL --mic default --plan OUT/plan.yaml --out OUT/recordings --yes`;
+   each time it prints "now: <prompt>", a freshly drawn take of that action (from the take's split: train takes
+   and held-out val / test takes never share a voice or an image) plays on the stage. Then every kept take is
+   checked against what was played (edge/bench/take_check.py: frames match the played clip at one camera delay).
+2. finetune: `python -m trainer finetune --dataset recordings --data-root OUT --from BUNDLE --out OUT/ft`
+   with the trainer's `finetune:` settings (--set passes overrides on; skipped with a sentence when this checkout's trainer has no finetune command, or
+   with --record-only).
+3. live: `run_live.py --bundle OUT/ft/bundle --camera URL --mic default --jsonl OUT/live.jsonl` while the stage
+   plays one new held-out take (test split) of each action between idle gaps; per action the majority prediction
+   over the predictions whose 2 s window covers at least half of it; prints `k/5 actions right`.
+
+Needs `pulseaudio pulseaudio-utils libasound2-plugins` and PortAudio; without them it stops with one sentence.
+--json prints the summary (also written to OUT/summary.json).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.assets import default_bundle
+from edge.bench.jsonl_tail import JsonlTail
+from edge.errors import EdgeError
+from edge.moving_digits.own_actions import OWN_ACTIONS
+
+REPO = Path(__file__).resolve().parents[2]
+HEADER = re.compile(r"^\[\d+/\d+\] .*: take \d+/\d+(?: again)? \((\w+), ")
+WINDOW_S = 2.0
+RECORD_KEYS = ("seconds", "takes_kept", "takes_lost", "frames_captured", "frames_written", "frames_dropped",
+               "samples_captured", "samples_written", "samples_dropped", "mic_dropped_blocks", "silence_filled",
+               "stalls", "sensor_losses")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output folder (recordings/, ft/, live.jsonl, summary.json)")
+    p.add_argument("--from", dest="bundle", type=Path, default=None,
+                   help="bundle to fine-tune (default the shipped karmma_s); its training levels render the stage")
+    p.add_argument("--train", type=int, default=10, help="training takes per action (default 10)")
+    p.add_argument("--val", type=int, default=2, help="validation takes per action (default 2)")
+    p.add_argument("--test", type=int, default=2, help="test takes per action (default 2)")
+    p.add_argument("--actions", type=int, default=len(OWN_ACTIONS), help="how many of the 5 own actions (default 5)")
+    p.add_argument("--take-seconds", type=float, default=2.5, help="take length (default 2.5 s)")
+    p.add_argument("--countdown", type=float, default=0.5, help="countdown before each take (default 0.5 s)")
+    p.add_argument("--pause", type=float, default=0.5, help="pause after each take (default 0.5 s)")
+    p.add_argument("--record-only", action="store_true", help="stop after recording and checking the takes")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="passed to trainer finetune (e.g. finetune.head_epochs=5)")
+    p.add_argument("--live-gap", type=float, default=3.0, help="idle seconds before each live action (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def write_plan(path: Path, n_actions: int, takes: dict[str, int], take_s: float, countdown: float, pause: float) -> None:
+    """The recorder's plan: each action's takes spread over the splits in proportion."""
+    weights = ", ".join(f"{s}: {n}" for s, n in takes.items() if n > 0)
+    lines = [f"take_seconds: {take_s}", f"countdown: {countdown}", f"pause: {pause}", "actions:"]
+    lines += [f"  - {{verb: {v}, noun: {n}, takes: {sum(takes.values())}, splits: {{{weights}}}}}"
+              for v, n in OWN_ACTIONS[:n_actions]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 1 <= args.actions <= len(OWN_ACTIONS):
+        raise EdgeError(f"--actions must be from 1 to {len(OWN_ACTIONS)}, got {args.actions}.")
+    if args.train < 1 or args.val < 0 or args.test < 0:
+        raise EdgeError(f"--train must be at least 1 and --val / --test at least 0, got {args.train}, {args.val}, "
+                        f"{args.test}.")
+    if not args.take_seconds > 2.25 or args.countdown < 0 or args.pause < 0:
+        raise EdgeError(f"--take-seconds must exceed 2.25 (a take is 2.25 s long) and --countdown / --pause be >= 0, "
+                        f"got {args.take_seconds}, {args.countdown}, {args.pause}.")
+    if args.live_gap < 0:
+        raise EdgeError(f"--live-gap must be >= 0, got {args.live_gap}.")
+    if args.out.exists() and not args.out.is_dir():
+        raise EdgeError(f"--out {args.out} is a file, not a folder.")
+
+
+class Devices:
+    """The stage on an MJPEG camera and a PulseAudio microphone, all started and stopped together."""
+
+    def __init__(self, work: Path, levels, seed: int) -> None:
+        from edge.bench.mjpeg import MJPEGServer
+        from edge.bench.pulse import PcmFeed, PulseServer
+        from edge.bench.stage import Stage
+
+        self.pulse = PulseServer(work / "pulse")
+        self.stage = Stage(levels, seed=seed)
+        self.pulse.start()
+        self.feed = self.camera = None
+        try:
+            self.feed = PcmFeed(self.pulse, self.stage.rate)
+            self.camera = MJPEGServer(self.stage).start()
+            self.stage.start_audio(self.feed)
+            self.pulse.wait_for_audio()   # a fresh sink's first block is late: the recorder then starts on time
+        except BaseException:
+            self.close()
+            raise
+        self.url, self.env = self.camera.url, self.pulse.env
+
+    def close(self) -> None:
+        self.stage.stop()
+        if self.camera is not None:
+            self.camera.stop()
+        if self.feed is not None:
+            self.feed.close()
+        self.pulse.close()
+
+
+# ---- 1. record ----------------------------------------------------------------------------------------------------
+def record(args: argparse.Namespace, dev: Devices, out: Path) -> tuple[dict, list]:
+    """Run the recorder on the devices, playing each prompted take; returns its summary and the takes played."""
+    prompts = {f"{v} {n}": a for a, (v, n) in enumerate(OWN_ACTIONS)}
+    cmd = [sys.executable, "-m", "edge.record", "--camera", dev.url, "--mic", "default", "--rate", str(dev.stage.rate),
+           "--fps", str(dev.stage.fps), "--plan", str(out / "plan.yaml"), "--out", str(out / "recordings"), "--yes",
+           "--stats-json", str(out / "record_stats.json")]
+    played, split = [], "train"
+    with open(out / "record.log", "w") as log, open(out / "record.err", "w+") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=dev.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=err, text=True, bufsize=1)
+        for line in proc.stdout:
+            header = HEADER.match(line)
+            if header:
+                split = header.group(1)
+            elif line.startswith("now: "):
+                played.append(dev.stage.play(split, prompts[line[5:].strip()]))
+            log.write(line)
+        proc.wait()
+        err.seek(0)
+        if proc.returncode != 0:
+            raise EdgeError(f"the recorder failed (exit {proc.returncode}): {err.read().strip()[-400:]}")
+    if not played:   # a complete plan in OUT (a run started again): its recordings are used as they are
+        return {}, played
+    return json.loads((out / "record_stats.json").read_text()), played
+
+
+def check_takes(media: Path, played: list) -> dict:
+    """Each take the recorder logged (in prompt order, one per take played) against the clip played for it."""
+    from edge.bench.take_check import decode_audio, decode_small, match_audio, match_take
+
+    log = [json.loads(x) for x in media.with_suffix(".log.jsonl").read_text().splitlines()]
+    times, frames = decode_small(media)
+    audio, rate = decode_audio(media)
+    rows = []
+    for entry, take in zip(log, played):
+        if entry["status"] != "recorded":
+            continue
+        m = dict(match_take(times, frames, entry["start"], take.clip), **match_audio(audio, rate, entry["start"],
+                                                                                   take.clip))
+        rows.append(dict(m, verb=entry["verb"], noun=entry["noun"], split=entry["split"],
+                         played=" ".join(OWN_ACTIONS[take.action]), shows_played=m["mad"] < 0.5 * m["mad_empty"],
+                         sounds_played=m["audio_corr"] > 0.5))
+
+    def p50_max(key: str) -> list | None:
+        v = [1000 * r[key] for r in rows if r[key] is not None]
+        return [round(float(np.median(v)), 1), round(max(v), 1)] if v else None
+
+    return {"takes": len(rows), "label_is_played_action": sum(f"{r['verb']} {r['noun']}" == r["played"] for r in rows),
+            "frames_show_played_take": sum(r["shows_played"] for r in rows),
+            "audio_has_played_sound": sum(r["sounds_played"] for r in rows),
+            "camera_delay_ms_p50_max": p50_max("delay_s"), "mic_delay_ms_p50_max": p50_max("audio_delay_s"),
+            "mad_p50": float(np.median([r["mad"] for r in rows])) if rows else None,
+            "mad_empty_p50": float(np.median([r["mad_empty"] for r in rows])) if rows else None, "rows": rows}
+
+
+# ---- 2. finetune --------------------------------------------------------------------------------------------------
+def finetune(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
+    """`python -m trainer finetune` on the recordings (a subprocess: edge never imports trainer)."""
+    probe = subprocess.run([sys.executable, "-m", "trainer", "finetune", "--help"], cwd=REPO, capture_output=True)
+    if probe.returncode != 0:
+        return {"ran": False, "why": "this checkout's trainer has no finetune command"}
+    cmd = [sys.executable, "-m", "trainer", "finetune", "--dataset", "recordings", "--data-root", str(out),
+           "--from", str(bundle), "--out", str(out / "ft")]        # the dataset reads DATA_ROOT/recordings
+    for s in args.set:
+        cmd += ["--set", s]
+    t = time.monotonic()
+    with open(out / "finetune.log", "w") as log:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = round(time.monotonic() - t, 1)
+    if rc != 0:
+        tail = (out / "finetune.log").read_text().strip().splitlines()[-1:] or [""]
+        return {"ran": False, "why": f"trainer finetune failed (exit {rc}): {tail[0][-300:]} (log: "
+                                     f"{out / 'finetune.log'})", "failed": True}
+    results = out / "ft" / "finetune" / "results.json"
+    results = json.loads(results.read_text()) if results.is_file() else None
+    return {"ran": True, "wall_s": wall, "command": " ".join(cmd[1:]), "bundle": str(out / "ft" / "bundle"),
+            "held_out_action": held_out_accuracy(results), "results": results}
+
+
+# ---- 3. live ------------------------------------------------------------------------------------------------------
+def live(args: argparse.Namespace, dev: Devices, bundle: Path, out: Path) -> dict:
+    """run_live.py on the devices while the stage plays a held-out take of each action; majority per action."""
+    jsonl = out / "live.jsonl"
+    jsonl.unlink(missing_ok=True)
+    err = open(out / "live.err", "w+")
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--camera", dev.url, "--mic", "default",
+                             "--bundle", str(bundle), "--jsonl", str(jsonl)], cwd=REPO, env=dev.env,
+                            stdout=subprocess.DEVNULL, stderr=err, text=True)
+    tail = JsonlTail(jsonl)
+    tail.start()
+    order = [int(a) for a in np.random.default_rng([args.seed, 0x11FE]).permutation(args.actions)]
+    played = []
+    try:
+        deadline = time.monotonic() + 60
+        while not any(set(r["modalities"]) == {"V", "F", "A"} for _, r in tail.predictions()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err.seek(0)
+                raise EdgeError("run_live.py never predicted with V, F and A from the devices: "
+                                f"{err.read().strip()[-300:] if proc.poll() is not None else 'timed out'}")
+            time.sleep(0.1)
+        for a in order:
+            time.sleep(args.live_gap)
+            played.append(dev.stage.play("test", a))
+            time.sleep(max(0.0, played[-1].end - time.monotonic()))
+        time.sleep(WINDOW_S / 2 + 0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        tail.done.set()
+        tail.join(timeout=5)
+        err.close()
+    rows = []
+    for take in played:
+        votes = collections.Counter((r["verb"], r["noun"]) for s, r in tail.predictions(take.start + WINDOW_S / 2)
+                                    if s <= take.end + WINDOW_S / 2 and r["verb"] is not None)
+        predicted = list(votes.most_common(1)[0][0]) if votes else None
+        truth = list(OWN_ACTIONS[take.action])
+        rows.append({"truth": truth, "predicted": predicted, "right": predicted == truth,
+                     "votes": sum(votes.values())})
+    return {"right": sum(r["right"] for r in rows), "of": len(rows), "actions": rows}
+
+
+# ---- the command --------------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    from edge.bench.pulse import missing_tool
+    from edge.bundle import load_bundle
+    from edge.live.demo import session_levels
+
+    _check_args(args)
+    tool = missing_tool()
+    if tool is not None:
+        raise EdgeError(f"{tool} is not installed, so there is no virtual microphone to record from "
+                        "(apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
+    bundle = args.bundle or default_bundle()
+    levels, _ = session_levels(load_bundle(bundle))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    takes = {"train": args.train, "val": args.val, "test": args.test}
+    write_plan(out / "plan.yaml", args.actions, takes, args.take_seconds, args.countdown, args.pause)
+    summary: dict = {"actions": [" ".join(a) for a in OWN_ACTIONS[:args.actions]], "takes_per_action": takes}
+    t_start = time.monotonic()
+    dev = Devices(out, levels, args.seed)
+    try:
+        t = time.monotonic()
+        stats, played = record(args, dev, out)
+        summary["record"] = {k: stats[k] for k in RECORD_KEYS} if stats else {"resumed": "the plan was complete"}
+        summary["record"]["wall_s"] = round(time.monotonic() - t, 1)
+        summary["rows"] = {s: _rows(out / "recordings" / f"{s}.csv") for s in takes}
+        summary["check"] = check_takes(Path(stats["media"]), played) if stats.get("media") else None
+        summary["finetune"] = {"ran": False, "why": "--record-only"} if args.record_only else \
+            finetune(args, bundle, out)
+        if summary["finetune"]["ran"]:
+            t = time.monotonic()
+            summary["live"] = live(args, dev, Path(summary["finetune"]["bundle"]), out)
+            summary["live"]["wall_s"] = round(time.monotonic() - t, 1)
+    finally:
+        dev.close()
+    summary["wall_s"] = round(time.monotonic() - t_start, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print(summary)
+    if summary["finetune"].get("failed"):
+        print(f"edge.bench own-actions: {summary['finetune']['why']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def held_out_accuracy(results: dict | None) -> dict | None:
+    """Action accuracy % per modality subset over the held-out splits of finetune's results.json (pooled)."""
+    splits = [v for k, v in ((results or {}).get("splits") or {}).items() if k != "train" and v.get("n")]
+    if not splits:
+        return None
+    n = sum(v["n"] for v in splits)
+    out: dict = {k: round(sum(v["table"][k]["action"] * v["n"] for v in splits) / n, 1) for k in splits[0]["table"]}
+    out["n"] = n
+    return out
+
+
+def _rows(path: Path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
+
+
+def _print(s: dict) -> None:
+    r, c = s["record"], s["check"] or {}
+    if "resumed" in r:
+        print(f"recordings: {r['resumed']}, used as they are; rows {s['rows']}")
+    else:
+        print(f"recorded {r['takes_kept']} takes ({r['takes_lost']} lost and asked again) in {r['wall_s']} s: "
+              f"{r['frames_written']} frames, {r['samples_written']} samples written; {r['frames_dropped']} frames, "
+              f"{r['samples_dropped']} samples dropped; rows {s['rows']}")
+    if c:
+        print(f"takes check: {c['label_is_played_action']}/{c['takes']} rows name the action played, "
+              f"{c['frames_show_played_take']}/{c['takes']} show the played take (camera delay p50/max "
+              f"{c['camera_delay_ms_p50_max']} ms), {c['audio_has_played_sound']}/{c['takes']} carry its sound "
+              f"(microphone delay p50/max {c['mic_delay_ms_p50_max']} ms)")
+    f = s["finetune"]
+    if not f["ran"]:
+        print(f"finetune: not run ({f['why']}).")
+    else:
+        print(f"finetune: {f['wall_s']} s, bundle {f['bundle']}")
+        held = held_out_accuracy(f.get("results"))
+        if held:
+            print(f"held-out action accuracy ({held.pop('n')} takes, val + test): "
+                  + ", ".join(f"{k} {v}" for k, v in held.items()))
+    if "live" in s:
+        print(f"live: {s['live']['right']}/{s['live']['of']} actions right "
+              + ", ".join(f"{' '.join(a['truth'])} -> {' '.join(a['predicted'] or ['none'])}" for a in s["live"]["actions"]))
+    print(f"wall time {s['wall_s']} s")

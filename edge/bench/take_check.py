@@ -1,0 +1,88 @@
+"""Does a recorded take show what the stage played? Each take's frames in the session file are compared with a
+fresh render of the clip the stage showed for it, at the camera's delay that fits best: the card moving as the
+plan said gives a small difference, the empty scene a large one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.moving_digits.render import ClipPlan, render_frames, render_idle
+
+SIDE = 32               # frames are compared as SIDE x SIDE gray images
+DELAYS_S = np.arange(-0.1, 0.45, 1 / 30)    # camera delays tried (the take starts when the prompt is printed)
+
+
+def _small(rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (SIDE, SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def decode_small(media: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every video frame of `media` as (times s, [n, SIDE, SIDE] float32 gray), in presentation order."""
+    import av
+
+    times, frames = [], []
+    with av.open(str(media)) as c:
+        stream = c.streams.video[0]
+        for f in c.decode(stream):
+            times.append(float(f.pts * stream.time_base))
+            frames.append(_small(f.to_ndarray(format="rgb24")))
+    order = np.argsort(times)
+    return np.asarray(times)[order], np.stack(frames)[order]
+
+
+def match_take(times: np.ndarray, frames: np.ndarray, start_s: float, clip: ClipPlan, step: int = 3) -> dict:
+    """Mean absolute grey difference between the take starting at file time `start_s` and the clip rendered
+    (every `step`-th clip frame), at the best delay; and the same against the card-less scene at that delay."""
+    idx = list(range(0, clip.n_frames, step))
+    shown = np.stack([_small(f) for f in render_frames(clip, idx)])
+    empty = np.stack([_small(render_idle(clip.scene, clip.frame_base + j, 1, clip.fps)[0]) for j in idx])
+    best = None
+    for delay in DELAYS_S:
+        at = start_s + delay + np.asarray(idx) / clip.fps
+        k = np.clip(np.searchsorted(times, at + 0.5 / clip.fps) - 1, 0, len(times) - 1)
+        mad = float(np.abs(frames[k] - shown).mean())
+        if best is None or mad < best[0]:
+            best = (mad, float(delay), k)
+    mad, delay, k = best
+    return {"delay_s": round(delay, 3), "mad": round(mad, 2), "mad_empty": round(float(np.abs(frames[k] - empty).mean()), 2)}
+
+
+def decode_audio(media: Path) -> tuple[np.ndarray, int]:
+    """The session file's audio as float32 mono and its rate."""
+    import av
+
+    with av.open(str(media)) as c:
+        stream = c.streams.audio[0]
+        blocks = [f.to_ndarray().reshape(-1) for f in c.decode(stream)]
+        rate = stream.rate
+    pcm = np.concatenate(blocks) if blocks else np.zeros(0, np.int16)
+    return pcm.astype(np.float32) / 32768.0, rate
+
+
+def _envelope(x: np.ndarray, hop: int) -> np.ndarray:
+    n = x.size // hop
+    return np.sqrt(np.mean(x[:n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
+
+
+def match_audio(audio: np.ndarray, rate: int, start_s: float, clip: ClipPlan, hop_s: float = 0.01) -> dict:
+    """Where the played sound is in the take (its delay after the clip's start, searched over -0.1..1 s) and how
+    well the loudness envelopes agree there (Pearson correlation over the sound and 0.3 s around it). Envelopes,
+    not waveforms: a sink that stalls for a moment splits a sound without making it another one."""
+    hop = int(hop_s * rate)
+    pad = int(0.3 * rate)
+    played = np.zeros(clip.speech.size + 2 * pad, np.float32)
+    played[pad:pad + clip.speech.size] = clip.speech
+    ref = _envelope(played, hop)
+    at = int(start_s * rate) + clip.speech_at - pad
+    best = (-1.0, None)
+    for lag in range(int(-0.1 / hop_s), int(1.0 / hop_s)):
+        lo = at + lag * hop
+        seg = audio[max(lo, 0):lo + played.size]
+        if lo < 0 or seg.size < played.size:
+            continue
+        corr = float(np.corrcoef(_envelope(seg, hop), ref)[0, 1])
+        if corr > best[0]:
+            best = (corr, lag * hop_s)
+    return {"audio_delay_s": None if best[1] is None else round(best[1], 3), "audio_corr": round(best[0], 3)}
