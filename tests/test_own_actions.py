@@ -130,3 +130,20 @@ def test_own_actions_bench_without_pulseaudio_says_so(tmp_path, capsys, monkeypa
         "edge.bench own-actions: pulseaudio is not installed, so there is no virtual microphone to record from "
         "(apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
     assert not (tmp_path / "o").exists()
+
+
+def test_private_pulseaudio_starts_from_a_relative_folder(tmp_path, monkeypatch):
+    """`--out runs/own` is relative, and PulseAudio refuses a relative XDG_RUNTIME_DIR ("Daemon startup failed")."""
+    from pathlib import Path
+
+    from edge.bench.pulse import PulseServer, missing_tool
+
+    if missing_tool() is not None:
+        pytest.skip(f"{missing_tool()} is not installed")
+    monkeypatch.chdir(tmp_path)
+    server = PulseServer(Path("runs") / "pulse")
+    assert Path(server.env["XDG_RUNTIME_DIR"]).is_absolute()
+    try:
+        server.start()
+    finally:
+        server.close()

@@ -35,13 +35,21 @@ class PulseServer:
         tool = missing_tool()
         if tool is not None:
             raise EdgeError(f"{tool} is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
+        runtime_dir = runtime_dir.resolve()   # PulseAudio refuses a relative XDG_RUNTIME_DIR ("Daemon startup failed")
         runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime_dir), HOME=str(runtime_dir))
 
     def start(self) -> "PulseServer":
         for cmd in (["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--load=module-native-protocol-unix",
                      "--load=module-null-sink sink_name=virt"], ["pactl", "set-default-source", "virt.monitor"]):
-            subprocess.run(cmd, env=self.env, check=True, timeout=30, **_QUIET)
+            try:
+                subprocess.run(cmd, env=self.env, check=True, timeout=30, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+            except subprocess.CalledProcessError as exc:
+                why = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
+                raise EdgeError(f"could not start the private PulseAudio server ({cmd[0]}: {why[0]}).") from None
+            except subprocess.TimeoutExpired:
+                raise EdgeError(f"the private PulseAudio server did not start within 30 s ({cmd[0]}).") from None
         return self
 
     def wait_for_audio(self, timeout_s: float = 10.0) -> float:
