@@ -149,3 +149,21 @@ def test_bad_inputs_exit_2_with_one_sentence(case, expect, takes, tmp_path, caps
         extra = ["--set", "finetune.train=encoders"]
     assert finetune(rec, tmp_path / "run", source, *extra) == 2
     assert expect in one_sentence(capsys)
+
+
+def test_new_actions_folder_holds_the_own_actions_as_the_recordings_dataset_reads_them(tmp_path):
+    """`python -m trainer.data.new_actions` writes the recorder's layout: every take of every own action, its
+    label in the own actions' names, readable as the `recordings` dataset."""
+    from edge.moving_digits.own_actions import OWN_ACTIONS
+    from edge.preprocess import PreprocessConfig
+    from trainer.config import load_config
+    from trainer.data.new_actions import main as write_main
+    from trainer.datasets import DatasetSpec, build_dataset
+
+    root = tmp_path / "recordings"
+    assert write_main(["--out", str(root), "--train", "1", "--val", "0", "--test", "1"]) == 0
+    spec = DatasetSpec("recordings", str(tmp_path), {})
+    for split in ("train", "test"):
+        data = build_dataset(spec, split, train=False, data=load_config().data, pre=PreprocessConfig())
+        assert data.labels == {"verb": [v for v, _ in OWN_ACTIONS], "noun": [n for _, n in OWN_ACTIONS]}
+        assert sorted((s.verb, s.noun) for s in data.segments) == [(i, i) for i in range(len(OWN_ACTIONS))]
