@@ -10,8 +10,7 @@ cards with new symbols and sounds (edge/moving_digits/own_actions.py) that the s
    and held-out val / test takes never share a voice or an image) plays on the stage. Then every kept take is
    checked against what was played (edge/bench/take_check.py: frames match the played clip at one camera delay).
 2. finetune: `python -m trainer finetune --dataset recordings --data-root OUT --from BUNDLE --out OUT/ft`
-   with the trainer's `finetune:` settings (--set passes overrides on; skipped with a sentence when this checkout's trainer has no finetune command, or
-   with --record-only).
+   with the trainer's `finetune:` settings (--set passes overrides on; skipped with --record-only).
 3. live: `run_live.py --bundle OUT/ft/bundle --camera URL --mic default --jsonl OUT/live.jsonl` while the stage
    plays one new held-out take (test split) of each action between idle gaps; per action the majority prediction
    over the predictions whose 2 s window covers at least half of it; prints `k/5 actions right`.
@@ -36,7 +35,7 @@ import numpy as np
 from edge.assets import default_bundle
 from edge.bench.jsonl_tail import JsonlTail
 from edge.errors import EdgeError
-from edge.moving_digits.own_actions import OWN_ACTIONS
+from edge.moving_digits.own_actions import OWN_ACTIONS, TAKE_S
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = re.compile(r"^\[\d+/\d+\] .*: take \d+/\d+(?: again)? \((\w+), ")
@@ -80,8 +79,8 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.train < 1 or args.val < 0 or args.test < 0:
         raise EdgeError(f"--train must be at least 1 and --val / --test at least 0, got {args.train}, {args.val}, "
                         f"{args.test}.")
-    if not args.take_seconds > 2.25 or args.countdown < 0 or args.pause < 0:
-        raise EdgeError(f"--take-seconds must exceed 2.25 (a take is 2.25 s long) and --countdown / --pause be >= 0, "
+    if not args.take_seconds > TAKE_S or args.countdown < 0 or args.pause < 0:
+        raise EdgeError(f"--take-seconds must exceed {TAKE_S:g} (a take is {TAKE_S:g} s long) and --countdown / --pause be >= 0, "
                         f"got {args.take_seconds}, {args.countdown}, {args.pause}.")
     if args.live_gap < 0:
         raise EdgeError(f"--live-gap must be >= 0, got {args.live_gap}.")
@@ -136,7 +135,10 @@ def record(args: argparse.Namespace, dev: Devices, out: Path) -> tuple[dict, lis
             if header:
                 split = header.group(1)
             elif line.startswith("now: "):
-                played.append(dev.stage.play(split, prompts[line[5:].strip()]))
+                prompt = line[5:].strip()
+                if prompt not in prompts:
+                    raise EdgeError(f"the recorder prompted {prompt!r}, which is not one of the own actions.")
+                played.append(dev.stage.play(split, prompts[prompt]))
             log.write(line)
         proc.wait()
         err.seek(0)
@@ -179,9 +181,6 @@ def check_takes(media: Path, played: list) -> dict:
 # ---- 2. finetune --------------------------------------------------------------------------------------------------
 def finetune(args: argparse.Namespace, bundle: Path, out: Path) -> dict:
     """`python -m trainer finetune` on the recordings (a subprocess: edge never imports trainer)."""
-    probe = subprocess.run([sys.executable, "-m", "trainer", "finetune", "--help"], cwd=REPO, capture_output=True)
-    if probe.returncode != 0:
-        return {"ran": False, "why": "this checkout's trainer has no finetune command"}
     cmd = [sys.executable, "-m", "trainer", "finetune", "--dataset", "recordings", "--data-root", str(out),
            "--from", str(bundle), "--out", str(out / "ft")]        # the dataset reads DATA_ROOT/recordings
     for s in args.set:
@@ -327,10 +326,10 @@ def _print(s: dict) -> None:
         print(f"finetune: not run ({f['why']}).")
     else:
         print(f"finetune: {f['wall_s']} s, bundle {f['bundle']}")
-        held = held_out_accuracy(f.get("results"))
+        held = f["held_out_action"]
         if held:
-            print(f"held-out action accuracy ({held.pop('n')} takes, val + test): "
-                  + ", ".join(f"{k} {v}" for k, v in held.items()))
+            print(f"held-out action accuracy ({held['n']} takes, val + test): "
+                  + ", ".join(f"{k} {v}" for k, v in held.items() if k != "n"))
     if "live" in s:
         print(f"live: {s['live']['right']}/{s['live']['of']} actions right "
               + ", ".join(f"{' '.join(a['truth'])} -> {' '.join(a['predicted'] or ['none'])}" for a in s["live"]["actions"]))

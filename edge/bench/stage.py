@@ -56,7 +56,6 @@ class Stage:
         self._jpeg = (-1, b"")
         self._stop = threading.Event()
         self._audio: threading.Thread | None = None
-        self.late_blocks = 0           # times the feeder fell LATE_S behind and skipped ahead
         for split in OWN_SPLITS:       # load every split's symbols now, not when the first take must start
             own_sources(split, rate)
 
@@ -64,16 +63,18 @@ class Stage:
     def frame(self, t: float) -> bytes:
         """The JPEG of the stream frame due at monotonic time t (one render per frame for any number of clients)."""
         k = max(0, int((t - self.t0) * self.fps))
-        with self.lock:
+        with self.lock:   # held only to read shared state: the audio feeder must never wait for a render
             if self._jpeg[0] == k:
                 return self._jpeg[1]
             clip = next((c for c in self.clips if c.frame_base <= k < c.frame_base + c.n_frames), None)
-            rgb = (render_frames(clip, [k - clip.frame_base])[0] if clip is not None
-                   else render_idle(self.scene, k, 1, self.fps)[0])
-            big = cv2.resize(rgb, self.size, interpolation=cv2.INTER_LINEAR)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            self._jpeg = (k, buf.tobytes())
-            return self._jpeg[1]
+        rgb = (render_frames(clip, [k - clip.frame_base])[0] if clip is not None
+               else render_idle(self.scene, k, 1, self.fps)[0])
+        big = cv2.resize(rgb, self.size, interpolation=cv2.INTER_LINEAR)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        jpeg = buf.tobytes()
+        with self.lock:
+            self._jpeg = (k, jpeg)
+        return jpeg
 
     # ---- audio -------------------------------------------------------------------------------------------------
     def audio(self, first: int, n: int) -> np.ndarray:
@@ -104,8 +105,7 @@ class Stage:
                 if wait > 0:
                     time.sleep(wait)
                 elif wait < -LATE_S:        # the sink stalled (as a fresh null sink does): skip to now rather than
-                    self.late_blocks += 1    # play everything after it late
-                    j = int((time.monotonic() - self.t0) * self.rate)
+                    j = int((time.monotonic() - self.t0) * self.rate)   # play everything after it late
                 try:
                     feed.write(self.audio(j, n))
                 except (BrokenPipeError, OSError):

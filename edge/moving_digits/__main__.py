@@ -52,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
             from edge.live.demo import session_levels
 
             levels, levels_from = session_levels(load_bundle(args.bundle))
-        split = make_split(args.split, args.speakers, args.images, cfg.splits)
-        sources = load_sources(args.data_root or default_data_root(), list(split.speakers), split.images)
-        if args.command == "session" and args.own_actions:
+        if args.command == "session" and args.own_actions:   # synthesized symbols and sounds: no digit sources
             session = render_own_session(args.split, args.seed, args.n_actions, levels)
             json_path = write_own_session(session, args.out)
             print(f"wrote {args.out} ({session.duration_s:.1f} s, {len(session.segments)} own actions, "
                   f"{levels_from}) and {json_path}")
-        elif args.command == "session":
+            return 0
+        split = make_split(args.split, args.speakers, args.images, cfg.splits)
+        sources = load_sources(args.data_root or default_data_root(), list(split.speakers), split.images)
+        if args.command == "session":
             session = render_session(sources, args.seed, args.n_actions, levels)
             json_path = write_session(session, args.out)
             print(f"wrote {args.out} ({session.duration_s:.1f} s, {len(session.segments)} actions, "

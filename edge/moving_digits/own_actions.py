@@ -27,6 +27,8 @@ from edge.moving_digits.symbols import SYMBOLS, symbol_sources
 OWN_ACTIONS = tuple(zip(MOTIONS, SYMBOLS))   # (verb name, noun name): circle ring, approach triangle, ...
 OWN_SPLITS = {"train": ((0.1, 0.5, 0.9), (0, 600)), "val": ((0.3,), (600, 700)),   # (voices, images): see symbols
               "test": ((0.7,), (700, 800))}
+CLIP_S, LEAD_IN_S = 2.0, 0.25                  # a take: lead-in, then the action (plan_own_clip's defaults)
+TAKE_S = CLIP_S + LEAD_IN_S
 _HOLD = 0                                      # render.VERBS index of "hold": the base every new motion starts from
 
 
@@ -38,21 +40,12 @@ def own_sources(split: str, sample_rate: int = 16000) -> DigitSources:
     return symbol_sources(voices, images, sample_rate)
 
 
-def action_index(verb: str, noun: str) -> int:
-    """The index of (verb, noun) in OWN_ACTIONS; one sentence when it is not one of them."""
-    try:
-        return OWN_ACTIONS.index((verb, noun))
-    except ValueError:
-        raise ConfigError(f"{verb} {noun} is not one of the own actions "
-                          f"{[f'{v} {n}' for v, n in OWN_ACTIONS]}.") from None
-
-
 def _motion_rng(rng: np.random.Generator) -> np.random.Generator:
     return np.random.default_rng(int(rng.integers(2 ** 63)))
 
 
 def plan_own_clip(split: str, action: int, rng: np.random.Generator, levels: NuisanceLevels, *,
-                  scene: Scene | None = None, frame_base: int = 0, duration_s: float = 2.0, lead_in_s: float = 0.25,
+                  scene: Scene | None = None, frame_base: int = 0, duration_s: float = CLIP_S, lead_in_s: float = LEAD_IN_S,
                   fps: int = 30, size: int = 128, sample_rate: int = 16000) -> ClipPlan:
     """One take of OWN_ACTIONS[action] (verb and noun labels are that index) from `split`'s sources."""
     plan = plan_clip(own_sources(split, sample_rate), rng, _HOLD, action, levels, duration_s, lead_in_s, fps, size,
