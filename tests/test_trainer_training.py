@@ -15,9 +15,9 @@ from trainer.clips import ClipSet  # noqa: E402
 from trainer.config import StudentConfig, TrainerConfig, load_config  # noqa: E402
 from trainer.datasets import DatasetSpec  # noqa: E402
 from trainer.masks import random_drop, subset_mask  # noqa: E402
-from trainer.models import IN_CHANNELS, ModelConfig, MultimodalModel  # noqa: E402
-from trainer.stages import Run, Teacher, check_same_run, train_student  # noqa: E402
-from trainer.students import forward_present, kd_loss  # noqa: E402
+from trainer.models import IN_CHANNELS, Fusion, ModelConfig, MultimodalModel  # noqa: E402
+from trainer.stages import Run, StudentStep, Teacher, check_same_run, train_student  # noqa: E402
+from trainer.students import encode_present, kd_loss, token_kd_loss  # noqa: E402
 
 TINY = {"video_widths": [4, 8], "flow_widths": [4, 8], "audio_widths": [4, 8], "token_dim": 8, "dim": 16,
         "ff": 16, "heads": 2, "layers": 1, "dropout": 0.0}
@@ -48,7 +48,7 @@ def test_action_accuracy_needs_verb_and_noun():
 
 
 @pytest.mark.parametrize("missing", ["learned", "zeros"])
-def test_forward_present_equals_full_forward(missing):
+def test_encoding_only_present_modalities_equals_full_forward(missing):
     torch.manual_seed(0)
     model = MultimodalModel(ModelConfig(**TINY, missing=missing), 8, 10).eval()
     b = 7
@@ -56,7 +56,7 @@ def test_forward_present_equals_full_forward(missing):
     mask = random_drop(b, 0.5, torch.Generator().manual_seed(1))
     mask[0] = torch.tensor([0.0, 0.0, 1.0])
     with torch.no_grad():
-        for want, got in zip(model(inputs, mask), forward_present(model, inputs, mask)):
+        for want, got in zip(model(inputs, mask), model.fusion(*encode_present(model, inputs, mask), mask)):
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -116,6 +116,36 @@ def test_students_train_on_soft_targets_from_memory(tmp_path):
     for mode in ("baseline", "baseline_delta"):
         model = _train(run, mode, tmp_path / f"{mode}.pt")
         assert model.fusion.missing == ("zeros" if mode == "baseline" else "learned")
+
+
+def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
+    """KARMMA_S with student.token_kd {V: w}: its loss is the logit-KD loss plus w * mean(1 - cos(linear(student
+    V token), teacher V token)) over the samples' frames; the other trainings ignore the setting."""
+    from trainer.streams import make_loader
+
+    clips = _clips(8)
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
+    steps = {m: clips.inputs[m].shape[1] for m in MODALITIES}
+    view = {m: torch.randn(8, steps[m], 12) for m in MODALITIES}
+    teacher = Fusion(steps, {m: 12 for m in MODALITIES}, 16, 1, 2, 16, 8, 10).eval()
+    with_kd = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, token_kd={"V": 0.5}),
+                          p_drop=0.0)
+    plain = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips), p_drop=0.0)
+    assert list(with_kd.token_maps) == ["V"] and not list(plain.token_maps)
+    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
+    batch = next(iter(loader))
+    with torch.no_grad():
+        extra = with_kd(batch, 0) - plain(batch, 0)
+        student = with_kd.token_maps["V"](model.encode("V", batch["V"]))
+        cos = torch.nn.functional.cosine_similarity(student, view["V"][batch["index"]], dim=-1)
+    torch.testing.assert_close(extra, 0.5 * (1 - cos).mean(), atol=1e-5, rtol=1e-5)
+    delta = StudentStep(model, "baseline_delta", None, [view], _student_run(tmp_path, clips, token_kd={"V": 1.0}))
+    assert not list(delta.token_maps)
+    for bad, message in (({"X": 1.0}, "token_kd names 'X'"), ({"V": -1}, "weight >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, token_kd=bad))
+    assert token_kd_loss(view["V"], view["V"]).abs().item() < 1e-6
 
 
 def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypatch):

@@ -73,6 +73,7 @@ class StudentConfig:
     p_drop: float = 0.4                  # modality dropout of Baseline w/ delta and KARMMA_S
     alpha: float = 0.8                   # KARMMA_S: alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE
     temperature: float = 2.0
+    token_kd: dict = field(default_factory=dict)  # KARMMA_S: {modality: weight} of token KD (trainer.students)
 
 
 @dataclass(frozen=True)

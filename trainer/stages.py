@@ -10,7 +10,8 @@ cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the
 Student: a unimodal warm start of its encoders (per seed, shared by that seed's trainings), then one of MODES:
 Baseline (CE, no dropout, missing modalities fed as zeros), Baseline w/ δ (modality dropout, learned
 missing-modality tokens, CE) or KARMMA_S (w/ δ + KD from the teacher on the same modality subset, computed
-from the teacher's cached tokens of the very samples the student sees). Modality masks are the random drop
+from the teacher's cached tokens of the very samples the student sees, plus token KD toward the teacher extractors'
+tokens for the modalities in `student.token_kd`). Modality masks are the random drop
 ANDed with what each sample has.
 
 Every stage checkpoints per epoch (rank 0, atomically) and resumes, so `student` after `teacher` with the
@@ -47,7 +48,7 @@ from trainer.extractors import PRETRAIN_HEADS, pretrain_heads, pretrain_loss
 from trainer.masks import sample_drop
 from trainer.models import MODALITIES, Fusion, MultimodalModel
 from trainer.streams import cached_tokens, make_loader, per_rank_batch
-from trainer.students import MODES, forward_present, student_config, student_loss
+from trainer.students import MODES, encode_present, student_config, student_loss, token_kd_loss
 from trainer.teacher import build_extractors, fusion_loss, teacher_model_config
 
 
@@ -162,7 +163,8 @@ class FusionStep(nn.Module):
 class StudentStep(nn.Module):
     """Loss of one batch of samples for one student training (`mode`, one of MODES): CE under the mode's modality
     dropout; for KARMMA_S plus KD from the teacher predicting from its cached tokens of the same samples, on the
-    same modality subset."""
+    same modality subset, and token KD for the modalities in `student.token_kd` (a linear map from the student's
+    token to the teacher extractor's, trained here and not exported)."""
 
     def __init__(self, student: MultimodalModel, mode: str, teacher: Fusion | None,
                  views: list[dict[str, torch.Tensor]], run: Run, p_drop: float | None = None) -> None:
@@ -175,19 +177,43 @@ class StudentStep(nn.Module):
         self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop if p_drop is None else p_drop
         # a list: not a submodule, so DDP neither syncs nor checkpoints it
         self.teacher = [teacher] if mode == "karmma_s" else []
+        self.token_kd = _token_kd_weights(run.cfg.student.token_kd) if mode == "karmma_s" else {}
+        self.token_maps = nn.ModuleDict({m: nn.Linear(student.cfg.token_dim, views[0][m].shape[-1])
+                                         for m in self.token_kd})
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
         index = batch["index"].cpu()
         mask = _mask(index, presence(batch).cpu(), self.p_drop, self.run.seed, epoch).to(device)
-        verb, noun = forward_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
-        teacher = None
-        if self.teacher:
-            view = self.views[epoch % len(self.views)]
-            with torch.no_grad():
-                teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
-        return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
+        tokens = encode_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
+        verb, noun = self.student.fusion(*tokens, mask)
+        if not self.teacher:
+            return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device),
+                                cfg)
+        view = self.views[epoch % len(self.views)]
+        with torch.no_grad():
+            teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
+        loss = student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
                             teacher)
+        for i, m in enumerate(MODALITIES):
+            keep = mask[:, i] > 0
+            if m in self.token_kd and bool(keep.any()):
+                loss = loss + self.token_kd[m] * token_kd_loss(self.token_maps[m](tokens[i][keep]),
+                                                               view[m][index][keep.cpu()].to(device))
+        return loss
+
+
+def _token_kd_weights(weights: dict) -> dict[str, float]:
+    """`student.token_kd` checked: modality names and weights >= 0 (zero weights dropped)."""
+    out = {}
+    for m, w in weights.items():
+        if m not in MODALITIES:
+            raise ConfigError(f"student.token_kd names {m!r}; use modalities {', '.join(MODALITIES)}.")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"student.token_kd.{m} must be a weight >= 0, got {w!r}.")
+        if w > 0:
+            out[m] = float(w)
+    return out
 
 
 def targets(batch: dict, head: str) -> torch.Tensor:

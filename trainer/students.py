@@ -3,7 +3,8 @@
   baseline        CE, no modality dropout, a missing modality's tokens are zeros   (missing="zeros")
   baseline_delta  modality dropout (resampled so one stays) + learned modality/position tokens, CE
   karmma_s        baseline_delta + alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE per head,
-                  the teacher predicting on the same modality subset as the student
+                  the teacher predicting on the same modality subset as the student; plus, per modality named
+                  in `student.token_kd`, token KD: 1 - cos(linear(student token), teacher extractor token)
 trainer.stages trains them (StudentStep); here: the model, its forward and its loss.
 """
 from __future__ import annotations
@@ -21,9 +22,10 @@ def student_config(cfg: StudentConfig, mode: str, tokens: dict[str, int]) -> Mod
     return ModelConfig(**{**cfg.model, "missing": "zeros" if mode == "baseline" else "learned", "tokens": dict(tokens)})
 
 
-def forward_present(model: MultimodalModel, inputs: dict[str, torch.Tensor],
-                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward that runs each encoder only on the rows where its modality is present.
+def encode_present(model: MultimodalModel, inputs: dict[str, torch.Tensor],
+                   mask: torch.Tensor) -> list[torch.Tensor]:
+    """Each modality's tokens [B, T, token_dim], its encoder run only on the rows where it is present (zeros
+    elsewhere).
 
     A missing modality's tokens never reach the output (learned: its content is multiplied by 0; zeros: its
     tokens are zeroed), so skipping its encoder changes nothing but the cost and keeps BatchNorm statistics
@@ -39,13 +41,19 @@ def forward_present(model: MultimodalModel, inputs: dict[str, torch.Tensor],
         elif bool(keep.any()):
             t = t.index_put((keep,), model.encode(m, x[keep]))
         tokens.append(t)
-    return model.fusion(*tokens, mask)
+    return tokens
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
     return F.kl_div(F.log_softmax(student / temperature, 1), F.log_softmax(teacher / temperature, 1),
                     log_target=True, reduction="batchmean") * temperature ** 2
+
+
+def token_kd_loss(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over rows and positions of 1 - cos(student token projected to the teacher's width, teacher token):
+    the student's encoder pulled toward what the teacher's extractor sees in the same frame / window."""
+    return (1 - F.cosine_similarity(projected, teacher.to(projected.dtype), dim=-1)).mean()
 
 
 def student_loss(verb: torch.Tensor, noun: torch.Tensor, target_verb: torch.Tensor, target_noun: torch.Tensor,
