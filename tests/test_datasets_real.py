@@ -268,6 +268,13 @@ def test_video_file_frames_by_index_including_seek_and_past_the_end(tmp_path):
     assert video.audio_windows([1.0], 1.0, 16000) is None
 
 
+def test_video_file_audio_averages_channels_as_the_runtime_does(tmp_path):
+    """Loud stereo (0.8 on both channels) stays 0.8: FFmpeg's mono downmix would sum it past full scale."""
+    write_video(tmp_path / "v.mp4", 60, EPIC_FPS, audio=True, audio_layout="stereo", amplitude=0.8)
+    window = VideoFile(tmp_path / "v.mp4").audio_windows([1.0], 0.5, 16000)[0]
+    assert 0.7 < float(np.abs(window).max()) < 0.9
+
+
 def test_plan_clip_flow_spans_the_runtime_interval():
     plan = plan_clip(100, 699, EPIC_FPS, CFG)                      # a 10 s segment
     np.testing.assert_array_equal(plan.video, 100 + uniform_indices(600, 8))

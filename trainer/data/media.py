@@ -3,7 +3,7 @@
 - `FrameFolder`: one JPEG per frame, 1-based file names (EPIC-KITCHENS `frame_0000000001.jpg`).
 - `FlowFolder`: EPIC-KITCHENS precomputed optical flow, `u/` and `v/` JPEG folders quantised to +-20 px.
 - `VideoFile`: any container PyAV opens (MP4, WebM, MKV, ...): frames by index, and the audio track
-  resampled by PyAV to the model rate (mono float32).
+  resampled by PyAV to the model rate, channels averaged (mono float32, as the runtime mixes them).
 
 Every failure to read raises `MediaError` (one sentence); datasets catch it, skip the segment, count it
 in a `SkipLog` and report once.
@@ -240,14 +240,15 @@ class VideoFile:
                 base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
                 if lo > 0.5:
                     container.seek(int((base + lo - 0.5) / stream.time_base), stream=stream, backward=True)
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                # channels averaged as the runtime's media source does (FFmpeg's mono downmix sums them)
+                resampler = av.AudioResampler(format="fltp", layout=None, rate=rate)
                 for frame in container.decode(stream):
                     if t_first is None:
                         t_first = float(frame.pts * stream.time_base) - base if frame.pts is not None else 0.0
-                    chunks += [o.to_ndarray().reshape(-1) for o in resampler.resample(frame)]
+                    chunks += [o.to_ndarray().mean(axis=0, dtype=np.float32) for o in resampler.resample(frame)]
                     if frame.pts is not None and float(frame.pts * stream.time_base) - base > hi:
                         break
-                chunks += [o.to_ndarray().reshape(-1) for o in resampler.resample(None)]
+                chunks += [o.to_ndarray().mean(axis=0, dtype=np.float32) for o in resampler.resample(None)]
         except _AV_ERRORS as exc:
             raise self._fail(exc) from None
         track = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
