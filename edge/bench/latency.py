@@ -1,4 +1,5 @@
-"""Per-stage latency of the streaming models (p50/p95/p99 ms): student fp32, student int8 and teacher side by side.
+"""Per-stage latency of the streaming models (p50/p95/p99 ms): student fp32, student int8 and teacher side by side
+(and, with --previous, an earlier student fp32: what a new architecture costs against the one it replaces).
 
 Each repetition runs one prediction's work for every model, in a shuffled order, so drift and noisy
 neighbours hit all models alike. Stages: preprocess_video (camera frame -> model input), flow (DIS against
@@ -79,8 +80,8 @@ def synthetic_frames(n: int, seed: int = 0) -> list[np.ndarray]:
 class StreamingModel:
     """One bundle's per-prediction work, with its own flow backend and token windows."""
 
-    def __init__(self, bundle: Bundle) -> None:
-        self.bundle = bundle
+    def __init__(self, bundle: Bundle, role: str) -> None:
+        self.bundle, self.role = bundle, role      # role: the rows' "model" (student, teacher, previous student)
         self.flow_backend = make_flow_backend(bundle.preprocess.flow)
         dims, tokens = self.bundle.manifest["token_dim"], self.bundle.manifest["tokens"]
         rng = np.random.default_rng(1)
@@ -124,6 +125,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="student int8 bundle (default: the --bundle folder name + '_int8' when present)")
     parser.add_argument("--teacher", type=Path, default=None,
                         help=f"teacher bundle (default {DEFAULT_TEACHER} when present)")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="an earlier student fp32 bundle timed beside them (rows of model 'previous student')")
     parser.add_argument("--repetitions", type=int, default=300, help="timed predictions per model")
     parser.add_argument("--warmup", type=int, default=20, help="untimed predictions per model first")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (the runtime's default)")
@@ -138,18 +141,20 @@ def _models(args: argparse.Namespace) -> dict[str, StreamingModel]:
     wanted = [("student fp32", args.bundle, student),
               ("student int8", args.int8, student.with_name(student.name + "_int8")),
               ("teacher fp32", args.teacher, DEFAULT_TEACHER)]
+    if args.previous is not None:
+        wanted.append(("previous student fp32", args.previous, None))
     models = {}
-    for label, given, default in wanted:
+    for name, given, default in wanted:
         path = given or default
         if given is None and not path.is_dir():
-            print(f"note: no {label} bundle at {path}; it is left out.", file=sys.stderr)
+            print(f"note: no {name} bundle at {path}; it is left out.", file=sys.stderr)
             continue
         bundle = load_bundle(path, threads=args.threads)
-        kind = bundle.manifest["kind"]
-        label = f"{kind} {bundle.precision}"
+        role = bundle.manifest["kind"] if name != "previous student fp32" else "previous student"
+        label = f"{role} {bundle.precision}"
         if label in models:
             raise EdgeError(f"two bundles are both {label} ({models[label].bundle.path} and {path}).")
-        models[label] = StreamingModel(bundle)
+        models[label] = StreamingModel(bundle, role)
     if not models:
         raise EdgeError("no bundle to time: pass --bundle / --int8 / --teacher or ship assets/bundles/.")
     return models
@@ -158,16 +163,17 @@ def _models(args: argparse.Namespace) -> dict[str, StreamingModel]:
 def rows_of(times: dict[str, dict[str, np.ndarray]], models: dict[str, StreamingModel]) -> list[dict]:
     rows = []
     for label, stages in times.items():
-        b = models[label].bundle
+        model = models[label]
         for stage in (*STAGES, *SUMS):
-            rows.append({"model": b.manifest["kind"], "precision": b.precision, "stage": stage,
+            rows.append({"model": model.role, "precision": model.bundle.precision, "stage": stage,
                          **percentiles_ms(stages[stage])})
     return rows
 
 
 RATIOS = (("student fp32 / student int8", ("student", "fp32"), ("student", "int8")),
           ("teacher / student fp32", ("teacher", "fp32"), ("student", "fp32")),
-          ("teacher / student int8", ("teacher", "fp32"), ("student", "int8")))
+          ("teacher / student int8", ("teacher", "fp32"), ("student", "int8")),
+          ("student fp32 / previous student fp32", ("student", "fp32"), ("previous student", "fp32")))
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
