@@ -10,7 +10,7 @@ from edge.errors import UsageError
 CHECKOUT = Path(__file__).resolve().parents[1] / "assets"
 INSTALLED = Path(sysconfig.get_path("data")) / "share" / "karmma-edge"
 ASSETS = CHECKOUT if (CHECKOUT / "configs" / "runtime.yaml").is_file() else INSTALLED
-DEFAULT_BUNDLES = ("karmma_s", "karmma_s_int8")  # fp32 first: int8 streams 4 camera-off noun points lower (README)
+DEFAULT_BUNDLES = ("karmma_s", "karmma_s_int8")  # fp32 first: int8 streams 1-2 points lower with mic or camera off (README)
 
 
 def default_bundle() -> Path:

@@ -191,7 +191,7 @@ def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
 def table(rows: list[dict]) -> str:
     labels = sorted({(r["model"], r["precision"]) for r in rows}, key=lambda k: (k[0] != "student", k[1]))
     by = {(r["model"], r["precision"], r["stage"]): r for r in rows}
-    lines = [f"{'ms':<17}" + "".join(f"{m + ' ' + p + ' p50/p95/p99':>32}" for m, p in labels)]
+    lines = [f"{'ms p50/p95/p99':<17}" + "".join(f"{m + ' ' + p:>32}" for m, p in labels)]
     for stage in (*STAGES, *SUMS):
         cells = "".join(f"{by[(*k, stage)]['p50_ms']:>12.3f}{by[(*k, stage)]['p95_ms']:>10.3f}"
                         f"{by[(*k, stage)]['p99_ms']:>10.3f}" for k in labels)
