@@ -170,6 +170,15 @@ def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypat
     assert not list(tmp_path.glob(".*")), "no temporary checkpoint left behind"
 
 
+def test_a_checkpoint_of_another_model_is_one_sentence(tmp_path):
+    """Resuming with settings that change the model (e.g. a new loss with its own weights) names the checkpoint."""
+    ckpt.save_epoch(tmp_path / "step.pt", 0, {"model": torch.nn.Linear(2, 2)})
+    with pytest.raises(ConfigError, match="step.pt was written by a run with other settings"):
+        ckpt.resume(tmp_path / "step.pt", {"model": torch.nn.Linear(3, 2)})
+    with pytest.raises(ConfigError, match="other settings"):
+        ckpt.resume(tmp_path / "step.pt", {"model": torch.nn.Sequential(torch.nn.Linear(2, 2))})
+
+
 def test_resume_on_different_clips_is_refused(tmp_path):
     run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo())
     check_same_run(run, _clips())

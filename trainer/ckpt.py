@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from edge.errors import ConfigError
+
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary sibling, then rename: a killed run never leaves a half-written file."""
@@ -44,7 +46,11 @@ def resume(path: str | Path, parts: dict[str, Any]) -> int:
     if state is None:
         return 0
     for name, part in parts.items():
-        part.load_state_dict(state[name])
+        try:
+            part.load_state_dict(state[name])
+        except (KeyError, RuntimeError, ValueError) as exc:     # another model, loss or optimizer wrote it
+            raise ConfigError(f"{path} was written by a run with other settings ({type(exc).__name__} loading its "
+                              f"{name}); resume only with the same settings, or use a new --out.") from None
     if "rng" in state:  # checkpoints written before this key lack it
         torch.set_rng_state(state["rng"])
     return state["epoch"] + 1
