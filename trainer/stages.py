@@ -187,15 +187,13 @@ class StudentStep(nn.Module):
         mask = _mask(index, presence(batch).cpu(), self.p_drop, self.run.seed, epoch).to(device)
         tokens = encode_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
         verb, noun = self.student.fusion(*tokens, mask)
-        if not self.teacher:
-            return student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device),
-                                cfg)
-        view = self.views[epoch % len(self.views)]
-        with torch.no_grad():
-            teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
+        teacher, view = None, self.views[epoch % len(self.views)] if self.teacher else {}
+        if self.teacher:
+            with torch.no_grad():
+                teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
         loss = student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
                             teacher)
-        for i, m in enumerate(MODALITIES):
+        for i, m in enumerate(MODALITIES):          # token KD: KARMMA_S only (token_kd is empty otherwise)
             keep = mask[:, i] > 0
             if m in self.token_kd and bool(keep.any()):
                 loss = loss + self.token_kd[m] * token_kd_loss(self.token_maps[m](tokens[i][keep]),
@@ -205,6 +203,8 @@ class StudentStep(nn.Module):
 
 def _token_kd_weights(weights: dict) -> dict[str, float]:
     """`student.token_kd` checked: modality names and weights >= 0 (zero weights dropped)."""
+    if not isinstance(weights, dict):
+        raise ConfigError(f"student.token_kd must map modalities to weights (e.g. {{V: 1.0}}), got {weights!r}.")
     out = {}
     for m, w in weights.items():
         if m not in MODALITIES:
