@@ -193,11 +193,17 @@ class StudentStep(nn.Module):
                 teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
         loss = student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
                             teacher)
-        for i, m in enumerate(MODALITIES):          # token KD: KARMMA_S only (token_kd is empty otherwise)
+        if not self.token_kd:                       # token KD: KARMMA_S only (token_kd is empty otherwise)
+            return loss
+        # each rank's mean over its own kept frames, weighted by its share of the global batch's (as PretrainStep),
+        # so N processes average to the one-process loss even when their masks keep different numbers of rows
+        kept = (mask > 0).sum(0).cpu()
+        share = kept * self.run.info.world_size / ddp.all_reduce_sum(kept, self.run.info).clamp(min=1)
+        for i, m in enumerate(MODALITIES):
             keep = mask[:, i] > 0
             if m in self.token_kd and bool(keep.any()):
-                loss = loss + self.token_kd[m] * token_kd_loss(self.token_maps[m](tokens[i][keep]),
-                                                               view[m][index][keep.cpu()].to(device))
+                loss = loss + self.token_kd[m] * float(share[i]) * token_kd_loss(
+                    self.token_maps[m](tokens[i][keep]), view[m][index][keep.cpu()].to(device))
         return loss
 
 
