@@ -73,6 +73,9 @@ def test_latency_table_prints_ratios(random_bundle, teacher_bundle, tmp_path, ca
     rows = json.loads(capsys.readouterr().out)
     assert code == 0 and {r["model"] for r in rows} == {"student", "previous student", "teacher"}
     assert "student fp32 / previous student fp32" in latency.ratios(rows)
+    code = bench_main(["latency", "--bundle", str(random_bundle), "--previous", str(teacher_bundle), "--png", ""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "is a teacher fp32 bundle" in err[-1] and err[-1].startswith("edge.bench latency:")
 
 
 def test_ratios_divide_medians_per_stage():

@@ -142,9 +142,10 @@ def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
     torch.testing.assert_close(extra, 0.5 * (1 - cos).mean(), atol=1e-5, rtol=1e-5)
     delta = StudentStep(model, "baseline_delta", None, [view], _student_run(tmp_path, clips, token_kd={"V": 1.0}))
     assert not list(delta.token_maps)
-    for bad, message in (({"X": 1.0}, "token_kd names 'X'"), ({"V": -1}, "weight >= 0"), (["V"], "must map")):
+    for bad, message in (("{X: 1.0}", "token_kd names 'X'"), ("{V: -1}", "weight >= 0"), ("{V: .nan}", "finite"),
+                         ("V", "must be dict")):     # refused when the config loads, before any training
         with pytest.raises(ConfigError, match=message):
-            StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, token_kd=bad))
+            load_config(None, [f"student.token_kd={bad}"])
     assert token_kd_loss(view["V"], view["V"]).abs().item() < 1e-6
 
 

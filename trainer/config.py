@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Mapping
 import yaml
 
 from edge.errors import ConfigError
+from edge.modalities import MODALITIES
 from edge.preprocess.config import _from_mapping  # the project's one strict dataclass-from-mapping loader
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +76,22 @@ class StudentConfig:
     alpha: float = 0.8                   # KARMMA_S: alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE
     temperature: float = 2.0
     token_kd: dict = field(default_factory=dict)  # KARMMA_S: {modality: weight} of token KD (trainer.students)
+
+    def __post_init__(self) -> None:
+        token_kd_weights(self.token_kd)      # a bad key or weight fails when the config loads, not hours later
+
+
+def token_kd_weights(weights: Mapping[str, Any]) -> dict[str, float]:
+    """`student.token_kd` checked (modality names, finite weights >= 0), zero weights dropped."""
+    out = {}
+    for m, w in weights.items():
+        if m not in MODALITIES:
+            raise ConfigError(f"student.token_kd names {m!r}; use modalities {', '.join(MODALITIES)}.")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"student.token_kd.{m} must be a finite weight >= 0, got {w!r}.")
+        if w > 0:
+            out[m] = float(w)
+    return out
 
 
 @dataclass(frozen=True)

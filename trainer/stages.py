@@ -40,7 +40,7 @@ from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
 from trainer import ckpt
 from trainer import distributed as ddp
-from trainer.config import EvalConfig, TrainerConfig
+from trainer.config import EvalConfig, TrainerConfig, token_kd_weights
 from trainer.datasets import MOVING_DIGITS, DatasetSpec, build_dataset, presence
 from trainer.evaluation import drop_curve, subset_table
 from trainer.export import export_bundle
@@ -177,7 +177,7 @@ class StudentStep(nn.Module):
         self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop if p_drop is None else p_drop
         # a list: not a submodule, so DDP neither syncs nor checkpoints it
         self.teacher = [teacher] if mode == "karmma_s" else []
-        self.token_kd = _token_kd_weights(run.cfg.student.token_kd) if mode == "karmma_s" else {}
+        self.token_kd = token_kd_weights(run.cfg.student.token_kd) if mode == "karmma_s" else {}
         self.token_maps = nn.ModuleDict({m: nn.Linear(student.cfg.token_dim, views[0][m].shape[-1])
                                          for m in self.token_kd})
 
@@ -205,21 +205,6 @@ class StudentStep(nn.Module):
                 loss = loss + self.token_kd[m] * float(share[i]) * token_kd_loss(
                     self.token_maps[m](tokens[i][keep]), view[m][index][keep.cpu()].to(device))
         return loss
-
-
-def _token_kd_weights(weights: dict) -> dict[str, float]:
-    """`student.token_kd` checked: modality names and weights >= 0 (zero weights dropped)."""
-    if not isinstance(weights, dict):
-        raise ConfigError(f"student.token_kd must map modalities to weights (e.g. {{V: 1.0}}), got {weights!r}.")
-    out = {}
-    for m, w in weights.items():
-        if m not in MODALITIES:
-            raise ConfigError(f"student.token_kd names {m!r}; use modalities {', '.join(MODALITIES)}.")
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-            raise ConfigError(f"student.token_kd.{m} must be a weight >= 0, got {w!r}.")
-        if w > 0:
-            out[m] = float(w)
-    return out
 
 
 def targets(batch: dict, head: str) -> torch.Tensor:

@@ -151,6 +151,9 @@ def _models(args: argparse.Namespace) -> dict[str, StreamingModel]:
             continue
         bundle = load_bundle(path, threads=args.threads)
         role = bundle.manifest["kind"] if name != "previous student fp32" else "previous student"
+        if role == "previous student" and (bundle.manifest["kind"], bundle.precision) != ("student", "fp32"):
+            raise EdgeError(f"--previous {path} is a {bundle.manifest['kind']} {bundle.precision} bundle; "
+                            "pass an earlier student fp32 bundle.")
         label = f"{role} {bundle.precision}"
         if label in models:
             raise EdgeError(f"two bundles are both {label} ({models[label].bundle.path} and {path}).")
