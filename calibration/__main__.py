@@ -52,6 +52,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from calibration.data import dataset_splits
     from calibration.pipeline import Splits
     from edge.bundle import load_bundle
+    from trainer.__main__ import dataset_spec
     from trainer.config import load_config
     from trainer.data_access import load_clips, resolve_source
     from trainer.datasets import MOVING_DIGITS
@@ -67,6 +68,11 @@ def _quantize(args: argparse.Namespace) -> int:
         info = {"dataset": args.dataset, **val.source, "calibration_split": "val"}
         return _run(args, out, Splits(calib=val.take(slice(0, args.calib_clips)), val=val, test=test), info,
                     f"val samples 0..{min(args.calib_clips, len(val)) - 1} of {len(val)}")
+    options = dataset_spec(args).options
+    if options:          # as the trainer: MovingDigits-AV renders its clips, it reads no annotations or media
+        raise EdgeError(f"--dataset {MOVING_DIGITS} takes no media options "
+                        f"({', '.join('--' + k.replace('_', '-') for k in options)}); its clip counts are the "
+                        "config's data.n_val / data.n_test.")
     source = resolve_source(args.data_root)
     if cfg.data.n_val < args.calib_clips:
         raise EdgeError(f"--calib-clips {args.calib_clips} is more than the {cfg.data.n_val} val clips.")

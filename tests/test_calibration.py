@@ -155,6 +155,15 @@ def test_cli_rejects_more_calibration_clips_than_val_clips(random_bundle, tmp_pa
     assert code == 2 and len(err) == 1 and "more than the 8 val clips" in err[0]
 
 
+def test_cli_refuses_media_options_on_moving_digits(random_bundle, tmp_path, capsys):
+    """--limit (or any media option) cannot shrink the rendered MovingDigits-AV splits: refused, not ignored."""
+    from calibration.__main__ import main
+
+    code = main(["quantize", "--bundle", str(random_bundle), "--limit", "5", "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "takes no media options (--limit)" in err[0]
+
+
 @pytest.mark.slow
 def test_cli_quantizes_on_real_held_out_clips(data_root, random_bundle, tmp_path, capsys):
     """The whole command on a few real MovingDigits-AV clips: report files, and the data recorded in the bundle."""
