@@ -180,6 +180,30 @@ def test_a_checkpoint_of_another_model_is_one_sentence(tmp_path):
         ckpt.resume(tmp_path / "step.pt", {"model": torch.nn.Sequential(torch.nn.Linear(2, 2))})
 
 
+def test_resuming_after_changing_a_loss_weight_is_refused(tmp_path):
+    """A finished KARMMA_S checkpoint is not reported under a new KD weight; the baselines' ones stay valid (they
+    do not use it), and a checkpoint from before settings were recorded still resumes."""
+    clips = _clips(8)
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(**TINY), 8, 10)
+    steps = {m: clips.inputs[m].shape[1] for m in MODALITIES}
+    view = {m: torch.randn(8, steps[m], 12) for m in MODALITIES}
+    teacher = Teacher(model, [view], {})
+    teacher.model.fusion = Fusion(steps, {m: 12 for m in MODALITIES}, 16, 1, 2, 16, 8, 10)
+    for mode in ("baseline_delta", "karmma_s"):
+        _ = train_student(_student_run(tmp_path, clips, epochs=1), mode, teacher, model.encoders.state_dict(),
+                          tmp_path / f"{mode}.pt")
+    changed = _student_run(tmp_path, clips, epochs=1, alpha=0.5, temperature=4.0)
+    train_student(changed, "baseline_delta", teacher, model.encoders.state_dict(), tmp_path / "baseline_delta.pt")
+    with pytest.raises(ConfigError, match=r"karmma_s.pt was trained with other settings \(alpha 0.8 -> 0.5, "
+                                          r"temperature 2.0 -> 4.0\)"):
+        train_student(changed, "karmma_s", teacher, model.encoders.state_dict(), tmp_path / "karmma_s.pt")
+    old = ckpt.load(tmp_path / "karmma_s.pt")
+    del old["settings"]
+    ckpt.save_atomic(old, tmp_path / "karmma_s.pt")
+    train_student(changed, "karmma_s", teacher, model.encoders.state_dict(), tmp_path / "karmma_s.pt")
+
+
 def test_resume_on_different_clips_is_refused(tmp_path):
     run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo())
     check_same_run(run, _clips())

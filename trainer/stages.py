@@ -151,6 +151,12 @@ class FusionStep(nn.Module):
         super().__init__()
         self.fusion, self.views, self.run = fusion, views, run
 
+    def settings(self) -> dict:
+        """What shapes this loss besides the tensors (a checkpoint resumes only under the same)."""
+        cfg = self.run.cfg.teacher
+        return {"p_drop": cfg.p_drop, "infonce": cfg.infonce, "infonce_weight": cfg.infonce_weight,
+                "infonce_tau": cfg.infonce_tau}
+
     def forward(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
         cfg, view = self.run.cfg.teacher, self.views[epoch % len(self.views)]
         device, index = self.run.info.device, index.cpu()
@@ -180,6 +186,13 @@ class StudentStep(nn.Module):
         self.token_kd = token_kd_weights(run.cfg.student.token_kd) if mode == "karmma_s" else {}
         self.token_maps = nn.ModuleDict({m: nn.Linear(student.cfg.token_dim, views[0][m].shape[-1])
                                          for m in self.token_kd})
+
+    def settings(self) -> dict:
+        """What shapes this loss besides the tensors (a checkpoint resumes only under the same): the KD settings
+        only for KARMMA_S, so changing them leaves the baselines' finished trainings valid."""
+        cfg = self.run.cfg.student
+        kd = {"alpha": cfg.alpha, "temperature": cfg.temperature, "token_kd": self.token_kd} if self.teacher else {}
+        return {"p_drop": self.p_drop, **kd}
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
@@ -226,7 +239,9 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * n_batches),
                                                 pct_start=pct_start)
     parts = {"model": step, "opt": opt, "sched": sched}
-    start = ckpt.resume(ckpt_path, parts)
+    settings = {"lr": lr, "weight_decay": weight_decay, "pct_start": pct_start,
+                **(step.settings() if hasattr(step, "settings") else {})}
+    start = ckpt.resume(ckpt_path, parts, settings)
     if sched.total_steps != max(1, epochs * n_batches):
         raise ConfigError(f"{ckpt_path} was trained for {sched.total_steps} steps, this run has {epochs * n_batches} "
                           "(other batch size or epochs); resume only with the same settings, or use a new --out.")
@@ -248,7 +263,7 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
         extra = step.epoch_summary() if hasattr(step, "epoch_summary") else ""
         run.log(f"{desc} {unit} {epoch + 1}/{epochs}: mean loss {total[0] / max(1.0, float(total[1])):.4f}{extra}")
         if run.info.is_main:
-            ckpt.save_epoch(ckpt_path, epoch, parts)
+            ckpt.save_epoch(ckpt_path, epoch, parts, settings)
         if run.info.distributed:
             torch.distributed.barrier()
     step.eval()
