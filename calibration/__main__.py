@@ -59,6 +59,11 @@ def _quantize(args: argparse.Namespace) -> int:
 
     if args.calib_clips < 1 or args.encoder_inputs < 1 or args.masks_per_clip < 1:
         raise EdgeError("--calib-clips, --encoder-inputs and --masks-per-clip must be at least 1.")
+    options = dataset_spec(args).options
+    if args.dataset == MOVING_DIGITS and options:   # as the trainer: it renders its clips, reads no media
+        raise EdgeError(f"--dataset {MOVING_DIGITS} takes no media options "
+                        f"({', '.join('--' + k.replace('_', '-') for k in options)}); its clip counts are the "
+                        "config's data.n_val / data.n_test.")
     bundle = load_bundle(args.bundle)
     pre = bundle.preprocess
     out = args.out or args.bundle.with_name(args.bundle.name + "_int8")
@@ -68,11 +73,6 @@ def _quantize(args: argparse.Namespace) -> int:
         info = {"dataset": args.dataset, **val.source, "calibration_split": "val"}
         return _run(args, out, Splits(calib=val.take(slice(0, args.calib_clips)), val=val, test=test), info,
                     f"val samples 0..{min(args.calib_clips, len(val)) - 1} of {len(val)}")
-    options = dataset_spec(args).options
-    if options:          # as the trainer: MovingDigits-AV renders its clips, it reads no annotations or media
-        raise EdgeError(f"--dataset {MOVING_DIGITS} takes no media options "
-                        f"({', '.join('--' + k.replace('_', '-') for k in options)}); its clip counts are the "
-                        "config's data.n_val / data.n_test.")
     source = resolve_source(args.data_root)
     if cfg.data.n_val < args.calib_clips:
         raise EdgeError(f"--calib-clips {args.calib_clips} is more than the {cfg.data.n_val} val clips.")

@@ -198,6 +198,9 @@ def test_resuming_after_changing_a_loss_weight_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"karmma_s.pt was trained with other settings \(alpha 0.8 -> 0.5, "
                                           r"temperature 2.0 -> 4.0\)"):
         train_student(changed, "karmma_s", teacher, model.encoders.state_dict(), tmp_path / "karmma_s.pt")
+    with_tokens = _student_run(tmp_path, clips, epochs=1, token_kd={"V": 1.0})
+    for _ in range(2):          # written, then resumed as finished: the settings survive the file unchanged
+        train_student(with_tokens, "karmma_s", teacher, model.encoders.state_dict(), tmp_path / "tokens.pt")
     old = ckpt.load(tmp_path / "karmma_s.pt")
     del old["settings"]
     ckpt.save_atomic(old, tmp_path / "karmma_s.pt")

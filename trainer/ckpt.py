@@ -54,9 +54,9 @@ def resume(path: str | Path, parts: dict[str, Any], settings: dict[str, Any] | N
     state = load(path)
     if state is None:
         return 0
-    saved, now = state.get("settings"), _plain(settings)     # checkpoints written before this key lack it
-    if saved is not None and saved != now:
-        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    saved, now = state.get("settings") or {}, _plain(settings)  # checkpoints written before this key lack it
+    changed = sorted(k for k in saved if saved[k] != now.get(k))  # a setting recorded only since is not compared
+    if changed:
         detail = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ConfigError(f"{path} was trained with other settings ({detail}); resume only with the same settings, "
                           "or use a new --out.")

@@ -154,8 +154,9 @@ class FusionStep(nn.Module):
     def settings(self) -> dict:
         """What shapes this loss besides the tensors (a checkpoint resumes only under the same)."""
         cfg = self.run.cfg.teacher
-        return {"p_drop": cfg.p_drop, "infonce": cfg.infonce, "infonce_weight": cfg.infonce_weight,
-                "infonce_tau": cfg.infonce_tau}
+        infonce = {"infonce_weight": cfg.infonce_weight, "infonce_tau": cfg.infonce_tau} if cfg.infonce else {}
+        return {"p_drop": cfg.p_drop, "dropout": cfg.dropout, "token_views": len(self.views), "infonce": cfg.infonce,
+                **infonce}
 
     def forward(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
         cfg, view = self.run.cfg.teacher, self.views[epoch % len(self.views)]
@@ -192,7 +193,7 @@ class StudentStep(nn.Module):
         only for KARMMA_S, so changing them leaves the baselines' finished trainings valid."""
         cfg = self.run.cfg.student
         kd = {"alpha": cfg.alpha, "temperature": cfg.temperature, "token_kd": self.token_kd} if self.teacher else {}
-        return {"p_drop": self.p_drop, **kd}
+        return {"p_drop": self.p_drop, "dropout": self.student.cfg.dropout, **kd}
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
