@@ -191,8 +191,8 @@ def test_resuming_after_changing_a_loss_weight_is_refused(tmp_path):
     teacher = Teacher(model, [view], {})
     teacher.model.fusion = Fusion(steps, {m: 12 for m in MODALITIES}, 16, 1, 2, 16, 8, 10)
     for mode in ("baseline_delta", "karmma_s"):
-        _ = train_student(_student_run(tmp_path, clips, epochs=1), mode, teacher, model.encoders.state_dict(),
-                          tmp_path / f"{mode}.pt")
+        train_student(_student_run(tmp_path, clips, epochs=1), mode, teacher, model.encoders.state_dict(),
+                      tmp_path / f"{mode}.pt")
     changed = _student_run(tmp_path, clips, epochs=1, alpha=0.5, temperature=4.0)
     train_student(changed, "baseline_delta", teacher, model.encoders.state_dict(), tmp_path / "baseline_delta.pt")
     with pytest.raises(ConfigError, match=r"karmma_s.pt was trained with other settings \(alpha 0.8 -> 0.5, "
