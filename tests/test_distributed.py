@@ -49,6 +49,18 @@ def test_bad_environment_is_one_sentence(monkeypatch):
         ddp.init(device="cpu")
 
 
+def test_jobs_under_torchrun_is_refused(tmp_path):
+    """`benchmark --jobs 2` under torchrun would start 2 trainings per rank: one sentence instead, before any data."""
+    from trainer.benchmark import run_benchmark
+    from trainer.config import TrainerConfig
+    from trainer.datasets import DatasetSpec
+    from trainer.stages import Run
+
+    run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo(rank=0, world_size=2))
+    with pytest.raises(ConfigError, match="under torchrun every process already takes part"):
+        run_benchmark(run, jobs=2)
+
+
 def _one_and_two_processes(command: str, tmp_path: Path) -> subprocess.CompletedProcess:
     """`python -m trainer COMMAND` on the recordings under torchrun with 2 gloo processes (--out two) and in
     this process (--out one); returns the torchrun run."""

@@ -67,8 +67,24 @@ def test_smoke_bundles_load_and_evaluate(smoke_run):
     assert got["split"] == {"speakers": ["yweweler"], "images": [7000, 7100]}
 
 
+@pytest.mark.slow
+def test_two_job_processes_train_what_one_process_does(smoke_run):
+    """`--jobs 2` trains the same weights as the sequential run (each job seeds itself as the sequential loop
+    does), so its table is the fixture's, to the digit."""
+    out, _ = smoke_run
+    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT.is_dir() else []
+    proc = _trainer("benchmark", "--smoke", "--jobs", "2", "--out", str(out / "jobs"), "--cache", str(out / "cache"),
+                    *root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "teacher done after" in proc.stdout and "(5/5 jobs)" in proc.stdout
+    assert "in 2 processes" in proc.stdout
+    one, two = (json.loads((out / run / "results.json").read_text()) for run in ("run", "jobs"))
+    assert two["table"] == one["table"] and two["drop_curve"] == one["drop_curve"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["benchmark", "--data-root", "/no/such/root", "--out", "/tmp/never"], "does not exist"),
+    (["benchmark", "--smoke", "--out", "/tmp/never", "--jobs", "0"], "--jobs must be at least 1"),
     (["evaluate", "--bundle", "/no/such/bundle"], "does not exist"),
     (["benchmark", "--smoke", "--out", "/tmp/never", "--set", "student.epochz=1"], "unknown key"),
 ])

@@ -4,22 +4,71 @@ dataset, alone or under torchrun) -> the subset table and drop curve (mean ± st
 results.json / results.md / drop_curve.png and two bundles.
 
 Every stage writes its result under --out atomically (checkpoints per epoch, cached teacher tokens), so a
-killed run started again with the same arguments resumes where it stopped.
+killed run started again with the same arguments resumes where it stopped. With `jobs` > 1 the trainings first run
+side by side in that many processes (trainer.parallel: the teacher beside the warm starts, the baselines before the
+teacher is done); the pass that scores and exports then resumes each of them as finished.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
+import torch
+
+from edge.errors import ConfigError
 from trainer import distributed as ddp
 from trainer.costs import model_costs
 from trainer.data_access import resolve_source
 from trainer.datasets import MOVING_DIGITS
 from trainer.export import export_bundle
+from trainer.parallel import Job, run_jobs
 from trainer.report import aggregate, check_targets, write_results
-from trainer.stages import (Run, cpu_fuse, describe_dataset, score_student, score_tokens, train_student,
-                            train_teacher, warm_start)
+from trainer.stages import (MODE_NAMES, Run, check_same_run, cpu_fuse, describe_dataset, score_student,
+                            score_tokens, train_student, train_teacher, warm_start)
 from trainer.students import MODES
+
+
+def _encoders_path(run: Run, seed: int) -> Path:
+    return run.out / "students" / f"encoders_seed{seed}.pt"
+
+
+def _student_path(run: Run, seed: int, mode: str) -> Path:
+    return run.out / "students" / f"{mode}_seed{seed}.pt"
+
+
+def _training_jobs(seeds: int) -> list[Job]:
+    """Every training of the benchmark, in the order a free process takes them: the teacher (the longest chain)
+    first, then the warm starts, then each seed's students; only KARMMA_S waits for the teacher."""
+    jobs = [Job("teacher", ("teacher",))]
+    jobs += [Job(f"warm start seed {s}", ("warm", s)) for s in range(seeds)]
+    jobs += [Job(f"{MODE_NAMES[m]} seed {s}", ("student", s, m),
+                 (f"warm start seed {s}", *(("teacher",) if m == "karmma_s" else ())))
+             for s in range(seeds) for m in MODES]
+    return jobs
+
+
+_process_run: Run | None = None     # a job process's Run (its dataset loaded once, for all its jobs)
+
+
+def _setup_job_process(run: Run, threads: int) -> None:
+    global _process_run
+    torch.set_num_threads(threads)
+    _process_run = run
+    run.dataset(run.train_split, train=True)
+
+
+def _run_job(kind: str, seed: int = 0, mode: str = "") -> None:
+    """One training of `_training_jobs` in a job process, through the same stages as the sequential benchmark."""
+    run = _process_run
+    if kind == "teacher":
+        train_teacher(run)
+        return
+    seeded = dataclasses.replace(run, seed=seed)
+    encoders = warm_start(seeded, _encoders_path(run, seed))
+    if kind == "student":
+        teacher = train_teacher(run) if mode == "karmma_s" else None     # resumed: trained by its own job
+        train_student(seeded, mode, teacher, encoders, _student_path(run, seed, mode))
 
 
 def _data_info(run: Run, train, evaluation) -> dict:
@@ -38,14 +87,24 @@ def _data_info(run: Run, train, evaluation) -> dict:
     return info
 
 
-def run_benchmark(run: Run, *, seeds: int = 1) -> dict:
-    """Train and score everything; on rank 0 write results.json / results.md / drop_curve.png and two bundles
-    under `run.out` and return the results ({} on the other ranks)."""
+def run_benchmark(run: Run, *, seeds: int = 1, jobs: int = 1) -> dict:
+    """Train and score everything (the trainings in `jobs` processes side by side when > 1); on rank 0 write
+    results.json / results.md / drop_curve.png and two bundles under `run.out` and return the results ({} on the
+    other ranks)."""
+    if jobs > 1 and run.info.distributed:
+        raise ConfigError("--jobs runs the trainings in processes of its own; under torchrun every process already "
+                          "takes part in each training, so leave --jobs at 1.")
     start = time.time()
     run.out.mkdir(parents=True, exist_ok=True)
     train, evaluation = run.dataset(run.train_split, train=True), run.dataset(run.eval_split, train=False)
     run.log(f"data ready after {time.time() - start:.0f} s: {run.train_split} {len(train)}, "
             f"{run.eval_split} {len(evaluation)}")
+    if jobs > 1:
+        check_same_run(run, train)          # before any job writes into a --out that holds another run
+        run_jobs(_training_jobs(seeds), _run_job, processes=jobs, setup=_setup_job_process,
+                 setup_args=(dataclasses.replace(run, progress=False, loaded={}), torch.get_num_threads()),
+                 log=run.log)
+        run.log(f"trainings done after {time.time() - start:.0f} s in {jobs} processes; scoring")
     teacher = train_teacher(run)
     run.log(f"teacher ready after {time.time() - start:.0f} s")
     main = run.info.is_main
@@ -58,9 +117,9 @@ def run_benchmark(run: Run, *, seeds: int = 1) -> dict:
     for seed in range(seeds):
         seeded = dataclasses.replace(run, seed=seed)
         work = run.out / "students"
-        encoders = warm_start(seeded, work / f"encoders_seed{seed}.pt")
+        encoders = warm_start(seeded, _encoders_path(run, seed))
         for mode in MODES:
-            model = train_student(seeded, mode, teacher, encoders, work / f"{mode}_seed{seed}.pt")
+            model = train_student(seeded, mode, teacher, encoders, _student_path(run, seed, mode))
             scores = score_student(seeded, model, work)
             if not main:
                 continue

@@ -66,6 +66,7 @@ class Run:
     pre: PreprocessConfig = field(default_factory=PreprocessConfig)
     seed: int = 0                   # model init, shuffles, masks, pre-training positions (a student seed)
     cache: Path | None = None       # rendered-clip cache root (MovingDigits-AV; default trainer.config.cache_root)
+    progress: bool = True           # progress bars (off in the benchmark's side-by-side job processes)
     loaded: dict = field(default_factory=dict, repr=False, compare=False)   # datasets built so far (shared by
     #                                                                         dataclasses.replace copies)
 
@@ -253,7 +254,7 @@ def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run
             ddp.freeze_batchnorm(step)
         total = torch.zeros(2)
         for batch in tqdm(batches(epoch), total=n_batches, desc=f"{desc} {unit} {epoch + 1}/{epochs}", mininterval=2,
-                          leave=False, disable=not run.info.is_main):
+                          leave=False, disable=not (run.info.is_main and run.progress)):
             loss = model(batch, epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -322,7 +323,8 @@ def split_tokens(encoders: nn.ModuleDict, dataset, name: str, run: Run, work: Pa
         dataset.set_epoch(view)
         path = work / "tokens" / f"{name}_{dataset.cache_key()}.pt"
         views.append(cached_tokens(encode, dataset, path, run.info, dims=dims, batch_size=run.cfg.batch_size,
-                                   workers=run.cfg.data.workers, desc=f"{work.name} tokens ({name}, draw {view})"))
+                                   workers=run.cfg.data.workers, desc=f"{work.name} tokens ({name}, draw {view})",
+                                   show=run.progress))
     return views
 
 
@@ -420,18 +422,19 @@ def warm_start(run: Run, ckpt_path: Path) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.encoders.state_dict().items()}
 
 
-def train_student(run: Run, mode: str, teacher: Teacher, encoders: dict[str, torch.Tensor],
+def train_student(run: Run, mode: str, teacher: Teacher | None, encoders: dict[str, torch.Tensor],
                   ckpt_path: Path) -> MultimodalModel:
-    """One student training (`mode`, one of MODES) from the warm start `encoders` (resumes per epoch)."""
+    """One student training (`mode`, one of MODES) from the warm start `encoders` (resumes per epoch). The
+    baselines need no `teacher` (None): they read the same TSN draws, `teacher.token_views` of them."""
     cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
     n = train.num_classes
     torch.manual_seed(run.seed)
     model = MultimodalModel(student_config(cfg, mode, run.tokens_per_modality), n["verb"], n["noun"])
     model.encoders.load_state_dict(encoders)
-    views = teacher.views
-    teacher.model.fusion.to(run.info.device)
-    batches, n_batches = sample_batches(train, run, view_of=lambda epoch: epoch % len(views))
-    fit(StudentStep(model, mode, teacher.model.fusion, views, run), batches, n_batches, run, epochs=cfg.epochs,
+    views, fusion = (teacher.views, teacher.model.fusion.to(run.info.device)) if teacher else ([], None)
+    draws = len(views) or run.cfg.teacher.token_views
+    batches, n_batches = sample_batches(train, run, view_of=lambda epoch: epoch % draws)
+    fit(StudentStep(model, mode, fusion, views, run), batches, n_batches, run, epochs=cfg.epochs,
         lr=cfg.lr, weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=ckpt_path,
         desc=f"{MODE_NAMES[mode]} (seed {run.seed})")
     return model.eval()

@@ -84,25 +84,26 @@ def _merge(shards: list[dict[str, torch.Tensor]], n: int) -> dict[str, torch.Ten
 
 
 def dataset_tokens(encode: Encode, dataset: Dataset, *, dims: dict[str, int], batch_size: int, workers: int,
-                   desc: str) -> dict[str, torch.Tensor]:
+                   desc: str, show: bool = True) -> dict[str, torch.Tensor]:
     """Tokens of every sample of `dataset` in dataset order, in this process alone (nothing cached)."""
     loader, _ = make_loader(dataset, ddp.DistInfo(), batch_size, shuffle=False, seed=0, workers=workers)
-    return _merge([encode_batches(encode, loader, dims, desc, show=True)], len(dataset))
+    return _merge([encode_batches(encode, loader, dims, desc, show=show)], len(dataset))
 
 
 def cached_tokens(encode: Encode, dataset: Dataset, path: Path, info: ddp.DistInfo, *, dims: dict[str, int],
-                  batch_size: int, workers: int, desc: str) -> dict[str, torch.Tensor]:
+                  batch_size: int, workers: int, desc: str, show: bool = True) -> dict[str, torch.Tensor]:
     """Tokens of every sample of `dataset` in dataset order, computed once (each rank encodes its share)
-    and kept at `path` (name it by `dataset.cache_key()`, which covers the samples' content)."""
+    and kept at `path` (name it by `dataset.cache_key()`, which covers the samples' content); `show`: a
+    progress bar (rank 0)."""
     done = ckpt.load(path)
     if done is not None:
         return done
     if not info.distributed:
         ckpt.save_atomic(dataset_tokens(encode, dataset, dims=dims, batch_size=batch_size, workers=workers,
-                                        desc=desc), path)
+                                        desc=desc, show=show), path)
         return ckpt.load(path)
     loader, _ = make_loader(dataset, info, batch_size, shuffle=False, seed=0, workers=workers)
-    shard = encode_batches(encode, loader, dims, desc, show=info.is_main)
+    shard = encode_batches(encode, loader, dims, desc, show=show and info.is_main)
     part = path.with_name(f"{path.stem}.rank{info.rank}.pt")
     ckpt.save_atomic(shard, part)
     torch.distributed.barrier()
