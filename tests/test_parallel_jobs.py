@@ -59,8 +59,18 @@ def test_a_failing_job_raises_its_sentence_and_nothing_after_it_runs(tmp_path):
 
 def test_a_process_that_dies_is_one_sentence(tmp_path):
     spec = {"a": ((), "die"), "b": (("a",), "")}
-    with pytest.raises(EdgeError, match=r"job process \d died \(exit code 3\) while running a; run the same"):
+    with pytest.raises(EdgeError, match=r"^job process \d died \(exit code 3\) while a ran; run the same command"):
         run_jobs(_jobs(spec), _job, processes=1, setup=_setup, setup_args=(str(tmp_path),), log=print, poll_s=0.2)
+
+
+def _failing_setup(folder: str) -> None:
+    raise ConfigError(f"no such folder {folder}.")
+
+
+def test_a_failing_set_up_raises_its_sentence(tmp_path):
+    with pytest.raises(ConfigError, match="^no such folder /nowhere.$"):
+        run_jobs(_jobs({"a": ((), "")}), _job, processes=2, setup=_failing_setup, setup_args=("/nowhere",),
+                 log=print, poll_s=0.2)
 
 
 def test_a_job_needing_no_earlier_job_is_refused():

@@ -9,8 +9,10 @@ nothing back: they write their results (checkpoints) where the caller reads them
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import queue
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -28,27 +30,39 @@ class Job:
     needs: tuple[str, ...] = ()
 
 
-def _portable(name: str, exc: BaseException) -> BaseException:
+def _portable(what: str, exc: BaseException) -> BaseException:
     """What the parent re-raises: a bad-input error as it is (one sentence), anything else with its traceback."""
     if isinstance(exc, EdgeError):
         try:
-            pickle.dumps(exc)
+            pickle.loads(pickle.dumps(exc))
             return exc
         except Exception:  # noqa: BLE001 - an unpicklable error is reported as text below
             pass
-    return RuntimeError(f"job {name!r} failed in its process:\n{traceback.format_exc()}")
+    return RuntimeError(f"{what} failed in its job process:\n{traceback.format_exc()}")
+
+
+def _exit_with_parent() -> None:
+    """A job process ends when the parent does, however it ended (SIGKILL included): it never trains on into an
+    --out that the same command, run again, is resuming."""
+    mp.parent_process().join()
+    os._exit(1)
 
 
 def _serve(setup: Callable[..., None], setup_args: tuple, call: Callable[..., None], tasks, results) -> None:
     """A job process: set up once, then run jobs until the None that says there are no more."""
-    setup(*setup_args)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    try:
+        setup(*setup_args)
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it and stops
+        results.put((None, _portable("the set-up", exc)))
+        return
     while (task := tasks.get()) is not None:
         name, args = task
         try:
             call(*args)
             results.put((name, None))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-            results.put((name, _portable(name, exc)))
+            results.put((name, _portable(f"job {name!r}", exc)))
 
 
 def _check_order(jobs: list[Job]) -> None:
@@ -57,7 +71,7 @@ def _check_order(jobs: list[Job]) -> None:
         if job.name in seen:
             raise ValueError(f"two jobs are named {job.name!r}.")
         if missing := [n for n in job.needs if n not in seen]:
-            raise ValueError(f"job {job.name!r} needs {missing}, which no earlier job is.")
+            raise ValueError(f"job {job.name!r} needs {missing}: a job must come after every job it needs.")
         seen.add(job.name)
 
 
@@ -84,8 +98,10 @@ def run_jobs(jobs: list[Job], call: Callable[..., None], *, processes: int, setu
                 name, error = results.get(timeout=poll_s)
             except queue.Empty:
                 if dead := [w for w in workers if w.exitcode is not None]:
-                    raise EdgeError(f"{dead[0].name} died (exit code {dead[0].exitcode}) while running "
-                                    f"{', '.join(sorted(running))}; run the same command again to resume.") from None
+                    code = dead[0].exitcode
+                    how = f"was killed by signal {-code}" if code < 0 else f"died (exit code {code})"
+                    raise EdgeError(f"{dead[0].name} {how} while {', '.join(sorted(running))} ran; run the same "
+                                    "command again to resume.") from None
                 continue
             if error is not None:
                 raise error

@@ -309,6 +309,12 @@ def pretrain_encoders(encoders: nn.ModuleDict, train, run: Run, *, epochs: int, 
         ckpt_path=ckpt_path, desc=desc, unit="pass")
 
 
+def tsn_draws(run: Run, dataset) -> int:
+    """TSN draws of `dataset` whose teacher tokens are cached: `teacher.token_views` of a training split, else one;
+    the students cycle through as many (epoch e reads draw e mod draws)."""
+    return run.cfg.teacher.token_views if getattr(dataset, "train", False) else 1
+
+
 def split_tokens(encoders: nn.ModuleDict, dataset, name: str, run: Run, work: Path,
                  dims: dict[str, int]) -> list[dict[str, torch.Tensor]]:
     """Cached tokens of `dataset` per TSN draw (teacher.token_views draws of a training split, else one)."""
@@ -318,8 +324,7 @@ def split_tokens(encoders: nn.ModuleDict, dataset, name: str, run: Run, work: Pa
         return encoders[m](x.to(device))
 
     views = []
-    draws = run.cfg.teacher.token_views if getattr(dataset, "train", False) else 1
-    for view in range(draws):
+    for view in range(tsn_draws(run, dataset)):
         dataset.set_epoch(view)
         path = work / "tokens" / f"{name}_{dataset.cache_key()}.pt"
         views.append(cached_tokens(encode, dataset, path, run.info, dims=dims, batch_size=run.cfg.batch_size,
@@ -425,14 +430,14 @@ def warm_start(run: Run, ckpt_path: Path) -> dict[str, torch.Tensor]:
 def train_student(run: Run, mode: str, teacher: Teacher | None, encoders: dict[str, torch.Tensor],
                   ckpt_path: Path) -> MultimodalModel:
     """One student training (`mode`, one of MODES) from the warm start `encoders` (resumes per epoch). The
-    baselines need no `teacher` (None): they read the same TSN draws, `teacher.token_views` of them."""
+    baselines need no `teacher` (None)."""
     cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
     n = train.num_classes
     torch.manual_seed(run.seed)
     model = MultimodalModel(student_config(cfg, mode, run.tokens_per_modality), n["verb"], n["noun"])
     model.encoders.load_state_dict(encoders)
     views, fusion = (teacher.views, teacher.model.fusion.to(run.info.device)) if teacher else ([], None)
-    draws = len(views) or run.cfg.teacher.token_views
+    draws = tsn_draws(run, train)
     batches, n_batches = sample_batches(train, run, view_of=lambda epoch: epoch % draws)
     fit(StudentStep(model, mode, fusion, views, run), batches, n_batches, run, epochs=cfg.epochs,
         lr=cfg.lr, weight_decay=cfg.weight_decay, pct_start=0.15, ckpt_path=ckpt_path,
