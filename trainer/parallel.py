@@ -8,9 +8,9 @@ nothing back: they write their results (checkpoints) where the caller reads them
 """
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import os
-import pickle
 import queue
 import threading
 import time
@@ -34,9 +34,9 @@ def _portable(what: str, exc: BaseException) -> BaseException:
     """What the parent re-raises: a bad-input error as it is (one sentence), anything else with its traceback."""
     if isinstance(exc, EdgeError):
         try:
-            pickle.loads(pickle.dumps(exc))
+            copy.deepcopy(exc)          # rebuilt as unpickling rebuilds it (its reduce), without loading a pickle
             return exc
-        except Exception:  # noqa: BLE001 - an unpicklable error is reported as text below
+        except Exception:  # noqa: BLE001 - an error that cannot be rebuilt is reported as text below
             pass
     return RuntimeError(f"{what} failed in its job process:\n{traceback.format_exc()}")
 
