@@ -12,11 +12,11 @@ from edge.modalities import MODALITIES, SUBSETS, accuracy, subset_key  # noqa: E
 from trainer import ckpt  # noqa: E402
 from trainer import distributed as ddp  # noqa: E402
 from trainer.clips import ClipSet  # noqa: E402
-from trainer.config import StudentConfig, TrainerConfig, load_config  # noqa: E402
+from trainer.config import StudentConfig, TeacherConfig, TrainerConfig, load_config  # noqa: E402
 from trainer.datasets import DatasetSpec  # noqa: E402
 from trainer.masks import random_drop, subset_mask  # noqa: E402
 from trainer.models import IN_CHANNELS, Fusion, ModelConfig, MultimodalModel  # noqa: E402
-from trainer.stages import Run, StudentStep, Teacher, check_same_run, train_student  # noqa: E402
+from trainer.stages import Run, StudentStep, Teacher, check_same_run, train_student, train_teacher  # noqa: E402
 from trainer.students import encode_present, kd_loss, token_kd_loss  # noqa: E402
 
 TINY = {"video_widths": [4, 8], "flow_widths": [4, 8], "audio_widths": [4, 8], "token_dim": 8, "dim": 16,
@@ -147,6 +147,130 @@ def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
         with pytest.raises(ConfigError, match=message):
             load_config(None, [f"student.token_kd={bad}"])
     assert token_kd_loss(view["V"], view["V"]).abs().item() < 1e-6
+
+
+def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_path):
+    """student.kd_all = w: KARMMA_S's KD term is (1 - w) * KD toward the teacher on the student's subset + w * KD
+    toward the teacher on every modality the sample has (not the dropped-out subset)."""
+    from trainer.stages import _mask
+    from trainer.streams import make_loader
+    from trainer.students import student_loss
+
+    clips = _clips(8)
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
+    steps = {m: clips.inputs[m].shape[1] for m in MODALITIES}
+    view = {m: torch.randn(8, steps[m], 12) for m in MODALITIES}
+    teacher = Fusion(steps, {m: 12 for m in MODALITIES}, 16, 1, 2, 16, 8, 10).eval()
+    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
+    batch = next(iter(loader))
+    batch["present"]["A"][:3] = False                     # samples without audio: the teacher never sees theirs
+    index = batch["index"]
+    losses = {}
+    for share in (0.0, 0.5, 1.0):
+        step = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=share), p_drop=0.7)
+        with torch.no_grad():
+            losses[share] = step(batch, 0)
+    present = torch.stack([batch["present"][m].float() for m in MODALITIES], 1)
+    mask = _mask(index, present, 0.7, 0, 0)
+    assert not bool((mask == 1).all()), "the test needs rows with a modality dropped"
+    cfg = StudentConfig(model=TINY)
+    with torch.no_grad():
+        verb, noun = model.fusion(*encode_present(model, {m: batch[m] for m in MODALITIES}, mask), mask)
+        tokens = [view[m][index] for m in MODALITIES]
+        subset, everything = teacher(*tokens, mask), teacher(*tokens, present)
+        want = {0.0: student_loss(verb, noun, batch["verb_t"], batch["noun_t"], cfg, subset),
+                1.0: student_loss(verb, noun, batch["verb_t"], batch["noun_t"], cfg, everything)}
+    for share in (0.0, 1.0):
+        torch.testing.assert_close(losses[share], want[share], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(losses[0.5], (losses[0.0] + losses[1.0]) / 2, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(losses[0.0], losses[1.0])
+    settings = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=0.5)).settings()
+    assert settings["kd_all"] == 0.5 and len(settings["teacher"]) == 12     # a resume under others is refused
+    for bad in ("1.5", "-0.1", "true"):
+        with pytest.raises(ConfigError, match="kd_all must be"):
+            load_config(None, [f"student.kd_all={bad}"])
+
+
+def _teacher(out, end_to_end_epochs: int) -> Teacher:
+    cfg = TeacherConfig(widths=(4, 8), token_dim=8, dim=16, ff=16, heads=2, layers=1, pretrain_epochs=1,
+                        pretrain_positions=1, fusion_epochs=1, end_to_end_epochs=end_to_end_epochs,
+                        end_to_end_lr=0.01)
+    run = Run(DatasetSpec(), TrainerConfig(teacher=cfg, batch_size=8), out, ddp.DistInfo())
+    clips = _clips()
+    run.loaded[("train", None)] = run.loaded[("test", None)] = clips
+    return train_teacher(run)
+
+
+def test_teacher_end_to_end_trains_extractors_and_fusion_and_recaches_their_tokens(tmp_path, monkeypatch):
+    """teacher.end_to_end_epochs > 0: after the frozen stages, extractors and fusion train together; the teacher
+    KARMMA_S distils from (its logits from cached tokens, its tokens for token KD) is the trained one, frozen."""
+    frozen, trained = _teacher(tmp_path / "frozen", 0), _teacher(tmp_path / "e2e", 1)
+    for part in ("encoders", "fusion"):
+        before, after = dict(getattr(frozen.model, part).named_parameters()), getattr(trained.model, part)
+        assert any(not torch.equal(before[k], p) for k, p in after.named_parameters()), f"{part} did not train"
+    assert not any(p.requires_grad for p in trained.model.parameters()) and not trained.model.training
+    clips = _clips()
+    with torch.no_grad():
+        for m in MODALITIES:
+            tokens = trained.model.encode(m, torch.from_numpy(clips.inputs[m]).float())
+            for view in (*trained.views, trained.eval_view):
+                torch.testing.assert_close(view[m].float(), tokens, atol=2e-2, rtol=2e-2)
+    assert (tmp_path / "e2e" / "teacher" / "end_to_end.pt").is_file()
+    monkeypatch.setattr(StudentStep, "forward", lambda *args: pytest.fail("stage 4 trained again on resume"))
+    again = _teacher(tmp_path / "e2e", 1)                  # resumed from its checkpoints, not trained again
+    for (name, a), b in zip(trained.model.state_dict().items(), again.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_audio_masks_hide_mel_bands_and_frame_spans_drawn_per_sample():
+    """SpecAugment (teacher.audio_mask): a band of mel bins hidden in every window of a sample (one voice), spans of
+    frames per window, filled with the window's mean; the same sample gets the same masks in any batch; 0 = off."""
+    from trainer.augment import mask_spectrograms
+
+    x = torch.randn(3, 5, 1, 64, 98)
+    before = x.clone()
+    out = mask_spectrograms(x, torch.tensor([4, 9, 11]), 0, 2, 10, 12)
+    assert out.shape == x.shape and not torch.equal(out, x) and torch.equal(x, before), "a masked copy, not in place"
+    changed = out != x                                                     # [3, 5, 1, 64, 98]
+    assert changed.float().mean() < 0.5, "most of each window stays"
+    for row in range(3):
+        for t in range(5):
+            window, hidden = out[row, t, 0], changed[row, t, 0]
+            if hidden.any():
+                assert torch.allclose(window[hidden], x[row, t, 0].mean().expand(int(hidden.sum())), atol=1e-6)
+        full_rows = changed[row, :, 0].all(-1)                             # mel bins hidden across a whole window
+        assert torch.equal(full_rows, full_rows[0].expand_as(full_rows)), "the same bands in all of a sample's windows"
+    alone = mask_spectrograms(x[1:2], torch.tensor([9]), 0, 2, 10, 12)
+    torch.testing.assert_close(alone[0], out[1])                           # keyed by the sample, not its batch
+    assert not torch.equal(mask_spectrograms(x, torch.tensor([4, 9, 11]), 0, 3, 10, 12), out)   # redrawn per epoch
+    assert torch.equal(mask_spectrograms(x, torch.tensor([4, 9, 11]), 0, 2, 0, 0), x)
+    for bad, message in (("[10]", "two whole widths"), ("[-3, 5]", "two whole widths"), ("[1.5, 2]", "two whole"),
+                         ("[8, 10]", "only in the end-to-end stage")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [f"teacher.audio_mask={bad}"])
+    for bad, message in (("end_to_end_epochs=-2", "end_to_end_epochs must be >= 0"),
+                         ("end_to_end_lr=-1", "end_to_end_lr must be")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [f"teacher.{bad}"])
+
+
+def test_the_audio_mask_reaches_the_encoder_and_the_checkpoint(tmp_path):
+    """A StudentStep with audio_mask encodes masked log-mels (its loss differs from the unmasked step's on the same
+    batch, with no dropout) and records the widths, so a resume under other widths is refused."""
+    from trainer.streams import make_loader
+
+    clips = _clips(8)
+    torch.manual_seed(0)
+    model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
+    run = _student_run(tmp_path, clips)
+    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
+    batch = next(iter(loader))
+    masked = StudentStep(model, "baseline_delta", None, [], run, p_drop=0.0, audio_mask=(10, 12))
+    plain = StudentStep(model, "baseline_delta", None, [], run, p_drop=0.0)
+    with torch.no_grad():
+        assert not torch.allclose(masked(batch, 0), plain(batch, 0))
+    assert masked.settings()["audio_mask"] == [10, 12] and plain.settings()["audio_mask"] == [0, 0]
 
 
 def test_killed_student_training_resumes_to_the_same_weights(tmp_path, monkeypatch):

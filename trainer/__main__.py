@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (("benchmark", "the teacher and Baseline, Baseline w/ delta, KARMMA_S x seeds; the subset table, "
                                       "drop curve, costs; results.json/.md, drop_curve.png and two bundles"),
-                       ("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion"),
+                       ("teacher", "pre-train + freeze the extractors, cache their tokens, train the fusion (then both, with teacher.end_to_end_epochs)"),
                        ("student", "the teacher (or resume it from --out), then distil KARMMA_S; export bundles")):
         t = sub.add_parser(name, help=f"{text} on --dataset (runs under torchrun too)")
         _run_args(t, "run folder (checkpoints, token caches, results, bundles); the same --out resumes")

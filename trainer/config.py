@@ -39,7 +39,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """Stage 1: frozen per-modality extractors (spec per modality) + a fusion transformer on cached tokens."""
+    """Stage 1: per-modality extractors (spec per modality), pre-trained and frozen, + a fusion transformer on their
+    cached tokens; optionally then both trained together on whole samples (`end_to_end_epochs`)."""
 
     extractors: dict = field(default_factory=lambda: {"V": "conv", "F": "conv", "A": "conv"})
     widths: tuple = (32, 64, 128, 192)   # conv extractors: channels of the stride-2 stages
@@ -54,11 +55,27 @@ class TeacherConfig:
     pretrain_lr: float = 0.004
     fusion_epochs: int = 15
     fusion_lr: float = 0.001
+    end_to_end_epochs: int = 0           # then extractors + fusion trained together on whole samples (0 = frozen)
+    end_to_end_lr: float = 0.001
+    audio_mask: tuple = (0, 0)           # end-to-end stage: SpecAugment, 2 bands of up to this many mel bins and
+    #                                      2 spans of up to this many frames per window (trainer.augment); 0 = off
     p_drop: float = 0.3                  # teacher-side modality dropout (0 = off)
     infonce: bool = False                # InfoNCE alignment of per-modality token averages
     infonce_weight: float = 0.1
     infonce_tau: float = 0.1
     token_views: int = 2                 # real datasets: TSN draws of the train split whose tokens are cached
+
+    def __post_init__(self) -> None:         # a bad value fails when the config loads, not after the frozen stages
+        if self.end_to_end_epochs < 0:
+            raise ConfigError(f"teacher.end_to_end_epochs must be >= 0, got {self.end_to_end_epochs}.")
+        if not (math.isfinite(self.end_to_end_lr) and self.end_to_end_lr > 0):
+            raise ConfigError(f"teacher.end_to_end_lr must be a finite number > 0, got {self.end_to_end_lr}.")
+        mask = self.audio_mask
+        if len(mask) != 2 or any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in mask):
+            raise ConfigError(f"teacher.audio_mask must be two whole widths >= 0 [mel bins, frames], got {list(mask)}.")
+        if any(mask) and not self.end_to_end_epochs:
+            raise ConfigError("teacher.audio_mask applies only in the end-to-end stage; set teacher.end_to_end_epochs "
+                              "> 0 or leave it [0, 0].")
 
 
 @dataclass(frozen=True)
@@ -75,10 +92,14 @@ class StudentConfig:
     p_drop: float = 0.4                  # modality dropout of Baseline w/ delta and KARMMA_S
     alpha: float = 0.8                   # KARMMA_S: alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE
     temperature: float = 2.0
+    kd_all: float = 0.0                  # KARMMA_S: share of the KD term toward the teacher on ALL the sample's
+    #                                      modalities instead of the student's subset (0 = the subset only)
     token_kd: dict = field(default_factory=dict)  # KARMMA_S: {modality: weight} of token KD (trainer.students)
 
     def __post_init__(self) -> None:
         token_kd_weights(self.token_kd)      # a bad key or weight fails when the config loads, not hours later
+        if not 0 <= self.kd_all <= 1:
+            raise ConfigError(f"student.kd_all must be a share between 0 and 1, got {self.kd_all!r}.")
 
 
 def token_kd_weights(weights: Mapping[str, Any]) -> dict[str, float]:

@@ -6,10 +6,12 @@ rank-0-only logs and checkpoints). A stage differs only in its model, its loss (
 Teacher: (1) the three extractors pre-trained on their modalities' labels, `pretrain_positions` passes over
 the data per epoch for all three (one frame / window per sample and pass), then frozen; (2) their tokens cached per split, keyed by the dataset's cache_key()
 (training samples change with the TSN draw, so `teacher.token_views` draws of the train split are
-cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the cached tokens.
+cached and fusion epoch e reads draw e mod views); (3) the fusion trained on the cached tokens; (4) optionally
+(`teacher.end_to_end_epochs`) extractors and fusion trained together on whole samples, and the tokens cached again.
 Student: a unimodal warm start of its encoders (per seed, shared by that seed's trainings), then one of MODES:
 Baseline (CE, no dropout, missing modalities fed as zeros), Baseline w/ δ (modality dropout, learned
-missing-modality tokens, CE) or KARMMA_S (w/ δ + KD from the teacher on the same modality subset, computed
+missing-modality tokens, CE) or KARMMA_S (w/ δ + KD from the teacher on the same modality subset (a
+`student.kd_all` share of it from the teacher on all the sample's modalities instead), computed
 from the teacher's cached tokens of the very samples the student sees, plus token KD toward the teacher extractors'
 tokens for the modalities in `student.token_kd`). Modality masks are the random drop
 ANDed with what each sample has.
@@ -40,6 +42,7 @@ from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
 from trainer import ckpt
 from trainer import distributed as ddp
+from trainer.augment import mask_spectrograms
 from trainer.config import EvalConfig, TrainerConfig, token_kd_weights
 from trainer.datasets import MOVING_DIGITS, DatasetSpec, build_dataset, presence
 from trainer.evaluation import drop_curve, subset_table
@@ -171,17 +174,19 @@ class FusionStep(nn.Module):
 class StudentStep(nn.Module):
     """Loss of one batch of samples for one student training (`mode`, one of MODES): CE under the mode's modality
     dropout; for KARMMA_S plus KD from the teacher predicting from its cached tokens of the same samples, on the
-    same modality subset, and token KD for the modalities in `student.token_kd` (a linear map from the student's
+    same modality subset (a `student.kd_all` share on all the sample's modalities), and token KD for the modalities in `student.token_kd` (a linear map from the student's
     token to the teacher extractor's, trained here and not exported)."""
 
     def __init__(self, student: MultimodalModel, mode: str, teacher: Fusion | None,
-                 views: list[dict[str, torch.Tensor]], run: Run, p_drop: float | None = None) -> None:
+                 views: list[dict[str, torch.Tensor]], run: Run, p_drop: float | None = None,
+                 audio_mask: tuple[int, int] = (0, 0)) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown student mode {mode!r}; use one of {MODES}.")
         if mode == "karmma_s" and teacher is None:
             raise ValueError("karmma_s needs the teacher.")
         self.student, self.views, self.run = student, views, run
+        self.audio_mask = tuple(int(w) for w in audio_mask)     # SpecAugment widths (trainer.augment); 0 = off
         self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop if p_drop is None else p_drop
         # a list: not a submodule, so DDP neither syncs nor checkpoints it
         self.teacher = [teacher] if mode == "karmma_s" else []
@@ -191,23 +196,31 @@ class StudentStep(nn.Module):
 
     def settings(self) -> dict:
         """What shapes this loss besides the tensors (a checkpoint resumes only under the same): the KD settings
-        only for KARMMA_S, so changing them leaves the baselines' finished trainings valid."""
+        and the teacher's weights only for KARMMA_S, so changing them leaves the baselines' finished trainings valid."""
         cfg = self.run.cfg.student
-        kd = {"alpha": cfg.alpha, "temperature": cfg.temperature, "token_kd": self.token_kd} if self.teacher else {}
-        return {"p_drop": self.p_drop, "dropout": self.student.cfg.dropout, **kd}
+        kd = {"alpha": cfg.alpha, "temperature": cfg.temperature, "token_kd": self.token_kd, "kd_all": cfg.kd_all,
+              "teacher": weights_digest(self.teacher[0])} if self.teacher else {}
+        return {"p_drop": self.p_drop, "dropout": self.student.cfg.dropout, "audio_mask": list(self.audio_mask), **kd}
 
     def forward(self, batch: dict, epoch: int) -> torch.Tensor:
         cfg, device = self.run.cfg.student, self.run.info.device
         index = batch["index"].cpu()
         mask = _mask(index, presence(batch).cpu(), self.p_drop, self.run.seed, epoch).to(device)
-        tokens = encode_present(self.student, {m: batch[m].to(device) for m in MODALITIES}, mask)
+        inputs = {m: batch[m].to(device) for m in MODALITIES}
+        if any(self.audio_mask):
+            inputs["A"] = mask_spectrograms(inputs["A"], index, self.run.seed, epoch, *self.audio_mask)
+        tokens = encode_present(self.student, inputs, mask)
         verb, noun = self.student.fusion(*tokens, mask)
-        teacher, view = None, self.views[epoch % len(self.views)] if self.teacher else {}
+        teacher = teacher_all = None
+        view = self.views[epoch % len(self.views)] if self.teacher else {}
         if self.teacher:
             with torch.no_grad():
-                teacher = self.teacher[0](*(view[m][index].float().to(device) for m in MODALITIES), mask)
+                teacher_tokens = [view[m][index].float().to(device) for m in MODALITIES]
+                teacher = self.teacher[0](*teacher_tokens, mask)
+                if cfg.kd_all:
+                    teacher_all = self.teacher[0](*teacher_tokens, presence(batch).to(device))
         loss = student_loss(verb, noun, targets(batch, "verb").to(device), targets(batch, "noun").to(device), cfg,
-                            teacher)
+                            teacher, teacher_all)
         if not self.token_kd:                       # token KD: KARMMA_S only (token_kd is empty otherwise)
             return loss
         # each rank's mean over its own kept frames, weighted by its share of the global batch's (as PretrainStep),
@@ -220,6 +233,12 @@ class StudentStep(nn.Module):
                 loss = loss + self.token_kd[m] * float(share[i]) * token_kd_loss(
                     self.token_maps[m](tokens[i][keep]), view[m][index][keep.cpu()].to(device))
         return loss
+
+
+def weights_digest(module: nn.Module) -> str:
+    """12 hex digits naming a module's parameter values (token caches and checkpoints record what made them)."""
+    digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in module.parameters()))
+    return digest.hexdigest()[:12]
 
 
 def targets(batch: dict, head: str) -> torch.Tensor:
@@ -395,9 +414,33 @@ def train_teacher(run: Run) -> Teacher:
     batches, n_batches = _index_batches(len(train), run)
     fit(FusionStep(fusion, views, run), batches, n_batches, run, epochs=cfg.fusion_epochs, lr=cfg.fusion_lr,
         weight_decay=0.01, pct_start=0.1, ckpt_path=work / "fusion.pt", desc="teacher fusion")
-    teacher = MultimodalModel.from_parts(teacher_model_config(cfg, run.tokens_per_modality), extractors,
-                                         fusion).eval()
-    return Teacher(teacher, views, eval_view)
+    teacher = MultimodalModel.from_parts(teacher_model_config(cfg, run.tokens_per_modality), extractors, fusion)
+    if cfg.end_to_end_epochs:
+        del views, eval_view                        # the frozen stage's tokens: stage 4 caches its own
+        views, eval_view = _train_end_to_end(run, teacher, train, evaluation)
+    return Teacher(teacher.eval(), views, eval_view)
+
+
+def _train_end_to_end(run: Run, teacher: MultimodalModel, train, evaluation) -> tuple[list[dict], dict]:
+    """Teacher stage (4), when `teacher.end_to_end_epochs` > 0: extractors and fusion trained together on whole
+    samples from where stages (1)-(3) left them, under the teacher's modality dropout (the Baseline w/ δ loss), then
+    frozen again and their tokens re-cached (named by the extractors' weights: the frozen-stage caches stay valid
+    for stage 3, and a retrained stage 4 never reads tokens of other weights).
+    Extractors pre-trained one frame / window at a time and then frozen left the teacher below the students on the
+    verb from V and the noun from A, where the students' encoders learn from the whole window (README)."""
+    cfg, work = run.cfg.teacher, run.out / "teacher"
+    teacher.encoders.requires_grad_(True)
+    draws = tsn_draws(run, train)
+    batches, n_batches = sample_batches(train, run, view_of=lambda epoch: epoch % draws)
+    step = StudentStep(teacher, "baseline_delta", None, [], run, p_drop=cfg.p_drop, audio_mask=cfg.audio_mask)
+    fit(step, batches, n_batches, run,
+        epochs=cfg.end_to_end_epochs, lr=cfg.end_to_end_lr, weight_decay=0.01, pct_start=0.15,
+        ckpt_path=work / "end_to_end.pt", desc="teacher end to end")
+    teacher.eval().requires_grad_(False)
+    dims = {m: teacher.encoders[m].out_dim for m in MODALITIES}
+    name = f"e2e_w{weights_digest(teacher.encoders)}"
+    views = split_tokens(teacher.encoders, train, f"train_{name}", run, work, dims)
+    return views, split_tokens(teacher.encoders, evaluation, f"{run.eval_split}_{name}", run, work, dims)[0]
 
 
 def run_teacher(run: Run) -> tuple[Teacher, dict]:
@@ -453,9 +496,8 @@ def score_student(run: Run, model: MultimodalModel, work: Path) -> dict:
     by a hash of their weights (every rank encodes its share: rank 0 alone could outlast the other ranks'
     collective timeout on a large split)."""
     evaluation = run.dataset(run.eval_split, train=False)
-    weights = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.encoders.parameters()))
-    eval_view = split_tokens(model.eval().encoders, evaluation, f"{run.eval_split}_w{weights.hexdigest()[:12]}", run,
-                             work, {m: model.cfg.token_dim for m in MODALITIES})[0]
+    eval_view = split_tokens(model.eval().encoders, evaluation, f"{run.eval_split}_w{weights_digest(model.encoders)}",
+                             run, work, {m: model.cfg.token_dim for m in MODALITIES})[0]
     if not run.info.is_main:
         return {}
     return score_tokens(cpu_fuse(model.fusion), eval_view, run.cfg.eval)

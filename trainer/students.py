@@ -3,7 +3,8 @@
   baseline        CE, no modality dropout, a missing modality's tokens are zeros   (missing="zeros")
   baseline_delta  modality dropout (resampled so one stays) + learned modality/position tokens, CE
   karmma_s        baseline_delta + alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE per head,
-                  the teacher predicting on the same modality subset as the student; plus, per modality named
+                  the teacher predicting on the same modality subset as the student (a `kd_all` share of the KD
+                  term: on all the sample's modalities instead); plus, per modality named
                   in `student.token_kd`, token KD: 1 - cos(linear(student token), teacher extractor token)
 trainer.stages trains them (StudentStep); here: the model, its forward and its loss.
 """
@@ -57,11 +58,16 @@ def token_kd_loss(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
 
 
 def student_loss(verb: torch.Tensor, noun: torch.Tensor, target_verb: torch.Tensor, target_noun: torch.Tensor,
-                 cfg: StudentConfig, teacher: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                 cfg: StudentConfig, teacher: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 teacher_all: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """CE per head (targets: class indices or soft targets); with the teacher's (verb, noun) logits on the same
-    modality subset, KARMMA_S's alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE."""
+    modality subset, KARMMA_S's alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE. With `teacher_all`, its
+    logits on all the sample's modalities, a `student.kd_all` share of the KD term is toward those instead."""
     ce = F.cross_entropy(verb, target_verb) + F.cross_entropy(noun, target_noun)
     if teacher is None:
         return ce
     kd = kd_loss(verb, teacher[0], cfg.temperature) + kd_loss(noun, teacher[1], cfg.temperature)
+    if teacher_all is not None and cfg.kd_all:
+        kd_all = kd_loss(verb, teacher_all[0], cfg.temperature) + kd_loss(noun, teacher_all[1], cfg.temperature)
+        kd = (1 - cfg.kd_all) * kd + cfg.kd_all * kd_all
     return cfg.alpha * kd + (1 - cfg.alpha) * ce
