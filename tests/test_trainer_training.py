@@ -118,23 +118,29 @@ def test_students_train_on_soft_targets_from_memory(tmp_path):
         assert model.fusion.missing == ("zeros" if mode == "baseline" else "learned")
 
 
-def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
-    """KARMMA_S with student.token_kd {V: w}: its loss is the logit-KD loss plus w * mean(1 - cos(linear(student
-    V token), teacher V token)) over the samples' frames; the other trainings ignore the setting."""
+def _kd_parts(clips: ClipSet) -> tuple[MultimodalModel, dict, Fusion, dict]:
+    """A tiny student, random teacher tokens of the clips (width 12), a teacher fusion over them, and the clips'
+    first batch of 8 in order."""
     from trainer.streams import make_loader
 
-    clips = _clips(8)
     torch.manual_seed(0)
     model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
     steps = {m: clips.inputs[m].shape[1] for m in MODALITIES}
-    view = {m: torch.randn(8, steps[m], 12) for m in MODALITIES}
+    view = {m: torch.randn(len(clips), steps[m], 12) for m in MODALITIES}
     teacher = Fusion(steps, {m: 12 for m in MODALITIES}, 16, 1, 2, 16, 8, 10).eval()
+    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
+    return model, view, teacher, next(iter(loader))
+
+
+def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
+    """KARMMA_S with student.token_kd {V: w}: its loss is the logit-KD loss plus w * mean(1 - cos(linear(student
+    V token), teacher V token)) over the samples' frames; the other trainings ignore the setting."""
+    clips = _clips(8)
+    model, view, teacher, batch = _kd_parts(clips)
     with_kd = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, token_kd={"V": 0.5}),
                           p_drop=0.0)
     plain = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips), p_drop=0.0)
     assert list(with_kd.token_maps) == ["V"] and not list(plain.token_maps)
-    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
-    batch = next(iter(loader))
     with torch.no_grad():
         extra = with_kd(batch, 0) - plain(batch, 0)
         student = with_kd.token_maps["V"](model.encode("V", batch["V"]))
@@ -152,18 +158,12 @@ def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
 def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_path):
     """student.kd_all = w: KARMMA_S's KD term is (1 - w) * KD toward the teacher on the student's subset + w * KD
     toward the teacher on every modality the sample has (not the dropped-out subset)."""
+    from trainer.datasets import presence
     from trainer.stages import _mask
-    from trainer.streams import make_loader
     from trainer.students import student_loss
 
     clips = _clips(8)
-    torch.manual_seed(0)
-    model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
-    steps = {m: clips.inputs[m].shape[1] for m in MODALITIES}
-    view = {m: torch.randn(8, steps[m], 12) for m in MODALITIES}
-    teacher = Fusion(steps, {m: 12 for m in MODALITIES}, 16, 1, 2, 16, 8, 10).eval()
-    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
-    batch = next(iter(loader))
+    model, view, teacher, batch = _kd_parts(clips)
     batch["present"]["A"][:3] = False                     # samples without audio: the teacher never sees theirs
     index = batch["index"]
     losses = {}
@@ -171,7 +171,7 @@ def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_pat
         step = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=share), p_drop=0.7)
         with torch.no_grad():
             losses[share] = step(batch, 0)
-    present = torch.stack([batch["present"][m].float() for m in MODALITIES], 1)
+    present = presence(batch)
     mask = _mask(index, present, 0.7, 0, 0)
     assert not bool((mask == 1).all()), "the test needs rows with a modality dropped"
     cfg = StudentConfig(model=TINY)
@@ -258,14 +258,9 @@ def test_audio_masks_hide_mel_bands_and_frame_spans_drawn_per_sample():
 def test_the_audio_mask_reaches_the_encoder_and_the_checkpoint(tmp_path):
     """A StudentStep with audio_mask encodes masked log-mels (its loss differs from the unmasked step's on the same
     batch, with no dropout) and records the widths, so a resume under other widths is refused."""
-    from trainer.streams import make_loader
-
     clips = _clips(8)
-    torch.manual_seed(0)
-    model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
+    model, _, _, batch = _kd_parts(clips)
     run = _student_run(tmp_path, clips)
-    loader, _ = make_loader(clips, ddp.DistInfo(), 8, shuffle=False, seed=0, workers=0)
-    batch = next(iter(loader))
     masked = StudentStep(model, "baseline_delta", None, [], run, p_drop=0.0, audio_mask=(10, 12))
     plain = StudentStep(model, "baseline_delta", None, [], run, p_drop=0.0)
     with torch.no_grad():
