@@ -187,7 +187,7 @@ class StudentStep(nn.Module):
         if mode == "karmma_s" and teacher is None:
             raise ValueError("karmma_s needs the teacher.")
         self.student, self.views, self.run = student, views, run
-        self.audio_mask = tuple(audio_mask)         # SpecAugment widths (trainer.augment); 0 = off
+        self.audio_mask = tuple(int(w) for w in audio_mask)     # SpecAugment widths (trainer.augment); 0 = off
         self.p_drop = 0.0 if mode == "baseline" else run.cfg.student.p_drop if p_drop is None else p_drop
         # a list: not a submodule, so DDP neither syncs nor checkpoints it
         self.teacher = [teacher] if mode == "karmma_s" else []
@@ -408,6 +408,7 @@ def train_teacher(run: Run) -> Teacher:
         p.requires_grad_(False)
     dims = {m: extractors[m].out_dim for m in MODALITIES}
     views = split_tokens(extractors, train, "train", run, work, dims)
+    eval_view = split_tokens(extractors, evaluation, run.eval_split, run, work, dims)[0]
     n = train.num_classes
     fusion = Fusion(run.tokens_per_modality, dims, cfg.dim, cfg.layers, cfg.heads, cfg.ff, n["verb"], n["noun"],
                     missing="learned", dropout=cfg.dropout)
@@ -416,13 +417,12 @@ def train_teacher(run: Run) -> Teacher:
         weight_decay=0.01, pct_start=0.1, ckpt_path=work / "fusion.pt", desc="teacher fusion")
     teacher = MultimodalModel.from_parts(teacher_model_config(cfg, run.tokens_per_modality), extractors, fusion)
     if cfg.end_to_end_epochs:
-        del views                                   # the frozen stage's tokens: stage 4 caches its own
-        return Teacher(teacher, *_train_end_to_end(run, teacher, train, evaluation, dims))
-    return Teacher(teacher.eval(), views, split_tokens(extractors, evaluation, run.eval_split, run, work, dims)[0])
+        del views, eval_view                        # the frozen stage's tokens: stage 4 caches its own
+        views, eval_view = _train_end_to_end(run, teacher, train, evaluation)
+    return Teacher(teacher.eval(), views, eval_view)
 
 
-def _train_end_to_end(run: Run, teacher: MultimodalModel, train, evaluation,
-                      dims: dict[str, int]) -> tuple[list[dict], dict]:
+def _train_end_to_end(run: Run, teacher: MultimodalModel, train, evaluation) -> tuple[list[dict], dict]:
     """Teacher stage (4), when `teacher.end_to_end_epochs` > 0: extractors and fusion trained together on whole
     samples from where stages (1)-(3) left them, under the teacher's modality dropout (the Baseline w/ δ loss), then
     frozen again and their tokens re-cached (named by the extractors' weights: the frozen-stage caches stay valid
@@ -438,6 +438,7 @@ def _train_end_to_end(run: Run, teacher: MultimodalModel, train, evaluation,
         epochs=cfg.end_to_end_epochs, lr=cfg.end_to_end_lr, weight_decay=0.01, pct_start=0.15,
         ckpt_path=work / "end_to_end.pt", desc="teacher end to end")
     teacher.eval().requires_grad_(False)
+    dims = {m: teacher.encoders[m].out_dim for m in MODALITIES}
     name = f"e2e_w{weights_digest(teacher.encoders)}"
     views = split_tokens(teacher.encoders, train, f"train_{name}", run, work, dims)
     return views, split_tokens(teacher.encoders, evaluation, f"{run.eval_split}_{name}", run, work, dims)[0]
