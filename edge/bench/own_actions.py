@@ -253,12 +253,12 @@ def run(args: argparse.Namespace) -> int:
     from edge.live.demo import session_levels
 
     _check_args(args)
+    bundle = args.bundle or default_bundle()
+    levels, _ = session_levels(load_bundle(bundle))      # the arguments first, then the machine
     tool = missing_tool()
     if tool is not None:
         raise EdgeError(f"{tool} is not installed, so there is no virtual microphone to record from "
                         "(apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
-    bundle = args.bundle or default_bundle()
-    levels, _ = session_levels(load_bundle(bundle))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     takes = {"train": args.train, "val": args.val, "test": args.test}

@@ -6,8 +6,8 @@
     flip            the card turns over about its vertical axis (its width goes to 0 and back, mirrored)
     swipe-diagonal  the card travels up and to the right
 
-They are added without touching the renderer (`render.py`, whose code and draws decide the benchmark's clips and
-cache key): a clip is planned by `plan_clip` as a `hold` (no motion of its own), then `with_motion` swaps in a
+They leave the shipped verbs' clips as they were (`RENDER_VERSION` and its golden statistics pin them): a clip is
+planned by `plan_clip` as a `hold` (no motion of its own), then `with_motion` swaps in a
 `MovingCard` that keeps the hold card's texture, size, timing and tremor and adds the new motion, drawn from the
 caller's rng. Like the shipped verbs, each motion is visible at 4 fps (tests/test_own_actions.py checks every draw).
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.moving_digits.config import NuisanceLevels
-from edge.moving_digits.render import _CARD_PX, Card, ClipPlan, _affine, _rotation
+from edge.moving_digits.render import CARD_PX, Card, ClipPlan, affine, rotation
 
 MOTIONS = ("circle", "approach", "recede", "flip", "swipe-diagonal")
 _DIAGONAL = np.array([1.0, -1.0]) / math.sqrt(2.0)
@@ -59,8 +59,8 @@ class MovingCard(Card):
         centre, angle = self.pose(t)
         sx, sy = self.scale(t)
         c = (self.rgba.shape[0] - 1) / 2.0
-        lin = _rotation(angle) @ np.diag([sx, sy]) * (self.side / _CARD_PX)
-        return _affine(lin, centre - lin @ np.array([c, c]))
+        lin = rotation(angle) @ np.diag([sx, sy]) * (self.side / CARD_PX)
+        return affine(lin, centre - lin @ np.array([c, c]))
 
 
 def _place(rng: np.random.Generator, side: float, size: int, extent: np.ndarray) -> np.ndarray:

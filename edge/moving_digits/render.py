@@ -20,11 +20,15 @@ from edge.moving_digits.config import NuisanceLevels
 from edge.moving_digits.sources import DigitSources
 from edge.preprocess import resample
 
+# Bump when a change alters any rendered clip or session (pixels, audio, draws): caches of rendered items are keyed
+# by it, and tests/test_moving_digits_golden.py pins each version's golden statistics.
+RENDER_VERSION = 1
+
 VERBS = ("hold", "push-left", "push-right", "lift", "lower", "rotate-cw", "rotate-ccw", "shake")
 NOUNS = tuple(str(d) for d in range(10))
 _TRAVEL = {"push-left": (-1.0, 0.0), "push-right": (1.0, 0.0), "lift": (0.0, -1.0), "lower": (0.0, 1.0)}
 _BLUR_SUBFRAMES = 5          # renders averaged over the exposure for motion blur
-_CARD_PX = 64                # card texture side before warping
+CARD_PX = 64                # card texture side before warping
 _SHAKE_HZ = (1.0, 1.6)       # below the 2 Hz Nyquist of 4 fps sampling: shake never aliases to stillness
 
 
@@ -37,13 +41,13 @@ def _eval(waves: np.ndarray, t: float) -> float:
     return float(np.sum(waves[:, 0] * np.sin(2 * np.pi * waves[:, 1] * t + waves[:, 2])))
 
 
-def _rotation(deg: float) -> np.ndarray:
+def rotation(deg: float) -> np.ndarray:
     """2x2 rotation; positive degrees turn clockwise on screen (image y axis points down)."""
     a = math.radians(deg)
     return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 
 
-def _affine(linear: np.ndarray, offset) -> np.ndarray:
+def affine(linear: np.ndarray, offset) -> np.ndarray:
     m = np.eye(3)
     m[:2, :2], m[:2, 2] = linear, offset
     return m
@@ -71,16 +75,16 @@ class Scene:
     def camera(self, t: float) -> np.ndarray:
         """3x3 world -> view transform at scene time t (roll about the view centre, then offset)."""
         c = self.size / 2.0
-        r = _rotation(_eval(self.roll, t))
+        r = rotation(_eval(self.roll, t))
         off = np.array([_eval(self.wander[0], t), _eval(self.wander[1], t)])
-        return _affine(r, c - r @ np.array([c, c]) - off)
+        return affine(r, c - r @ np.array([c, c]) - off)
 
     def brightness(self, t: float) -> float:
         mid, amp, f, ph = self.gain
         return float(mid + amp * math.sin(2 * math.pi * f * t + ph))
 
     def background(self, cam: np.ndarray) -> np.ndarray:
-        m = cam @ _affine(np.eye(2), (-self.margin, -self.margin))
+        m = cam @ affine(np.eye(2), (-self.margin, -self.margin))
         return cv2.warpAffine(self.texture, m[:2], (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT)
 
@@ -183,23 +187,23 @@ class Card:
 
     def to_world(self, t: float) -> np.ndarray:
         centre, angle = self.pose(t)
-        k = self.side / _CARD_PX
+        k = self.side / CARD_PX
         c = (self.rgba.shape[0] - 1) / 2.0
-        lin = _rotation(angle) * k
-        return _affine(lin, centre - lin @ np.array([c, c]))
+        lin = rotation(angle) * k
+        return affine(lin, centre - lin @ np.array([c, c]))
 
 
 def _card_texture(rng: np.random.Generator, digit_img: np.ndarray) -> np.ndarray:
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 70), rng.uniform(185, 250)]]], np.uint8)
     paper = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
     ink = rng.uniform(0, 90, 3).astype(np.float32)
-    n = int(_CARD_PX * 0.72)
-    w = np.zeros((_CARD_PX, _CARD_PX), np.float32)
-    o = (_CARD_PX - n) // 2
+    n = int(CARD_PX * 0.72)
+    w = np.zeros((CARD_PX, CARD_PX), np.float32)
+    o = (CARD_PX - n) // 2
     w[o:o + n, o:o + n] = np.clip(cv2.resize(digit_img, (n, n), interpolation=cv2.INTER_CUBIC) / 255.0, 0, 1)
     rgb = paper * (1 - w[..., None]) + ink * w[..., None]
-    cv2.rectangle(rgb, (0, 0), (_CARD_PX - 1, _CARD_PX - 1), tuple(float(v) for v in paper * 0.6), 1)
-    rgba = np.zeros((_CARD_PX + 2, _CARD_PX + 2, 4), np.float32)
+    cv2.rectangle(rgb, (0, 0), (CARD_PX - 1, CARD_PX - 1), tuple(float(v) for v in paper * 0.6), 1)
+    rgba = np.zeros((CARD_PX + 2, CARD_PX + 2, 4), np.float32)
     rgba[1:-1, 1:-1, :3], rgba[1:-1, 1:-1, 3] = rgb, 1.0
     return rgba
 
@@ -245,7 +249,7 @@ class Occluder:
              t: float) -> None:
         if not self.t_on <= t <= self.t_off:
             return
-        rot = _rotation(card_angle)
+        rot = rotation(card_angle)
         palm_w = card_world + rot @ (self.offset * side)
         palm = (cam @ np.append(palm_w, 1.0))[:2]
         inward = -rot @ self.offset / max(np.linalg.norm(self.offset), 1e-9)

@@ -14,7 +14,8 @@ resolutions the live shedder uses; and the inputs the health monitor marks only 
 black last frame, audio that has just gone silent) or a token ring refilling after a reset.
 
 Only the 9 frames a sample needs are rendered. `materialize` renders a dataset once (in worker processes)
-and keeps it in a cache keyed by everything that decides its content, outside the repository.
+and keeps it in a cache keyed by everything that decides its content (the code by explicit versions,
+`items_version`), outside the repository.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import shutil
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +33,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-import edge.moving_digits
-import edge.preprocess
 from edge.errors import ConfigError
 from edge.live.config import HealthConfig
 from edge.moving_digits.config import NuisanceLevels, load_config
-from edge.moving_digits.render import NOUNS, VERBS, plan_clip, render_audio, render_frames
+from edge.moving_digits.render import NOUNS, RENDER_VERSION, VERBS, plan_clip, render_audio, render_frames
 from edge.moving_digits.session import SessionPlan, plan_session
 from edge.moving_digits.sources import load_sources
 from edge.moving_digits.splits import Split, make_split
-from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend,
+from edge.preprocess import (PREPROCESS_VERSION, PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend,
                              prepare_frame, to_gray, uniform_indices, video_input, window_to_model_input)
 from edge.preprocess.config import _from_mapping
 
@@ -120,20 +118,14 @@ def overlap_targets(segments, start_s: float, end_s: float, n_verb: int, n_noun:
     return verb + idle / n_verb, noun + idle / n_noun
 
 
-@lru_cache(maxsize=1)
-def _source_fingerprint() -> str:
-    """Hash of the code that decides a clip's content (the renderer, the sources, the preprocessing):
-    a cache is stale when it changes; edits elsewhere (command line, sessions) keep caches valid.
-    Taken once, at import, so it describes the code this process runs even if the files change later."""
-    h = hashlib.sha256()
-    renderer = Path(edge.moving_digits.__file__).parent
-    for f in [renderer / "render.py", renderer / "sources.py", renderer / "session.py", Path(__file__),
-              *sorted(Path(edge.preprocess.__file__).parent.glob("*.py"))]:
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+# Bump when a change here alters an item (which frames are sampled, how flow and log-mel windows are taken).
+ITEM_VERSION = 1
 
 
-_source_fingerprint()           # fixed now, for the code this process has imported
+def items_version() -> str:
+    """What decides a cached item's content besides its spec: the renderer's, the preprocessing's and this module's
+    explicit versions (not their source bytes, so a comment or a refactor keeps caches valid)."""
+    return f"render{RENDER_VERSION}-pre{PREPROCESS_VERSION}-items{ITEM_VERSION}"
 
 
 class MovingDigitsDataset(Dataset):
@@ -275,7 +267,7 @@ class MovingDigitsDataset(Dataset):
         spec = {"split": self.split.key(), "n_clips": self.n_clips, "seed": self.seed,
                 "source": self.sources.description, "skipped": self.sources.skipped,
                 "pre": self.pre.to_dict(), "levels": self.levels.to_dict(), "fps": RENDER_FPS,
-                "size": RENDER_SIZE, "code": _source_fingerprint(),
+                "size": RENDER_SIZE, "code": items_version(),
                 **({"stream": asdict(self.stream)} if self.stream.active else {})}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -325,7 +317,7 @@ def _write_cache(folder: Path, dataset: MovingDigitsDataset, arrays: dict[str, n
     tmp.mkdir(parents=True)
     for k in _ARRAYS:
         np.save(tmp / f"{k}.npy", arrays[k])
-    code = _source_fingerprint()
+    code = items_version()
     (tmp / "meta.json").write_text(json.dumps({"split": dataset.split.key(), "n_clips": len(dataset),
                                                "seed": dataset.seed, "source": dataset.sources.description,
                                                "code": code, "clips_per_s": float(arrays["clips_per_s"])}))
