@@ -5,6 +5,8 @@ Manifest keys (format_version 1):
   modalities ["V", "F", "A"], tokens {V, F, A}, token_dim {V, F, A},
   preprocess (PreprocessConfig.to_dict()), labels {verb: [...], noun: [...]},
   temperatures {subset key like "VFA", "VF", "A": float}, metrics {...}, extra {...},
+  actions (optional) [[verb name, noun name], ...]: the only actions the bundle may say (a fine-tuned bundle's
+  training pairs); absent: every verb-noun pair is an action (MovingDigits-AV),
   files {role: {path, sha256}} with roles video_encoder, flow_encoder, audio_encoder, fusion, and optionally
   weights: the trainer's torch state dict (`weights.pt`, what `python -m trainer finetune --from` starts from);
   the runtime checks its hash when it is listed and never reads it.
@@ -40,7 +42,7 @@ WEIGHTS = "weights"                                   # the optional role: torch
 FILE_NAMES = {**{role: f"{role}.onnx" for role in ROLES}, WEIGHTS: "weights.pt"}
 REQUIRED_KEYS = ("format_version", "name", "kind", "precision", "modalities", "tokens", "token_dim",
                  "preprocess", "labels", "files")
-OPTIONAL_KEYS = ("temperatures", "metrics", "extra")
+OPTIONAL_KEYS = ("temperatures", "metrics", "extra", "actions")
 
 
 def sha256_of(path: Path) -> str:
@@ -133,6 +135,11 @@ def _validate_manifest(m: Any, where: Path) -> PreprocessConfig:
         not isinstance(labels.get(h), list) or not labels.get(h) for h in ("verb", "noun")
     ):
         raise BundleError(f"{where}: labels must hold non-empty 'verb' and 'noun' lists.")
+    actions = m.get("actions")
+    if actions is not None and (not isinstance(actions, list) or not actions or any(
+            not isinstance(a, list) or len(a) != 2 or a[0] not in labels["verb"] or a[1] not in labels["noun"]
+            for a in actions)):
+        raise BundleError(f"{where}: actions must be a non-empty list of [verb, noun] pairs named in labels.")
     try:
         pre = PreprocessConfig.from_dict(m["preprocess"])
     except ConfigError as exc:
@@ -154,6 +161,14 @@ class Bundle:
     @property
     def labels(self) -> dict[str, list[str]]:
         return self.manifest["labels"]
+
+    @property
+    def actions(self) -> list[tuple[int, int]] | None:
+        """(verb, noun) index pairs of the only actions this bundle may say; None: every pair."""
+        listed = self.manifest.get("actions")
+        if listed is None:
+            return None
+        return [(self.labels["verb"].index(v), self.labels["noun"].index(n)) for v, n in listed]
 
     @property
     def precision(self) -> str:

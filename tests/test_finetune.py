@@ -69,14 +69,17 @@ def test_shipped_weights_reproduce_the_shipped_onnx_files():
 
 
 def test_finetune_exports_a_bundle_the_runtime_and_quantize_take(takes, tmp_path, capsys):
-    assert finetune(takes, tmp_path / "run", SHIPPED, "--set", "finetune.train=all") == 0
+    assert finetune(takes, tmp_path / "run", SHIPPED) == 0
     assert "wall time" in capsys.readouterr().out
     bundle = load_bundle(tmp_path / "run" / "bundle")
     assert bundle.labels == {"verb": sorted(a[0] for a in ACTIONS), "noun": sorted(a[1] for a in ACTIONS)}
     assert bundle.file(WEIGHTS).is_file() and bundle.manifest["extra"]["finetuned_from"]["name"] == "karmma_s-moving-digits"
+    assert bundle.manifest["name"] == "recordings"                          # the dataset folder's name
+    assert sorted(map(tuple, bundle.manifest["actions"])) == sorted(ACTIONS)   # only what was recorded
     results = json.loads((tmp_path / "run" / "finetune" / "results.json").read_text())
     assert set(results["splits"]) == {"val", "test"}
-    assert set(results["splits"]["val"]["table"]) == {"VFA", "VF", "VA", "FA", "V", "F", "A"}
+    assert set(results["splits"]["val"]) == {"VFA", "VF", "VA", "FA", "V", "F", "A"}
+    assert all(row["takes"] == len(ACTIONS) for row in results["splits"]["val"].values())
     code = calibration_main(["quantize", "--bundle", str(tmp_path / "run" / "bundle"), "--dataset", "recordings",
                              "--data-root", str(takes.parent), "--annotations", str(takes), "--calib-clips", "2",
                              "--encoder-inputs", "8", "--masks-per-clip", "1", "--timing-repetitions", "2",
@@ -85,10 +88,12 @@ def test_finetune_exports_a_bundle_the_runtime_and_quantize_take(takes, tmp_path
     assert load_bundle(tmp_path / "run" / "bundle_int8").labels == bundle.labels
 
 
-def test_default_finetune_keeps_the_bundle_encoders(takes, tmp_path):
-    """train: fusion (the default): the encoders, BatchNorm statistics too, stay the bundle's exactly; the fusion
+def test_fusion_finetune_keeps_the_bundle_encoders(takes, tmp_path):
+    """train: fusion with freeze_bn: the encoders, BatchNorm statistics too, stay the bundle's exactly; the fusion
     learns, and the heads' last layers are new."""
-    assert finetune(takes, tmp_path / "run", SHIPPED, "--eval-splits") == 0
+    assert finetune(takes, tmp_path / "run", SHIPPED, "--eval-splits", "--name", "mine",
+                    "--set", "finetune.train=fusion", "finetune.freeze_bn=true") == 0
+    assert load_bundle(tmp_path / "run" / "bundle").manifest["name"] == "mine"
     new, old = load_bundle(tmp_path / "run" / "bundle"), load_bundle(SHIPPED)
     x = np.random.default_rng(0).standard_normal((2, 2, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(new.run("flow_encoder", flow=x)[0], old.run("flow_encoder", flow=x)[0], atol=1e-6)
@@ -116,7 +121,7 @@ def _edit_files(bundle: Path, edit) -> None:
     ("tampered weights", "does not match its sha256"),
     ("weights of another model", "weights.pt does not fit its manifest's model"),
     ("empty split", "recordings val has no segments: its annotation file lists none."),
-    ("class without takes", "no sample of verb 'jump'"),
+    ("class without takes", "the training takes have no verb 'jump'"),
     ("bad --set key", "unknown key(s) ['nope']"),
     ("bad phase", "finetune.train must be one of"),
 ])

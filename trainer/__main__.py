@@ -44,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--eval-splits", nargs="*", default=["val", "test"], metavar="SPLIT",
                    help="splits scored per modality subset (default: val test; none: --eval-splits alone)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
+    f.add_argument("--name", help="the fine-tuned bundle's name (default: the dataset folder's name)")
+
+    c = sub.add_parser("crossval", help="the finetune learner against nearest-class-mean and 1-nearest-neighbour "
+                                        "baselines on the same folds of your takes (every split file pooled)")
+    _run_args(c, "work folder for the folds' checkpoints (default: a temporary folder, removed at the end)",
+              out_required=False)
+    c.add_argument("--from", dest="source", type=Path, metavar="BUNDLE", default=None,
+                   help="fp32 bundle the learner starts from (default: the shipped student)")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--folds", type=int, default=5, help="folds by take, stratified by action (default 5)")
+    how.add_argument("--leave-one-out", action="store_true", help="one fold per take (or group)")
+    c.add_argument("--seeds", type=int, default=1, help="learner trainings per fold, seeds 0..N-1 (default 1)")
+    c.add_argument("--verbs", help="only the takes of these verbs, comma-separated (e.g. jump,run)")
+    c.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    c.add_argument("--png", type=Path, help="draw the confusion matrices here")
 
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
@@ -60,14 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _run_args(p: argparse.ArgumentParser, out_help: str) -> None:
+def _run_args(p: argparse.ArgumentParser, out_help: str, out_required: bool = True) -> None:
     """What every training command takes: the dataset, --out, the config and its overrides, threads."""
     add_dataset_args(p)
-    p.add_argument("--out", required=True, type=Path, help=out_help)
+    p.add_argument("--out", required=out_required, type=Path, help=out_help)
     p.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
                                                "trainer_smoke.yaml with --smoke)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (e.g. batch_size=256, data.workers=8, finetune.epochs=10)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override config values (e.g. --set batch_size=256 data.workers=8 finetune.epochs=10)")
     p.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (every stage in < 1 minute)")
     p.add_argument("--train-split", default="train", help="split trained on (default train; EPIC and SSv2: "
                                                           "90%% of the train list, train-full: all of it)")
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "finetune":
             return _finetune(args)
+        if args.command == "crossval":
+            return _crossval(args)
         if args.dataset != "moving-digits":
             return _evaluate_dataset(args)
         return _evaluate(args)
@@ -175,9 +192,40 @@ def _finetune(args: argparse.Namespace) -> int:
     cfg = _config(args)
     run = Run(dataset_spec(args), cfg, args.out, ddp.DistInfo(device=torch.device(args.device)),
               train_split=args.train_split, seed=cfg.data.seed)
-    run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle")
+    run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle", name=args.name)
     print(f"wrote {args.out / 'bundle'} and {args.out / 'finetune' / 'results.json'}; "
           f"wall time {time.time() - start:.1f} s ({(time.time() - start) / 60:.1f} min)")
+    return 0
+
+
+def _crossval(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    import torch
+
+    from edge.assets import ASSETS
+    from trainer import distributed as ddp
+    from trainer.crossval import format_report, plot_confusions, run_crossval
+    from trainer.datasets import REAL_DATASETS
+    from trainer.stages import Run
+
+    if args.dataset != "recordings" or "recordings" not in REAL_DATASETS:
+        raise EdgeError("crossval reads --dataset recordings (takes of your own actions).")
+    if args.seeds < 1:
+        raise EdgeError(f"--seeds must be at least 1, got {args.seeds}.")
+    torch.set_num_threads(max(1, args.threads))
+    cfg = _config(args)
+    source = args.source or ASSETS / "bundles" / "karmma_s"     # fp32: the one with torch weights
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
+    with tempfile.TemporaryDirectory(prefix="crossval-") as tmp:
+        run = Run(dataset_spec(args), cfg, args.out or Path(tmp), ddp.DistInfo(device=torch.device("cpu")),
+                  seed=cfg.data.seed, progress=False, verbose=False)
+        result = run_crossval(run, source, folds=None if args.leave_one_out else args.folds, seeds=args.seeds,
+                              verbs=args.verbs.split(",") if args.verbs else None, progress=log)
+    if args.png:
+        plot_confusions(result, args.png)
+    print(json.dumps(result, indent=1) if args.json else format_report(result))
     return 0
 
 

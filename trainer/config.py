@@ -117,18 +117,25 @@ def token_kd_weights(weights: Mapping[str, Any]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """`python -m trainer finetune`: a bundle's student taught a new label set (new last layers of the verb /
-    noun heads; encoders, missing-modality tokens and fusion start from the bundle), under modality dropout."""
+    """`python -m trainer finetune` (and `crossval`'s learner): a bundle's student taught a new label set from a
+    few takes per action (new last layers of the verb / noun heads; everything else starts from the bundle), under
+    modality dropout. Defaults chosen by cross-validation on real footage (docs/OWN_ACTIONS.md)."""
 
     head_epochs: int = 3                 # first the new head layers alone (everything else frozen) ...
     head_lr: float = 0.01
     epochs: int = 20                     # ... then every weight the `train` setting leaves trainable
     lr: float = 0.001
-    train: str = "fusion"                # second phase: "fusion" (encoders stay the bundle's) or "all" weights
+    train: str = "all"                   # second phase: "all" weights, or "fusion" (the bundle's encoders kept)
     weight_decay: float = 0.01
     p_drop: float = 0.4                  # modality dropout, as the student's (0 would forget missing sensors)
     batch_size: int = 8
-    freeze_bn: bool = True               # BatchNorm keeps the bundle's running statistics (few, small batches)
+    freeze_bn: bool = False              # True: BatchNorm keeps the bundle's running statistics
+    windows_per_class: int = 16          # 2 s windows per action and epoch, each at a random offset of a random take
+    views: int = 5                       # evenly spaced windows per scored take, their predictions averaged
+    hflip: bool = True                   # mirror half the windows: turn off when two actions are mirror images
+    brightness: float = 0.0              # per-window brightness shift in grey levels (0 = off)
+    contrast: float = 0.0                # per-window contrast gain range 1 +- contrast (0 = off)
+    speed: float = 0.0                   # per-window playback rate range 1 +- speed (0 = off)
 
 
 @dataclass(frozen=True)

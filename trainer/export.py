@@ -23,8 +23,10 @@ def _export(module: torch.nn.Module, args: tuple, input_names: list[str], output
 
 def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping[str, list[str]], out_dir: str | Path,
                   *, name: str, kind: str = "student", metrics: Mapping[str, Any] | None = None,
-                  temperatures: Mapping[str, float] | None = None, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write `model` as an fp32 bundle at `out_dir` and return its path."""
+                  temperatures: Mapping[str, float] | None = None, extra: Mapping[str, Any] | None = None,
+                  actions: list[list[str]] | None = None) -> Path:
+    """Write `model` as an fp32 bundle at `out_dir` and return its path. `actions` ([verb, noun] names): the only
+    actions it may say (None: every verb-noun pair)."""
     model = model.eval().cpu()
     dims = {m: model.fusion.embed[m].in_features for m in MODALITIES}  # per modality: a teacher's may differ
     tokens = {"V": pre.video_tokens, "F": pre.flow_tokens, "A": pre.audio_tokens}
@@ -48,6 +50,7 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
             "name": name, "kind": kind, "precision": "fp32", "modalities": list(MODALITIES),
             "tokens": tokens, "token_dim": dims,
             "preprocess": pre.to_dict(), "labels": {k: list(v) for k, v in labels.items()},
+            **({"actions": [list(a) for a in actions]} if actions is not None else {}),
             "temperatures": dict(temperatures or {}), "metrics": dict(metrics or {}),
             "extra": {"model_config": model.cfg.to_dict(), **dict(extra or {})},
         }

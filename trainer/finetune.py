@@ -1,11 +1,15 @@
-"""`python -m trainer finetune`: teach a shipped bundle's student a new label set.
+"""`python -m trainer finetune`: teach a shipped bundle's student your own actions from a few takes each.
 
-The bundle's torch weights (`weights.pt`, edge.bundle.WEIGHTS) give the encoders, the fusion (embeddings,
-modality / position tokens, transformer) and the heads' hidden layers; the heads' last layers are new, sized
-by the dataset's labels. Training goes through the one loop (`trainer.stages.fit`, a `StudentStep` in mode
-baseline_delta: CE under modality dropout, so the result still works with a sensor missing) in two phases:
-the new head layers alone (`finetune.head_epochs`), then all weights (`finetune.train: all`) or all but the
-encoders (`fusion`) at a lower rate. BatchNorm keeps the bundle's running statistics (`freeze_bn`).
+The bundle's torch weights (`weights.pt`, edge.bundle.WEIGHTS) give the encoders, the fusion and the heads' hidden
+layers; the heads' last layers are new, sized by the dataset's labels. The takes are decoded once and cut into
+2 s windows at the live runtime's timing (trainer.data.takes): `windows_per_class` per action and epoch at random
+offsets (class-balanced batches however many takes an action has), mirrored half the time (`hflip`). Training
+goes through the one loop (`trainer.stages.fit`, a `StudentStep` in mode baseline_delta: CE under modality
+dropout, so the result still works with a sensor missing) in two phases: the new head layers alone
+(`finetune.head_epochs`), then every weight (`finetune.train: all`) or all but the encoders (`fusion`).
+A take is scored by the mean over `views` evenly spaced windows of its action probabilities, verb and noun decoded
+jointly over the action list (the (verb, noun) pairs of the training takes), which the bundle records, so the
+runtime only ever says an action that exists.
 """
 from __future__ import annotations
 
@@ -14,15 +18,17 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from edge.bundle import WEIGHTS, Bundle, load_bundle
 from edge.errors import BundleError, ConfigError
+from edge.modalities import MODALITIES, SUBSETS, action_log_probs, subset_mask
+from trainer.data.takes import Augment, Take, TakeWindows, load_takes
 from trainer.export import export_bundle
 from trainer.models import ModelConfig, MultimodalModel
-from trainer.stages import (MODE_NAMES, Run, StudentStep, check_same_run, describe_dataset, fit, format_scores,
-                            sample_batches, score_student)
+from trainer.stages import MODE_NAMES, Run, StudentStep, check_same_run, fit, sample_batches
 
 PHASES = ("heads", "all", "fusion")
 
@@ -54,15 +60,25 @@ def new_heads(model: MultimodalModel, n_verb: int, n_noun: int) -> list[nn.Param
     return fresh
 
 
-def _check_labels(train, labels: dict[str, list[str]]) -> None:
-    """Every class of the label set must have a training sample (a class never seen cannot be learned)."""
+def _check_labels(takes: list[Take], labels: dict[str, list[str]]) -> None:
+    """Every class of the label set must have a training take (a class never seen cannot be learned)."""
     for head, names in labels.items():
-        seen = {int(getattr(seg, head)) for seg in train.segments} if hasattr(train, "segments") \
-            else {int(v) for v in getattr(train, head)}
+        seen = {getattr(t, head) for t in takes}
         unseen = [n for i, n in enumerate(names) if i not in seen]
         if unseen:
-            raise ConfigError(f"the train split has no sample of {head} {', '.join(map(repr, unseen))}; record "
-                              "some, or remove the class from labels.json.")
+            raise ConfigError(f"the training takes have no {head} {', '.join(map(repr, unseen))}; record some, or "
+                              "remove the class from labels.json.")
+
+
+def action_list(takes: list[Take]) -> list[tuple[int, int]]:
+    """The (verb, noun) pairs the takes show, sorted: the only actions a fine-tuned bundle may say."""
+    return sorted({t.action for t in takes})
+
+
+def windows(run: Run, takes: list[Take], labels: dict[str, list[str]], *, train: bool) -> TakeWindows:
+    ft = run.cfg.finetune
+    return TakeWindows(takes, labels, run.pre, train=train, seed=run.seed, windows_per_class=ft.windows_per_class,
+                       views=ft.views, augment=Augment(ft.hflip, ft.brightness, ft.contrast, ft.speed))
 
 
 def _phase(run: Run, model: MultimodalModel, train, trainable: list[nn.Parameter], epochs: int, lr: float,
@@ -88,13 +104,77 @@ def check_settings(run: Run) -> None:
         raise ConfigError("finetune.head_epochs and finetune.epochs must be >= 0, and at least one of them >= 1.")
     if not 0 <= ft.p_drop < 1:
         raise ConfigError(f"finetune.p_drop must be in [0, 1), got {ft.p_drop}.")
-    if ft.batch_size < 1:
-        raise ConfigError(f"finetune.batch_size must be at least 1, got {ft.batch_size}.")
+    if ft.batch_size < 1 or ft.windows_per_class < 1 or ft.views < 1:
+        raise ConfigError(f"finetune.batch_size, windows_per_class and views must be at least 1, got "
+                          f"{ft.batch_size}, {ft.windows_per_class}, {ft.views}.")
+    if not (0 <= ft.brightness <= 255 and 0 <= ft.contrast < 1 and 0 <= ft.speed < 1):
+        raise ConfigError(f"finetune.brightness must be in [0, 255] and contrast, speed in [0, 1), got "
+                          f"{ft.brightness}, {ft.contrast}, {ft.speed}.")
 
 
-def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Path) -> dict:
-    """Fine-tune the bundle at `source` on `run`'s dataset, score `eval_splits` per modality subset, write the
-    bundle `out_bundle` and `run.out / finetune / results.json`; the result."""
+def finetune_model(run: Run, model: MultimodalModel, takes: list[Take], labels: dict[str, list[str]]) -> MultimodalModel:
+    """A bundle's student (`bundle_model`) with new heads, trained on windows of `takes` (module doc); in eval mode."""
+    check_settings(run)
+    _check_labels(takes, labels)
+    ft = run.cfg.finetune
+    train = windows(run, takes, labels, train=True)
+    run = replace(run, cfg=replace(run.cfg, batch_size=min(ft.batch_size, len(train))))
+    torch.manual_seed(run.seed)
+    heads = new_heads(model, len(labels["verb"]), len(labels["noun"]))
+    run.log(f"fine-tuning on {len(takes)} takes of {len(train.actions)} actions, "
+            f"{len(train)} windows an epoch ({MODE_NAMES['baseline_delta']} loss, modality dropout p = {ft.p_drop})")
+    if ft.head_epochs:
+        _phase(run, model, train, heads, ft.head_epochs, ft.head_lr, "heads", 1)
+    if ft.epochs:
+        trainable = list(model.parameters() if ft.train == "all" else model.fusion.parameters())
+        _phase(run, model, train, trainable, ft.epochs, ft.lr, ft.train, 2)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_takes(run: Run, model: MultimodalModel, takes: list[Take], labels: dict[str, list[str]],
+                  actions: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """{subset: [n_takes, n_actions] action probabilities, the mean over each take's `views` windows} for every
+    subset all of whose modalities some take has; a take lacking one of a subset's modalities gets NaN rows there."""
+    scoring = windows(run, takes, labels, train=False)
+    views = scoring.views
+    samples = [scoring[i] for i in range(len(scoring))]
+    inputs = {m: torch.stack([x[m] for x in samples]) for m in MODALITIES}
+    has = np.array([[x["present"][m] for m in MODALITIES] for x in samples[::views]], bool)
+    out = {}
+    for subset in SUBSETS:
+        need = subset_mask(subset, 1)[0] > 0
+        rows = has[:, need].all(axis=1)
+        if not rows.any():
+            continue
+        mask = torch.from_numpy(subset_mask(subset, len(samples)))
+        verb, noun = model(inputs, mask)
+        logp = action_log_probs(verb.numpy(), noun.numpy(), actions)
+        probs = np.exp(logp - logp.max(axis=1, keepdims=True))
+        probs = (probs / probs.sum(axis=1, keepdims=True)).reshape(len(takes), views, -1).mean(axis=1)
+        probs[~rows] = np.nan
+        out[subset] = probs
+    return out
+
+
+def take_table(probs: dict[str, np.ndarray], takes: list[Take], actions: list[tuple[int, int]]) -> dict:
+    """{subset: {verb, noun, action, takes}} in % over the takes that have the subset's modalities."""
+    truth = np.array([t.action for t in takes])
+    table = {}
+    for subset, p in probs.items():
+        rows = ~np.isnan(p[:, 0])
+        pred = np.array(actions)[p[rows].argmax(axis=1)]
+        ok = pred == truth[rows]
+        table[subset] = {"verb": 100.0 * float(ok[:, 0].mean()), "noun": 100.0 * float(ok[:, 1].mean()),
+                         "action": 100.0 * float(ok.all(axis=1).mean()), "takes": int(rows.sum())}
+    return table
+
+
+def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Path, name: str | None = None) -> dict:
+    """Fine-tune the bundle at `source` on `run`'s train split, score `eval_splits` per modality subset, write the
+    bundle `out_bundle` (named `name`, default the dataset folder's name) and `run.out / finetune / results.json`."""
     start = time.time()
     check_settings(run)
     bundle = load_bundle(source)
@@ -103,37 +183,37 @@ def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Pat
     train = run.dataset(run.train_split, train=True)
     evaluations = {s: run.dataset(s, train=False) for s in eval_splits}    # bad splits fail before training
     labels = train.labels
-    _check_labels(train, labels)
     origin = {"from": {"name": bundle.manifest["name"], "weights_sha256": bundle.manifest["files"][WEIGHTS]["sha256"]}}
     check_same_run(run, train, origin)
-    ft = run.cfg.finetune
-    run = replace(run, cfg=replace(run.cfg, batch_size=min(ft.batch_size, len(train))))
-    torch.manual_seed(run.seed)
-    heads = new_heads(model, len(labels["verb"]), len(labels["noun"]))
-    run.log(f"fine-tuning {bundle.manifest['name']} on {len(train)} {run.spec.name} {run.train_split} samples: "
-            f"{len(labels['verb'])} verbs, {len(labels['noun'])} nouns ({MODE_NAMES['baseline_delta']} loss, "
-            f"modality dropout p = {ft.p_drop})")
-    if ft.head_epochs:
-        _phase(run, model, train, heads, ft.head_epochs, ft.head_lr, "heads", 1)
-    if ft.epochs:
-        trainable = list(model.parameters() if ft.train == "all" else model.fusion.parameters())
-        _phase(run, model, train, trainable, ft.epochs, ft.lr, ft.train, 2)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
-    work = run.out / "finetune"
-    scores = {s: score_student(replace(run, eval_split=s), model, work) for s in evaluations}
-    result = {"model": "finetuned", "dataset": run.spec.name, "from": str(source), **origin,
-              "labels": labels, "train": describe_dataset(train),
-              "splits": {s: {**describe_dataset(d), **scores[s]} for s, d in evaluations.items()},
-              "config": asdict(run.cfg.finetune), "wall_time_s": 0.0}
+    takes = load_takes(train)
+    model = finetune_model(run, model, takes, labels)
+    actions = action_list(takes)
+    scores = {}
+    for s, d in evaluations.items():
+        held_out = load_takes(d)
+        scores[s] = take_table(predict_takes(run, model, held_out, labels, actions), held_out, actions)
+    name = name or Path(run.spec.options.get("annotations") or run.spec.data_root or ".").resolve().name
+    result = {"model": name, "dataset": run.spec.name, "from": str(source), **origin, "labels": labels,
+              "actions": [[labels["verb"][v], labels["noun"][n]] for v, n in actions],
+              "train": {"takes": len(takes)}, "splits": scores, "config": asdict(run.cfg.finetune), "wall_time_s": 0.0}
     last = eval_splits[-1] if eval_splits else None
-    metrics = {"dataset": run.spec.name, **({"split": last, "accuracy": scores[last]["table"]} if last else {}),
-               "splits": {s: scores[s]["table"] for s in eval_splits}}
-    export_bundle(model.cpu(), run.pre, labels, out_bundle, name=f"{bundle.manifest['name']}-finetuned", metrics=metrics,
+    metrics = {"dataset": run.spec.name, **({"split": last, "accuracy": scores[last]} if last else {}),
+               "splits": scores}
+    export_bundle(model.cpu(), run.pre, labels, out_bundle, name=name, metrics=metrics, actions=result["actions"],
                   extra={"data": {"dataset": run.spec.name, "options": run.spec.options}, "finetuned_from": origin["from"]})
     result["wall_time_s"] = round(time.time() - start, 1)
+    work = run.out / "finetune"
+    work.mkdir(parents=True, exist_ok=True)
     (work / "results.json").write_text(json.dumps(result, indent=1))
     for s in eval_splits:
-        run.log(format_scores({"model": "finetuned", "dataset": run.spec.name, "eval_split": s, **scores[s]}))
+        run.log(format_take_table(s, scores[s]))
     return result
+
+
+def format_take_table(split: str, table: dict) -> str:
+    lines = [f"{split}: subset  verb  noun  action  (takes)"]
+    lines += [f"  {k:<6} {v['verb']:5.1f} {v['noun']:5.1f} {v['action']:6.1f}  ({v['takes']})" for k, v in table.items()]
+    absent = [m for m in MODALITIES if not any(m in k for k in table)]
+    if absent:
+        lines.append(f"  absent: {', '.join(absent)} (no take has it)")
+    return "\n".join(lines)

@@ -70,6 +70,7 @@ class Run:
     seed: int = 0                   # model init, shuffles, masks, pre-training positions (a student seed)
     cache: Path | None = None       # rendered-clip cache root (MovingDigits-AV; default trainer.config.cache_root)
     progress: bool = True           # progress bars (off in the benchmark's side-by-side job processes)
+    verbose: bool = True            # per-epoch log lines (off in crossval's many short trainings)
     loaded: dict = field(default_factory=dict, repr=False, compare=False)   # datasets built so far (shared by
     #                                                                         dataclasses.replace copies)
 
@@ -92,7 +93,7 @@ class Run:
         return {"V": self.pre.video_tokens, "F": self.pre.flow_tokens, "A": self.pre.audio_tokens}
 
     def log(self, message: str) -> None:
-        if self.info.is_main:
+        if self.info.is_main and self.verbose:
             print(message, flush=True)
 
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from edge.bundle import Bundle
-from edge.modalities import MODALITIES
+from edge.modalities import MODALITIES, best_action
 from edge.errors import PreprocessError
 from edge.live.config import RuntimeConfig
 from edge.live.events import EventTracker
@@ -66,7 +66,7 @@ class Recognizer:
         self.video_health, self.audio_health = VideoHealth(self.cfg.health), AudioHealth(self.cfg.health)
         self.student.reset_video()
         self.student.reset_audio()
-        self.events = EventTracker(self.cfg.events, self.bundle.labels)
+        self.events = EventTracker(self.cfg.events, self.bundle.labels, self.bundle.actions)
         self._next = {"V": origin, "A": origin + 0.5 * self.period["V"]}
         self._seen: tuple[np.ndarray, float, int] | None = None  # the health monitor's view: (frame, t, seq)
         self._encoded = self._failed = -1  # the last frame encoded, the last that could not be converted
@@ -254,7 +254,7 @@ class Recognizer:
         self.metrics.count("prediction_records")
         if modalities:
             verb_p, noun_p = self.student.predict(mask)
-            v, n = int(verb_p.argmax()), int(noun_p.argmax())
+            v, n = best_action(verb_p, noun_p, self.bundle.actions)
             latency = (time.monotonic() - self.student.newest_arrival(mask)) * 1000.0
             self.metrics.capture_to_prediction.add(latency)
             self.metrics.count("predictions")

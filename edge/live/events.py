@@ -4,15 +4,16 @@ from __future__ import annotations
 import numpy as np
 
 from edge.live.config import EventsConfig
-from edge.modalities import MODALITIES
+from edge.modalities import MODALITIES, best_action
 
 
 class EventTracker:
     """EMA-smooths verb and noun probabilities; an action (verb, noun) starts when its smoothed confidence
-    p(verb) * p(noun) reaches `start_at` and ends when it falls below `end_below` or another action takes over."""
+    p(verb) * p(noun) reaches `start_at` and ends when it falls below `end_below` or another action takes over.
+    With an action list (a fine-tuned bundle's) only a listed (verb, noun) pair is ever tracked."""
 
-    def __init__(self, cfg: EventsConfig, labels: dict[str, list[str]]) -> None:
-        self.cfg, self.labels = cfg, labels
+    def __init__(self, cfg: EventsConfig, labels: dict[str, list[str]], actions=None) -> None:
+        self.cfg, self.labels, self.actions = cfg, labels, actions
         self._verb: np.ndarray | None = None
         self._noun: np.ndarray | None = None
         self._open: dict | None = None
@@ -27,7 +28,7 @@ class EventTracker:
         a = self.cfg.ema_alpha
         self._verb = verb_probs if self._verb is None else a * verb_probs + (1 - a) * self._verb
         self._noun = noun_probs if self._noun is None else a * noun_probs + (1 - a) * self._noun
-        v, n = int(self._verb.argmax()), int(self._noun.argmax())
+        v, n = best_action(self._verb, self._noun, self.actions)
         conf = float(self._verb[v] * self._noun[n])
         out: list[dict] = []
         cur = self._open

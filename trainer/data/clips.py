@@ -46,6 +46,7 @@ class Annotation:
     stop: int
     verb: int
     noun: int
+    group: str = ""         # takes that must stay on one side of a split (the same person or session); "" = its own
 
 
 @dataclass(frozen=True)
@@ -222,4 +223,4 @@ def check_range(seg: Annotation, n_frames: int, skips: SkipLog,
     if missing is not None and missing(seg.start, stop):
         skips.skip("missing frame files", f"{seg.id} in frames {seg.start + 1}..{stop + 1}")
         return None
-    return seg if stop == seg.stop else Annotation(seg.id, seg.media, seg.start, stop, seg.verb, seg.noun)
+    return seg if stop == seg.stop else dataclasses.replace(seg, stop=stop)
