@@ -113,7 +113,7 @@ def takes(tmp_path_factory) -> Path:
 def test_crossval_reports_learner_and_baselines_on_the_same_folds(takes, tmp_path, capsys):
     png = tmp_path / "cm.png"
     assert main(["crossval", "--dataset", "recordings", "--data-root", str(takes), "--folds", "3", "--smoke",
-                 "--json", "--png", str(png)]) == 0
+                 "--json", "--png", str(png), "--bundles", str(tmp_path / "folds")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["folds"] == 3 and result["takes"] == 9 and result["absent"] == ["A"]
     assert set(result["subsets"]) == {"VF", "V", "F"}                        # no take has audio: nothing copied
@@ -126,6 +126,10 @@ def test_crossval_reports_learner_and_baselines_on_the_same_folds(takes, tmp_pat
     assert set(take["subsets"]["VF"]) == {"learner", "centroid", "nn1"}
     assert all(0 < x["confidence"] <= 1 and x["prediction"] in result["actions"] for x in take["subsets"]["VF"].values())
     assert png.stat().st_size > 10_000
+    fold0 = load_bundle(tmp_path / "folds" / "fold0" / "bundle")              # each fold's learner, to run live
+    assert sorted(map(tuple, fold0.manifest["actions"])) == sorted((v, n) for v, n, _ in CLASSES)
+    held_out = (tmp_path / "folds" / "fold0" / "held_out.csv").read_text().splitlines()
+    assert held_out[0] == "media,verb,noun" and len(held_out) == 1 + sum(t["fold"] == 0 for t in result["per_take"])
     assert sorted({tuple(t["media"].split("/")[-2:]) for t in result["per_take"]})[0] == ("swipe", "0.mp4")
 
 

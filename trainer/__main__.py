@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--verbs", help="only the takes of these verbs, comma-separated (e.g. jump,run)")
     c.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     c.add_argument("--png", type=Path, help="draw the confusion matrices here")
+    c.add_argument("--bundles", type=Path, help="also write each fold's learner (seed 0) as DIR/foldK/bundle, with "
+                                                "DIR/foldK/held_out.csv: the takes it never saw, to run live")
 
     e = sub.add_parser("evaluate", help="score an exported bundle with ONNX Runtime")
     e.add_argument("--bundle", required=True, type=Path)
@@ -222,7 +224,8 @@ def _crossval(args: argparse.Namespace) -> int:
         run = Run(dataset_spec(args), cfg, args.out or Path(tmp), ddp.DistInfo(device=torch.device("cpu")),
                   seed=cfg.data.seed, progress=False, verbose=False)
         result = run_crossval(run, source, folds=None if args.leave_one_out else args.folds, seeds=args.seeds,
-                              verbs=args.verbs.split(",") if args.verbs else None, progress=log)
+                              verbs=args.verbs.split(",") if args.verbs else None, bundles=args.bundles,
+                              progress=log)
     if args.png:
         plot_confusions(result, args.png)
     print(json.dumps(result, indent=1) if args.json else format_report(result))

@@ -26,6 +26,7 @@ from edge.errors import ConfigError
 from edge.modalities import MODALITIES, SUBSETS
 from trainer.data.takes import Take, load_takes, take_features
 from trainer.finetune import action_list, bundle_model, finetune_model, predict_takes
+from trainer.export import export_bundle
 from trainer.stages import Run
 
 LEARNERS = ("learner", "centroid", "nn1")
@@ -87,8 +88,10 @@ def baselines(features: list[dict], train: list[int], test: list[int], labels: n
 
 
 def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, verbs: list[str] | None = None,
-                 progress=print) -> dict:
-    """Cross-validate the learner (`seeds` trainings per fold) and the baselines on `run`'s recordings."""
+                 bundles: Path | None = None, progress=print) -> dict:
+    """Cross-validate the learner (`seeds` trainings per fold) and the baselines on `run`'s recordings; with
+    `bundles`, also export each fold's first-seed learner as `bundles/foldK` beside `foldK/held_out.csv`, the takes
+    it never saw (to run them live)."""
     bundle = load_bundle(source)
     run = replace(run, pre=bundle.preprocess)
     dataset = run.dataset("*", train=False)
@@ -126,6 +129,9 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
             fold_run.out.mkdir(parents=True, exist_ok=True)
             model = finetune_model(fold_run, bundle_model(bundle), [takes[i] for i in train], labels)
             probs_by_seed.append(predict_takes(fold_run, model, [takes[i] for i in test], labels, actions))
+            if bundles is not None and seed == 0:
+                export_fold(model, run, labels, actions, bundles / f"fold{k}", [media[i] for i in test],
+                            [takes[i] for i in test])
         seconds.append(round((time.time() - start) / seeds, 1))
         for s in subsets:
             seed_probs = [p[s] for p in probs_by_seed if s in p]
@@ -144,6 +150,16 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
                     pred[(name, s)][rows], conf[(name, s)][rows] = p, c
         progress(f"fold {k + 1}/{len(fold_of)}: {len(test)} held-out takes, {seconds[-1]:.1f} s per training")
     return report(takes, media, labels, actions, truth, fold_of, subsets, pred, conf, per_seed, seeds, seconds)
+
+
+def export_fold(model, run: Run, labels: dict, actions: list, folder: Path, media: list[str],
+                held_out: list[Take]) -> None:
+    """A fold's learner as a bundle (`folder/bundle`) and its held-out takes (`folder/held_out.csv`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    listed = [[labels["verb"][v], labels["noun"][n]] for v, n in actions]
+    export_bundle(model.cpu(), run.pre, labels, folder / "bundle", name=f"{folder.name}-learner", actions=listed)
+    rows = ["media,verb,noun"] + [f"{m},{labels['verb'][t.verb]},{labels['noun'][t.noun]}" for m, t in zip(media, held_out)]
+    (folder / "held_out.csv").write_text("\n".join(rows) + "\n")
 
 
 def report(takes, media, labels, actions, truth, fold_of, subsets, pred, conf, per_seed, seeds, seconds) -> dict:
