@@ -10,12 +10,13 @@ from edge.errors import UsageError
 CHECKOUT = Path(__file__).resolve().parents[1] / "assets"
 INSTALLED = Path(sysconfig.get_path("data")) / "share" / "karmma-edge"
 ASSETS = CHECKOUT if (CHECKOUT / "configs" / "runtime.yaml").is_file() else INSTALLED
-DEFAULT_BUNDLES = ("karmma_s", "karmma_s_int8")  # fp32 first: int8 streams 1-2 points lower with mic or camera off (README)
+INT8, FP32 = "karmma_s_int8", "karmma_s"        # the quantized student is what runs live; fp32 holds torch weights
 
 
-def default_bundle() -> Path:
-    """The shipped bundle: the fp32 student, else the int8 one."""
-    for name in DEFAULT_BUNDLES:
+def default_bundle(precision: str = "int8") -> Path:
+    """The shipped student: the int8 one (the live default), else the fp32 one; `precision="fp32"` asks for the one
+    that holds torch weights (fine-tuning starts from it)."""
+    for name in ((INT8, FP32) if precision == "int8" else (FP32,)):
         if (ASSETS / "bundles" / name / "bundle.yaml").is_file():
             return ASSETS / "bundles" / name
     raise UsageError(f"no model bundle is shipped in {ASSETS / 'bundles'}; pass --bundle DIR, a bundle folder "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_flow_conditions_pin_the_shedder():
 def test_conditions_remove_what_they_say(random_bundle):
     bundle = load_bundle(random_bundle)
     conditions = tuple(c for c in stream.CONDITIONS if c.name in ("camera_off", "mic_off", "flow_dropped"))
-    result = stream.benchmark(bundle, RuntimeConfig(), 1, 0, None, conditions, progress=lambda _: None)
+    (result,) = stream.benchmark([bundle], RuntimeConfig(), 1, 0, None, conditions, progress=lambda _: None)
     timelines = result.pop("_timelines")
     used = {name: {m for r in recs if r["type"] == "prediction" for m in r["modalities"]}
             for name, (_, recs) in timelines.items()}
@@ -66,3 +67,19 @@ def test_command_prints_json_and_draws_the_timeline(random_bundle, tmp_path, cap
                         "time_to_correct_ms_p50"}
     assert png.stat().st_size > 10_000
     assert bench_main(["stream", "--sessions", "0", "--bundle", str(random_bundle)]) == 2
+
+
+def test_two_bundles_play_the_same_sessions_side_by_side(random_bundle, capsys):
+    """int8 beside fp32 (here: one bundle twice under two paths): the same sessions and faults, so the same
+    bundle scores the same; the table puts the figures side by side."""
+    twin = random_bundle.parent / (random_bundle.name + "_twin")
+    if not twin.exists():
+        shutil.copytree(random_bundle, twin)
+    assert bench_main(["stream", "--sessions", "1", "--bundle", str(random_bundle), str(twin), "--conditions",
+                       "mic_off", "--json"]) == 0
+    a, b = json.loads(capsys.readouterr().out)["runs"]
+    assert a["conditions"] == b["conditions"] and a["bundle"] != b["bundle"]
+    assert bench_main(["stream", "--sessions", "1", "--bundle", str(random_bundle), str(twin), "--conditions",
+                       "mic_off"]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| mic_off")][0]
+    assert " / " in row

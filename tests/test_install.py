@@ -39,4 +39,4 @@ def test_pip_install_gives_karmma_live_which_runs_the_demo_outside_the_checkout(
     res = subprocess.run([str(venv / "bin" / "karmma-live"), "--demo", "--fast", "--duration", "12"], cwd=elsewhere,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "segment accuracy" in res.stdout and "Traceback" not in res.stderr
+    assert "segment accuracy" in res.stdout and "recording source" in res.stdout and "Traceback" not in res.stderr

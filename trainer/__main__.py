@@ -206,7 +206,7 @@ def _crossval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from edge.assets import ASSETS
+    from edge.assets import default_bundle
     from trainer import distributed as ddp
     from trainer.crossval import format_report, plot_confusions, run_crossval
     from trainer.datasets import REAL_DATASETS
@@ -218,7 +218,7 @@ def _crossval(args: argparse.Namespace) -> int:
         raise EdgeError(f"--seeds must be at least 1, got {args.seeds}.")
     torch.set_num_threads(max(1, args.threads))
     cfg = _config(args)
-    source = args.source or ASSETS / "bundles" / "karmma_s"     # fp32: the one with torch weights
+    source = args.source or default_bundle("fp32")
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
     with tempfile.TemporaryDirectory(prefix="crossval-") as tmp:
         run = Run(dataset_spec(args), cfg, args.out or Path(tmp), ddp.DistInfo(device=torch.device("cpu")),

@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.live.demo import session_levels
 
     _check_args(args)
-    bundle = args.bundle or default_bundle()
+    bundle = args.bundle or default_bundle("fp32")    # fine-tuned: the one with torch weights
     levels, _ = session_levels(load_bundle(bundle))      # the arguments first, then the machine
     tool = missing_tool()
     if tool is not None:

@@ -183,45 +183,52 @@ def plot(timelines: dict[str, tuple[Session, list[dict]]], window_s: float, path
     plt.close(fig)
 
 
-def benchmark(bundle: Bundle, cfg: RuntimeConfig, sessions: int, seed: int, data_root: Path | None,
-              conditions: tuple[Condition, ...] = CONDITIONS, progress: Callable[[str], None] = print) -> dict:
-    """Render `sessions` test-split sessions once and play each under every condition; per-condition figures,
-    and the first session's records per condition (for the timeline)."""
+def benchmark(bundles: list[Bundle], cfg: RuntimeConfig, sessions: int, seed: int, data_root: Path | None,
+              conditions: tuple[Condition, ...] = CONDITIONS, progress: Callable[[str], None] = print) -> list[dict]:
+    """Render `sessions` test-split sessions once and play each under every condition through every bundle (side by
+    side: the same sessions, faults and order); per bundle, per-condition figures and the first session's records
+    per condition (for the timeline). Sessions are rendered at the first bundle's training levels."""
     from edge.live.demo import session_levels
 
-    pre = bundle.preprocess
+    pre = bundles[0].preprocess
     split = DEFAULT_SPLITS["test"]
     sources = load_sources(data_root, speakers=list(split.speakers), images=split.images,
                            sample_rate=pre.audio_sample_rate)
-    levels, levels_from = session_levels(bundle)
-    scored: dict[str, list[dict]] = {c.name: [] for c in conditions}
-    timelines: dict[str, tuple[Session, list[dict]]] = {}
+    levels, levels_from = session_levels(bundles[0])
+    scored = [{c.name: [] for c in conditions} for _ in bundles]
+    timelines: list[dict[str, tuple[Session, list[dict]]]] = [{} for _ in bundles]
     start = time.perf_counter()
     for k in range(sessions):
         session = render_session(sources, seed * 1000 + k, ACTIONS_PER_SESSION, levels, gap_s=GAP_S,
                                  sample_rate=pre.audio_sample_rate)
         for condition in conditions:
-            records = play(bundle, cfg, session, condition, seed * 1000 + k)
-            scored[condition.name].append(score_session(session.segments, records, pre.window_s,
-                                                        session.duration_s))
-            if k == 0:
-                timelines[condition.name] = (session, records)
-        progress(f"stream: session {k + 1}/{sessions} played under {len(conditions)} conditions "
-                 f"({time.perf_counter() - start:.0f} s)")
-    return {"bundle": str(bundle.path), "precision": bundle.precision, "sessions": sessions, "seed": seed,
-            "source": sources.source, "levels": levels_from, "actions_per_session": ACTIONS_PER_SESSION,
-            "gap_s": list(GAP_S), "conditions": [summarize(c.name, scored[c.name]) for c in conditions],
-            "wall_s": round(time.perf_counter() - start, 1), "_timelines": timelines}
+            for b, bundle in enumerate(bundles):
+                records = play(bundle, cfg, session, condition, seed * 1000 + k)
+                scored[b][condition.name].append(score_session(session.segments, records, bundle.preprocess.window_s,
+                                                               session.duration_s))
+                if k == 0:
+                    timelines[b][condition.name] = (session, records)
+        progress(f"stream: session {k + 1}/{sessions} played under {len(conditions)} conditions by "
+                 f"{len(bundles)} bundle(s) ({time.perf_counter() - start:.0f} s)")
+    wall = round(time.perf_counter() - start, 1)
+    return [{"bundle": str(bundle.path), "precision": bundle.precision, "sessions": sessions, "seed": seed,
+             "source": sources.source, "levels": levels_from, "actions_per_session": ACTIONS_PER_SESSION,
+             "gap_s": list(GAP_S), "conditions": [summarize(c.name, scored[b][c.name]) for c in conditions],
+             "wall_s": wall, "_timelines": timelines[b]} for b, bundle in enumerate(bundles)]
 
 
-def format_table(result: dict) -> str:
-    lines = [f"stream benchmark: {result['bundle']} ({result['precision']}), {result['sessions']} sessions x "
-             f"{result['actions_per_session']} actions, {result['source']} source, seed {result['seed']}",
+def format_table(results: list[dict]) -> str:
+    """One row per condition, each bundle's figures side by side (the first bundle's name in the header)."""
+    first = results[0]
+    names = " vs ".join(f"{Path(r['bundle']).name} ({r['precision']})" for r in results)
+    lines = [f"stream benchmark: {names}, {first['sessions']} sessions x {first['actions_per_session']} actions, "
+             f"{first['source']} source, seed {first['seed']} (several bundles: figures side by side, a / b)",
              "| condition | segments | verb % | noun % | action % | false events / idle min | time to correct p50 ms "
              "| never right |", "|---|---|---|---|---|---|---|---|"]
-    for c in result["conditions"]:
-        lines.append(f"| {c['name']} | {c['segments']} | {c['verb']} | {c['noun']} | {c['action']} | "
-                     f"{c['false_events_per_idle_min']} | {c['time_to_correct_ms_p50']} | {c['never_correct']} |")
+    keys = ("verb", "noun", "action", "false_events_per_idle_min", "time_to_correct_ms_p50", "never_correct")
+    for i, c in enumerate(first["conditions"]):
+        cells = [" / ".join(str(r["conditions"][i][k]) for r in results) for k in keys]
+        lines.append(f"| {c['name']} | {c['segments']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -231,13 +238,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=20, help="test-split sessions (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, help="real MNIST + FSDD (else the procedural stand-in)")
-    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument("--bundle", type=Path, nargs="+", default=None,
+                        help="model bundle(s), played side by side (default: the shipped int8 and fp32 students)")
     parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="runtime config")
     parser.add_argument("--conditions", nargs="+", choices=[c.name for c in CONDITIONS],
                         help="only these conditions (default: all seven)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--png", type=Path, help="timeline of the first session under every condition")
-    parser.set_defaults(default_bundle=default_bundle)
+    parser.set_defaults(default_bundles=lambda: [default_bundle("int8"), default_bundle("fp32")])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,15 +255,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sessions must be at least 1, got {args.sessions}.")
     if args.data_root is not None and not args.data_root.is_dir():
         raise ConfigError(f"data root {args.data_root} does not exist or is not a folder.")
-    bundle = load_bundle(args.bundle or args.default_bundle(), threads=1)
+    paths = list(dict.fromkeys(args.bundle or args.default_bundles()))
+    bundles = [load_bundle(p, threads=1) for p in paths]
     cfg = load_runtime_config(args.config)
     conditions = tuple(c for c in CONDITIONS if not args.conditions or c.name in args.conditions)
-    result = benchmark(bundle, cfg, args.sessions, args.seed, args.data_root, conditions,
-                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    timelines = result.pop("_timelines")
+    results = benchmark(bundles, cfg, args.sessions, args.seed, args.data_root, conditions,
+                        progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    timelines = [r.pop("_timelines") for r in results]
     if args.png is not None:
-        plot(timelines, bundle.preprocess.window_s, args.png)
-    print(json.dumps(result) if args.json else format_table(result))
+        plot(timelines[0], bundles[0].preprocess.window_s, args.png)
+    print(json.dumps(results[0] if len(results) == 1 else {"runs": results}) if args.json else format_table(results))
     if args.png is not None and not args.json:
-        print(f"timeline: {args.png}")
+        print(f"timeline: {args.png} (of {paths[0]})")
     return 0

@@ -1,7 +1,9 @@
 """`run_live.py --demo`: the live pipeline on a MovingDigits-AV session with scripted sensor dropouts, scored.
 
-The session is rendered from the test split (real MNIST + FSDD recordings with --data-root, else the
-procedural stand-in) at the nuisance levels the bundle's clips were rendered with (its manifest's
+With --data-root the session is rendered from the test split (real MNIST + FSDD recordings); without it, the
+shipped demo recording plays (`assets/demo/session.mkv`: the seed-0 session rendered that way, with its
+ground truth beside it and the sources' licences in assets/demo/LICENSE), else the procedural stand-in. It is
+rendered at the nuisance levels the bundle's clips were rendered with (its manifest's
 extra.data.levels): the shipped students were trained and tested on trainer.yaml's overrides (larger cards,
 cleaner speech), and at moving_digits.yaml's harder defaults they lose about 40 points of action accuracy even
 offline. The camera is lost for a few seconds, later the microphone, and the run is scored per ground-truth
@@ -24,11 +26,15 @@ from edge.live.arrays import ArrayAudio, ArrayVideo
 from edge.live.faults import Fault, FaultInjector
 from edge.live.sensors import Sensor
 from edge.live.web import close_view, start_view
+from edge.assets import ASSETS
+from edge.errors import UsageError
 from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, Segment, load_config, load_sources,
                                  render_session)
+from edge.moving_digits.session import Session, read_session, write_session
 
 N_ACTIONS = 8
 DROPOUT_S = 3.0
+RECORDING = ASSETS / "demo" / "session.mkv"      # python -m edge.moving_digits demo-recording writes it
 
 
 def dropouts(duration_s: float) -> dict[str, Fault]:
@@ -79,18 +85,37 @@ def score_segments(segments: list[Segment], records: list[dict], window_s: float
             "rows": rows}
 
 
-def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> int:
-    view = start_view(args.serve, args.serve_token)
+def render_demo_session(bundle: Bundle, data_root: Path | None, seed: int) -> tuple[Session, str]:
+    """The seed's session of the test split at the bundle's training levels; and those levels' origin, in words."""
     split = DEFAULT_SPLITS["test"]
-    data_root = Path(args.data_root) if args.data_root else None
     sources = load_sources(data_root, speakers=list(split.speakers), images=split.images,
                            sample_rate=bundle.preprocess.audio_sample_rate)
     levels, levels_from = session_levels(bundle)
-    session = render_session(sources, args.seed, N_ACTIONS, levels, sample_rate=bundle.preprocess.audio_sample_rate)
+    return render_session(sources, seed, N_ACTIONS, levels, sample_rate=bundle.preprocess.audio_sample_rate), levels_from
+
+
+def demo_session(args: argparse.Namespace, bundle: Bundle) -> tuple[Session, str]:
+    """Rendered from --data-root; else the shipped recording (seed 0 only); else the procedural stand-in."""
+    if args.data_root or not RECORDING.is_file():
+        return render_demo_session(bundle, Path(args.data_root) if args.data_root else None, args.seed)
+    if args.seed != 0:
+        raise UsageError(f"the shipped demo recording is the seed-0 session; pass --data-root (MNIST + FSDD) to "
+                         f"render seed {args.seed}.")
+    session = read_session(RECORDING)
+    session.source = f"{session.source} recording"
+    if session.sample_rate != bundle.preprocess.audio_sample_rate:
+        raise UsageError(f"the demo recording's audio is {session.sample_rate} Hz and bundle {bundle.path} needs "
+                         f"{bundle.preprocess.audio_sample_rate} Hz; pass --data-root to render a session for it.")
+    return session, "the shipped recording, at the bundle's training levels"
+
+
+def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> int:
+    session, levels_from = demo_session(args, bundle)
+    view = start_view(args.serve, args.serve_token)
     if list(bundle.labels["verb"]) != list(VERBS) or list(bundle.labels["noun"]) != list(NOUNS):
         warn(f"bundle {bundle.path} was not trained on MovingDigits labels; its accuracy here is meaningless.")
     faults = dropouts(session.duration_s)
-    print(f"demo: {session.duration_s:.1f} s MovingDigits-AV session ({session.source} source, seed {args.seed}, "
+    print(f"demo: {session.duration_s:.1f} s MovingDigits-AV session ({session.source} source, seed {session.seed}, "
           f"{len(session.segments)} actions, {levels_from}); "
           f"camera off {faults['camera'].start_s:.1f}-{faults['camera'].end_s:.1f} s, "
           f"microphone off {faults['mic'].start_s:.1f}-{faults['mic'].end_s:.1f} s", flush=True)
@@ -125,3 +150,38 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
     if session.source == "procedural":
         print("(procedural source: a smoke demo, not a benchmark result)")
     return exit_status(outcome)
+
+
+def write_recording(bundle: Bundle, data_root: Path, out: Path = RECORDING) -> Path:
+    """Render the seed-0 demo session from real MNIST + FSDD at `bundle`'s training levels into `out` (H.264 at
+    CRF 23 and FLAC: about 0.8 MB for 28.5 s) with its ground-truth sidecar."""
+    session, _ = render_demo_session(bundle, data_root, 0)
+    if session.source != "real":
+        raise UsageError(f"{data_root} holds no MNIST + FSDD; the demo recording is rendered from the real sources.")
+    write_session(session, out, crf=23, audio_codec="flac")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m edge.live.demo --write-recording --data-root ../shared/data [--bundle DIR] [--out PATH]"""
+    from edge.assets import default_bundle
+    from edge.bundle import load_bundle
+    from edge.errors import EdgeError
+
+    ap = argparse.ArgumentParser(prog="python -m edge.live.demo", description="write the shipped demo recording")
+    ap.add_argument("--write-recording", action="store_true", required=True)
+    ap.add_argument("--data-root", type=Path, required=True, help="MNIST + FSDD root (e.g. ../shared/data)")
+    ap.add_argument("--bundle", type=Path, help="whose training levels to render at (default: the shipped student)")
+    ap.add_argument("--out", type=Path, default=RECORDING, help=f"default {RECORDING}")
+    args = ap.parse_args(argv)
+    try:
+        out = write_recording(load_bundle(args.bundle or default_bundle()), args.data_root, args.out)
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

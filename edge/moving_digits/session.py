@@ -150,8 +150,9 @@ def render_session(sources: DigitSources, seed: int, n_actions: int, levels: Nui
     return Session(frames, plan.audio(), fps, sample_rate, plan.segments, sources.source, seed)
 
 
-def write_session(session: Session, path: Path) -> Path:
-    """Write `path` (.mkv: H.264 video + 16-bit PCM audio, interleaved in time) and `path`.json (segments).
+def write_session(session: Session, path: Path, crf: int = 16, audio_codec: str = "pcm_s16le") -> Path:
+    """Write `path` (.mkv: H.264 video at `crf` + 16-bit audio, PCM or FLAC, interleaved in time) and `path`.json
+    (segments).
 
     Returns the JSON path.
     """
@@ -164,10 +165,10 @@ def write_session(session: Session, path: Path) -> Path:
     pcm = (np.clip(session.audio, -1, 1) * 32767).astype(np.int16)
     try:
         with av.open(str(path), "w") as out:
-            vs = out.add_stream("libx264", rate=session.fps, options={"crf": "16", "preset": "veryfast"})
+            vs = out.add_stream("libx264", rate=session.fps, options={"crf": str(crf), "preset": "veryfast"})
             vs.width, vs.height = session.frames.shape[2], session.frames.shape[1]
             vs.pix_fmt = "yuv420p"
-            aus = out.add_stream("pcm_s16le", rate=session.sample_rate, layout="mono")
+            aus = out.add_stream(audio_codec, rate=session.sample_rate, layout="mono")
             written = 0
             for k, frame in enumerate(session.frames):
                 vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
@@ -202,3 +203,25 @@ def load_segments(json_path: Path) -> list[Segment]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{json_path} is not a MovingDigits session sidecar ({exc.__class__.__name__}: {exc}).") \
             from None
+
+
+def read_session(path: Path) -> Session:
+    """A session `write_session` wrote (the .mkv and its .json sidecar), decoded back into memory."""
+    import av
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    segments = load_segments(meta_path)
+    meta = json.loads(meta_path.read_text())
+    try:
+        with av.open(str(path)) as container:
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        with av.open(str(path)) as container:
+            chunks = [f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise EdgeError(f"cannot read the session recording {path} ({exc}).") from None
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if audio.dtype.kind == "i":                 # 16- or 32-bit integer samples, as the codec decodes them
+        audio = audio.astype(np.float32) / float(np.iinfo(audio.dtype).max + 1)
+    return Session(frames, audio, int(meta["fps"]), int(meta["sample_rate"]), segments, str(meta.get("source", "")),
+                   int(meta.get("seed", 0)))
