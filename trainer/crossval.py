@@ -15,6 +15,7 @@ no take has is named absent.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,14 @@ def make_folds(takes: list[Take], folds: int | None, seed: int = 0) -> list[list
     for k, unit in enumerate(order):
         out[k % folds].extend(unit)
     return [sorted(f) for f in out if f]
+
+
+def relabel(takes: list[Take], labels: dict[str, list[str]]) -> tuple[list[Take], dict[str, list[str]]]:
+    """The takes with verb and noun ids into a label set of only the names they use (the learner's heads then
+    have no class without a take)."""
+    used = {h: sorted({labels[h][getattr(t, h)] for t in takes}) for h in ("verb", "noun")}
+    return [dataclasses.replace(t, verb=used["verb"].index(labels["verb"][t.verb]),
+                                noun=used["noun"].index(labels["noun"][t.noun])) for t in takes], used
 
 
 def standardise(train: np.ndarray, test: np.ndarray, blocks: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,6 +113,7 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
             raise ConfigError(f"--verbs {', '.join(unknown)} not among the takes' verbs {labels['verb']}.")
         keep = [i for i, t in enumerate(takes) if labels["verb"][t.verb] in verbs]
         takes, media = [takes[i] for i in keep], [media[i] for i in keep]
+        takes, labels = relabel(takes, labels)
     actions = action_list(takes)
     if len(actions) < 2:
         raise ConfigError(f"cross-validation needs at least 2 actions; the takes show {len(actions)}.")
