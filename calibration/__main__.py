@@ -77,7 +77,7 @@ def _quantize(args: argparse.Namespace) -> int:
     if cfg.data.n_val < args.calib_clips:
         raise EdgeError(f"--calib-clips {args.calib_clips} is more than the {cfg.data.n_val} val clips.")
     info = {"dataset": "MovingDigits-AV", "data_source": source.describe(),
-            "data_root": str(source.root) if source.root else None, "data_seed": cfg.data.seed,
+            "data": source.identity(), "data_seed": cfg.data.seed,
             "levels": source.levels_dict(cfg.data), "calibration_split": "val", **{
                 f"{s}_split": source.split_info(s) for s in ("val", "test")}}
     val = replace(load_clips(source, "val", cfg.data.n_val, cfg.data, pre, args.cache), source=info)

@@ -5,6 +5,8 @@ Clips are `trainer.clips.ClipSet`s (built by the trainer's MovingDigits-AV datas
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edge.modalities import MODALITIES, SUBSETS, subset_mask
@@ -55,6 +57,6 @@ def dataset_splits(args, bundle, cfg) -> tuple["ClipSet", "ClipSet"]:
     for split in ("val", "test"):
         dataset = build_dataset(spec, split, train=False, data=cfg.data, pre=bundle.preprocess)
         check_bundle_labels(bundle, dataset, args.dataset)
-        out.append(clips_of(dataset, {"data_root": args.data_root, "data_source": f"{args.dataset} {split} split",
+        out.append(clips_of(dataset, {"data": Path(args.data_root).name, "data_source": f"{args.dataset} {split} split",
                                       **spec.options, "samples": len(dataset)}))
     return out[0], out[1]

@@ -10,7 +10,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"# int8 calibration of `{report['bundle']}` -> `{report['out']}`",
         "",
-        f"Data: {src.get('dataset', 'clips')} from `{src.get('data_root', '?')}` ({src.get('data_source', '?')}); "
+        f"Data: {src.get('dataset', 'clips')} from `{src.get('data', '?')}` ({src.get('data_source', '?')}); "
         f"{report['clips']['calib']} calibration clips and {report['clips']['val']} validation clips (val split), "
         f"{report['clips']['test']} test clips (test split).",
         "",

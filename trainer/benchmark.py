@@ -78,11 +78,11 @@ def _data_info(run: Run, train, evaluation) -> dict:
             "train": describe_dataset(train), "eval": describe_dataset(evaluation)}
     if run.spec.name == MOVING_DIGITS:
         source = resolve_source(run.spec.data_root)
-        info.update(source=source.describe(), data_root=str(source.root) if source.root else None,
+        info.update(source=source.describe(), data=source.identity(),
                     splits={s: source.split_info(s) for s in (run.train_split, run.eval_split)},
                     seed=run.cfg.data.seed, levels=source.levels_dict(run.cfg.data))
     else:
-        info.update(source=f"{run.spec.name} from {run.spec.data_root}", data_root=run.spec.data_root,
+        info.update(source=f"{run.spec.name} from a folder named {Path(run.spec.data_root).name!r}",
                     options=dict(run.spec.options))
     return info
 

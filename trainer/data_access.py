@@ -3,13 +3,14 @@ nuisance levels of assets/configs/moving_digits.yaml (levels overridable per tra
 materialized clip cache."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import ConfigError
 from edge.moving_digits.render import NOUNS, VERBS
 from edge.moving_digits.config import MovingDigitsConfig, NuisanceLevels, load_config
-from edge.moving_digits.sources import default_data_root
+from edge.moving_digits.sources import FSDD_DIR, MNIST_IMAGES, MNIST_LABELS, default_data_root
 from edge.moving_digits.splits import Split, make_split
 from edge.preprocess.config import PreprocessConfig
 from trainer.clips import ClipSet
@@ -23,7 +24,18 @@ class DataSource:
     config: MovingDigitsConfig
 
     def describe(self) -> str:
-        return f"real (MNIST + FSDD from {self.root})" if self.root else "procedural (not a benchmark result)"
+        return "real (MNIST + FSDD)" if self.root else "procedural (not a benchmark result)"
+
+    def identity(self) -> dict | None:
+        """Which data, without this machine's path (results and bundles are shipped): the data folder's name and
+        a digest of the names and sizes of the MNIST and FSDD files in it."""
+        if self.root is None:
+            return None
+        digest = hashlib.sha256()
+        files = [self.root / MNIST_IMAGES, self.root / MNIST_LABELS, *sorted((self.root / FSDD_DIR).glob("*.wav"))]
+        for f in files:
+            digest.update(f"{f.name}:{f.stat().st_size if f.is_file() else -1};".encode())
+        return {"name": self.root.name, "digest": digest.hexdigest()[:12]}
 
     def split(self, name: str, speakers: list[str] | None = None, images: tuple[int, int] | str | None = None) -> Split:
         return make_split(name, speakers, images, self.config.splits)
