@@ -159,6 +159,9 @@ def test_without_data_the_demo_plays_the_recording_with_the_quantized_student(tm
     # seed 0 with the int8 student: 6-7 of 8 segments (one lies wholly in the camera dropout, where the verb is
     # the audio's guess); a broken recognizer scores near 0
     assert demo["segments"] == 8 and demo["action_accuracy"] >= 0.75
+    res = subprocess.run([sys.executable, str(REPO / "run_live.py"), "--demo", "--fast", "--duration", "1"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "segment accuracy: nothing to score" in res.stdout, res.stdout + res.stderr
     res = subprocess.run([sys.executable, str(REPO / "run_live.py"), "--demo", "--seed", "3"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "pass --data-root" in res.stderr and res.stderr.count("\n") == 1, res.stderr

@@ -71,6 +71,7 @@ def test_the_page_follows_a_demo_run_through_the_camera_cut_to_its_summary(brows
         text = lambda: browser.find_element("id", "prediction").text  # noqa: E731
         texts = {text()}
         wait_for("the prediction text to change", lambda: texts.add(text()) or len(texts) > 1, 5)
+        assert any(re.fullmatch(r"\S+ \S+ \u2014 confidence \d+ %", t) for t in texts), texts   # action, then confidence
 
         count0, t0 = js("return [window.karmma.predictions, window.karmma.lastT]")
         time.sleep(2.0)

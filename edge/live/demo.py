@@ -142,6 +142,10 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
         jsonl.append(score)
     print(format_summary(outcome.summary))
     clean = [r for r in score["rows"] if not r["dropout"]]
+    if not score["segments"]:
+        print("segment accuracy: nothing to score (the run stopped before any action's windows were complete; "
+              "leave out --duration or make it longer)", flush=True)
+        return exit_status(outcome)
     print(f"segment accuracy ({score['segments']} segments, {session.source} source): action "
           f"{score['action_accuracy']:.0%}, verb {score['verb_accuracy']:.0%}, noun {score['noun_accuracy']:.0%}; "
           f"{sum(r['verb_ok'] and r['noun_ok'] for r in clean)}/{len(clean)} actions right outside the dropouts, "

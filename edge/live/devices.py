@@ -92,11 +92,13 @@ class MicSource:
 
     def open(self) -> None:
         try:
-            import sounddevice as sd
+            with quiet_c_stderr():          # PortAudio's ALSA probe prints "Expression ... failed" lines here
+                import sounddevice as sd
         except OSError:
             raise SourceError(f"the PortAudio library is missing (install libportaudio2), so no microphone can be "
                               f"used; {DEMO_HINT}.") from None
-        index, info = self._resolve(sd)
+        with quiet_c_stderr():
+            index, info = self._resolve(sd)
         channels = 1
         rate = self.wanted_rate
         try:
