@@ -172,3 +172,45 @@ def test_new_actions_folder_holds_the_own_actions_as_the_recordings_dataset_read
         data = build_dataset(spec, split, train=False, data=load_config().data, pre=PreprocessConfig())
         assert data.labels == {"verb": [v for v, _ in OWN_ACTIONS], "noun": [n for _, n in OWN_ACTIONS]}
         assert sorted((s.verb, s.noun) for s in data.segments) == [(i, i) for i in range(len(OWN_ACTIONS))]
+
+
+def test_a_torchvision_backbone_from_a_local_state_dict_finetunes_exports_streams_and_runs_live(takes, tmp_path):
+    """Bring your own backbone: mobilenet_v3_small from a state-dict file (random weights here; ImageNet ones a user
+    downloaded elsewhere work the same), the frame-difference channels starting at zero weight, fine-tuned,
+    exported to ONNX; its bundle streams as it scores whole clips and runs live."""
+    torchvision = pytest.importorskip("torchvision")
+    from edge.live.arrays import ArrayVideo
+    from edge.live.streaming import StreamingStudent
+    from tests.live_helpers import run_live_session
+    from tests.test_live_streaming import clip_logits, smooth_frames
+    from trainer.extractors import video_backbone
+
+    weights = tmp_path / "mobilenet_v3_small.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), weights)
+    encoder = video_backbone(f"torchvision:mobilenet_v3_small:{weights}", 64)
+    adapter = encoder.extractor.adapter.weight[:, :, 0, 0]
+    assert torch.equal(adapter[:, 3:], torch.zeros(3, 3)) and torch.equal(adapter[:, :3], torch.eye(3))
+
+    assert finetune(takes, tmp_path / "run", SHIPPED, "--eval-splits", "test", "--backbone",
+                    f"torchvision:mobilenet_v3_small:{weights}") == 0
+    bundle = load_bundle(tmp_path / "run" / "bundle")
+    assert bundle.manifest["extra"]["model_config"]["video_encoder"] == "torchvision:mobilenet_v3_small"
+    model = bundle_model(bundle).eval()                      # rebuilt from the bundle alone: no weights file needed
+    x = torch.randn(2, bundle.preprocess.video_channels, 64, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.encoders["V"](x).numpy(), bundle.run("video_encoder", frame=x.numpy())[0],
+                                   atol=1e-4)
+    frames = list(smooth_frames(10, 64, 0))
+    windows = [np.random.default_rng(k).normal(0, 0.1, 16000).astype(np.float32) for k in range(5)]
+    student = StreamingStudent(bundle, {"V": 8, "F": 8, "A": 5})
+    for i, frame in enumerate(frames):
+        student.add_frame(frame, float(i), flow_scale=1.0)
+    for j, w in enumerate(windows):
+        student.add_audio(w, 16000, float(j))
+    for got, want in zip(student.logits((True, True, True)), clip_logits(bundle, frames[-8:], frames[-9], windows,
+                                                                          (True, True, True))):
+        np.testing.assert_allclose(got, want[0], rtol=1e-4, atol=1e-4)
+    _, records, _ = run_live_session(bundle, ArrayVideo(list(smooth_frames(40, 96, 1)), 8.0, realtime=False))
+    said = {(r["verb"], r["noun"]) for r in records if r["type"] == "prediction" and r["verb"]}
+    assert said and said <= set(ACTIONS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from edge.errors import EdgeError
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="splits scored per modality subset (default: val test; none: --eval-splits alone)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     f.add_argument("--name", help="the fine-tuned bundle's name (default: the dataset folder's name)")
+    f.add_argument("--backbone", metavar="torchvision:ARCH:PATH",
+                   help="a new video encoder: a torchvision network with a local state-dict file (e.g. "
+                        "torchvision:mobilenet_v3_small:mobilenet.pth); same as --set finetune.backbone=...")
 
     c = sub.add_parser("crossval", help="the finetune learner against nearest-class-mean and 1-nearest-neighbour "
                                         "baselines on the same folds of your takes (every split file pooled)")
@@ -192,6 +196,8 @@ def _finetune(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, args.threads))
     cfg = _config(args)
+    if args.backbone:
+        cfg = replace(cfg, finetune=replace(cfg.finetune, backbone=args.backbone))
     run = Run(dataset_spec(args), cfg, args.out, ddp.DistInfo(device=torch.device(args.device)),
               train_split=args.train_split, seed=cfg.data.seed)
     run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle", name=args.name)

@@ -136,6 +136,7 @@ class FinetuneConfig:
     brightness: float = 0.0              # per-window brightness shift in grey levels (0 = off)
     contrast: float = 0.0                # per-window contrast gain range 1 +- contrast (0 = off)
     speed: float = 0.0                   # per-window playback rate range 1 +- speed (0 = off)
+    backbone: str = ""                   # "torchvision:<arch>:<state-dict path>": a new video encoder (train: all)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,29 @@ def make_extractor(spec: str, modality: str, widths: tuple, token_dim: int) -> n
     raise ConfigError(f"unknown extractor {spec!r} for {modality}; use 'conv' or 'torchvision:<arch>[:<weights>]'.")
 
 
+class ProjectedExtractor(nn.Module):
+    """An extractor followed by a linear map to the student's token width: a bring-your-own video backbone."""
+
+    def __init__(self, extractor: nn.Module, token_dim: int) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.proj = nn.Linear(extractor.out_dim, token_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.extractor(x))
+
+
+def video_backbone(spec: str, token_dim: int) -> nn.Module:
+    """The student's video encoder `spec` = "torchvision:<arch>[:<state-dict path or weights name>]": the network
+    without its head, its 1x1 input adapter passing the frame's RGB through and starting the frame-difference
+    channels at zero weight (so it starts as the RGB network it was trained as), then a projection to the token."""
+    kind, _, rest = spec.partition(":")
+    arch, _, weights = rest.partition(":")
+    if kind != "torchvision" or not arch:
+        raise ConfigError(f"unknown video backbone {spec!r}; use 'torchvision:<arch>[:<state-dict path>]'.")
+    return ProjectedExtractor(TorchvisionExtractor(arch, weights or None, IN_CHANNELS["V"]), token_dim)
+
+
 def pretrain_heads(extractor: nn.Module, modality: str, n_classes: dict[str, int]) -> nn.ModuleDict:
     """The linear heads an extractor is pre-trained with (PRETRAIN_HEADS), on its `out_dim` features."""
     return nn.ModuleDict({h: nn.Linear(extractor.out_dim, n_classes[h]) for h in PRETRAIN_HEADS[modality]})

@@ -27,6 +27,7 @@ from edge.errors import BundleError, ConfigError
 from edge.modalities import MODALITIES, SUBSETS, action_log_probs, subset_mask
 from trainer.data.takes import Augment, Take, TakeWindows, load_takes
 from trainer.export import export_bundle
+from trainer.extractors import video_backbone
 from trainer.models import ModelConfig, MultimodalModel
 from trainer.stages import MODE_NAMES, Run, StudentStep, check_same_run, fit, sample_batches
 
@@ -70,6 +71,15 @@ def _check_labels(takes: list[Take], labels: dict[str, list[str]]) -> None:
                               "remove the class from labels.json.")
 
 
+def with_backbone(model: MultimodalModel, spec: str) -> MultimodalModel:
+    """`model` with its video encoder replaced by the backbone `spec` (finetune.backbone, e.g.
+    "torchvision:mobilenet_v3_small:weights.pth"); its config names the architecture, not the weights file, so an
+    exported bundle rebuilds it from its own weights.pt."""
+    model.encoders["V"] = video_backbone(spec, model.cfg.token_dim)
+    model.cfg = replace(model.cfg, video_encoder=":".join(spec.split(":")[:2]))
+    return model
+
+
 def action_list(takes: list[Take]) -> list[tuple[int, int]]:
     """The (verb, noun) pairs the takes show, sorted: the only actions a fine-tuned bundle may say."""
     return sorted({t.action for t in takes})
@@ -107,6 +117,8 @@ def check_settings(run: Run) -> None:
     if ft.batch_size < 1 or ft.windows_per_class < 1 or ft.views < 1:
         raise ConfigError(f"finetune.batch_size, windows_per_class and views must be at least 1, got "
                           f"{ft.batch_size}, {ft.windows_per_class}, {ft.views}.")
+    if ft.backbone and ft.train != "all":
+        raise ConfigError("finetune.backbone brings a new video encoder, which only learns with finetune.train=all.")
     if not (0 <= ft.brightness <= 255 and 0 <= ft.contrast < 1 and 0 <= ft.speed < 1):
         raise ConfigError(f"finetune.brightness must be in [0, 255] and contrast, speed in [0, 1), got "
                           f"{ft.brightness}, {ft.contrast}, {ft.speed}.")
@@ -117,6 +129,8 @@ def finetune_model(run: Run, model: MultimodalModel, takes: list[Take], labels: 
     check_settings(run)
     _check_labels(takes, labels)
     ft = run.cfg.finetune
+    if ft.backbone:
+        with_backbone(model, ft.backbone)
     train = windows(run, takes, labels, train=True)
     run = replace(run, cfg=replace(run.cfg, batch_size=min(ft.batch_size, len(train))))
     torch.manual_seed(run.seed)

@@ -138,6 +138,7 @@ class ModelConfig:
     dropout: float = 0.1
     missing: str = "learned"
     tokens: dict = field(default_factory=lambda: {"V": 8, "F": 8, "A": 5})
+    video_encoder: str = "conv"      # or "torchvision:<arch>" (trainer.extractors.video_backbone; weights not kept)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,8 +151,14 @@ class MultimodalModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.token_dim
+        if cfg.video_encoder == "conv":
+            video = TokenEncoder(IN_CHANNELS["V"], tuple(cfg.video_widths), d)
+        else:
+            from trainer.extractors import video_backbone     # extractors imports this module
+
+            video = video_backbone(cfg.video_encoder, d)
         self.encoders = nn.ModuleDict({
-            "V": TokenEncoder(IN_CHANNELS["V"], tuple(cfg.video_widths), d),
+            "V": video,
             "F": TokenEncoder(IN_CHANNELS["F"], tuple(cfg.flow_widths), d),
             "A": TokenEncoder(IN_CHANNELS["A"], tuple(cfg.audio_widths), d),
         })
