@@ -68,11 +68,11 @@ def test_latency_table_prints_ratios(random_bundle, teacher_bundle, tmp_path, ca
     out = capsys.readouterr().out
     assert code == 0 and "teacher / student fp32 (p50)" in out and "total" in out
     assert "histograms:" not in out and list(tmp_path.iterdir()) == []
-    code = bench_main(["latency", "--bundle", str(random_bundle), "--previous", str(random_bundle), "--teacher",
+    code = bench_main(["latency", "--bundle", str(random_bundle), "--against", str(random_bundle), "--teacher",
                        str(teacher_bundle), "--repetitions", "10", "--warmup", "1", "--png", "", "--json"])
     rows = json.loads(capsys.readouterr().out)
-    assert code == 0 and {r["model"] for r in rows} == {"student", "previous student", "teacher"}
-    assert "student fp32 / previous student fp32" in latency.ratios(rows)
+    assert code == 0 and {r["model"] for r in rows} == {"student", "other student", "teacher"}
+    assert "other student fp32 / student fp32" in latency.ratios(rows)
     code = bench_main(["latency", "--bundle", str(random_bundle), "--previous", str(teacher_bundle), "--png", ""])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "is a teacher fp32 bundle" in err[-1] and err[-1].startswith("edge.bench latency:")

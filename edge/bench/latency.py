@@ -1,5 +1,5 @@
 """Per-stage latency of the streaming models (p50/p95/p99 ms): student fp32, student int8 and teacher side by side
-(and, with --previous, an earlier student fp32: what a new architecture costs against the one it replaces).
+(and, with --against, another student fp32: what a new architecture or video backbone costs against the shipped one).
 
 Each repetition runs one prediction's work for every model, in a shuffled order, so drift and noisy
 neighbours hit all models alike. Stages: preprocess_video (camera frame -> model input), flow (DIS against
@@ -81,7 +81,7 @@ class StreamingModel:
     """One bundle's per-prediction work, with its own flow backend and token windows."""
 
     def __init__(self, bundle: Bundle, role: str) -> None:
-        self.bundle, self.role = bundle, role      # role: the rows' "model" (student, teacher, previous student)
+        self.bundle, self.role = bundle, role      # role: the rows' "model" (student, teacher, other student)
         self.flow_backend = make_flow_backend(bundle.preprocess.flow)
         dims, tokens = self.bundle.manifest["token_dim"], self.bundle.manifest["tokens"]
         rng = np.random.default_rng(1)
@@ -125,8 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="student int8 bundle (default: the --bundle folder name + '_int8' when present)")
     parser.add_argument("--teacher", type=Path, default=None,
                         help=f"teacher bundle (default {DEFAULT_TEACHER} when present)")
-    parser.add_argument("--previous", type=Path, default=None,
-                        help="an earlier student fp32 bundle timed beside them (rows of model 'previous student')")
+    parser.add_argument("--against", "--previous", dest="against", type=Path, default=None,
+                        help="another student fp32 bundle timed beside them (rows of model 'other student'): an "
+                             "earlier student, or a fine-tuned one with another video backbone")
     parser.add_argument("--repetitions", type=int, default=300, help="timed predictions per model")
     parser.add_argument("--warmup", type=int, default=20, help="untimed predictions per model first")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (the runtime's default)")
@@ -141,8 +142,8 @@ def _models(args: argparse.Namespace) -> dict[str, StreamingModel]:
     wanted = [("student fp32", args.bundle, student),
               ("student int8", args.int8, student.with_name(student.name + "_int8")),
               ("teacher fp32", args.teacher, DEFAULT_TEACHER)]
-    if args.previous is not None:
-        wanted.append(("previous student fp32", args.previous, None))
+    if args.against is not None:
+        wanted.append(("other student fp32", args.against, None))
     models = {}
     for name, given, default in wanted:
         path = given or default
@@ -150,10 +151,10 @@ def _models(args: argparse.Namespace) -> dict[str, StreamingModel]:
             print(f"note: no {name} bundle at {path}; it is left out.", file=sys.stderr)
             continue
         bundle = load_bundle(path, threads=args.threads)
-        role = bundle.manifest["kind"] if name != "previous student fp32" else "previous student"
-        if role == "previous student" and (bundle.manifest["kind"], bundle.precision) != ("student", "fp32"):
-            raise EdgeError(f"--previous {path} is a {bundle.manifest['kind']} {bundle.precision} bundle; "
-                            "pass an earlier student fp32 bundle.")
+        role = bundle.manifest["kind"] if name != "other student fp32" else "other student"
+        if role == "other student" and (bundle.manifest["kind"], bundle.precision) != ("student", "fp32"):
+            raise EdgeError(f"--against {path} is a {bundle.manifest['kind']} {bundle.precision} bundle; "
+                            "pass a student fp32 bundle.")
         label = f"{role} {bundle.precision}"
         if label in models:
             raise EdgeError(f"two bundles are both {label} ({models[label].bundle.path} and {path}).")
@@ -176,7 +177,7 @@ def rows_of(times: dict[str, dict[str, np.ndarray]], models: dict[str, Streaming
 RATIOS = (("student fp32 / student int8", ("student", "fp32"), ("student", "int8")),
           ("teacher / student fp32", ("teacher", "fp32"), ("student", "fp32")),
           ("teacher / student int8", ("teacher", "fp32"), ("student", "int8")),
-          ("student fp32 / previous student fp32", ("student", "fp32"), ("previous student", "fp32")))
+          ("other student fp32 / student fp32", ("other student", "fp32"), ("student", "fp32")))
 
 
 def ratios(rows: list[dict]) -> dict[str, dict[str, float]]:
