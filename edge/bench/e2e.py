@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="where the pancake clip is for --synthetic (default: $KARMMA_DATA_ROOT or ../shared/data)")
     parser.add_argument("--bundle", type=Path, default=None,
-                        help="model bundle (default: the live default, assets/bundles/karmma_s else karmma_s_int8)")
+                        help="model bundle (default: the live default, assets/bundles/karmma_s_int8 else karmma_s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="runtime settings YAML")
     parser.add_argument("--fast", action="store_true", help="as fast as the CPU allows instead of real time")
     parser.add_argument("--duration", type=positive_seconds, default=None,

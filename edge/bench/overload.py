@@ -204,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None, help="data root (default: $KARMMA_DATA_ROOT or "
                         "../shared/data)")
     parser.add_argument("--bundle", type=Path, default=None,
-                        help="model bundle (default: the live default, assets/bundles/karmma_s else karmma_s_int8)")
+                        help="model bundle (default: the live default, assets/bundles/karmma_s_int8 else karmma_s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="runtime settings YAML")
     parser.add_argument("--busy", type=int, default=2, help="competing busy processes in the loaded phase")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds before the load")

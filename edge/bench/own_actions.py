@@ -57,8 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--countdown", type=float, default=0.5, help="countdown before each take (default 0.5 s)")
     p.add_argument("--pause", type=float, default=0.5, help="pause after each take (default 0.5 s)")
     p.add_argument("--record-only", action="store_true", help="stop after recording and checking the takes")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="passed to trainer finetune (e.g. finetune.head_epochs=5)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="passed to trainer finetune (e.g. --set finetune.head_epochs=5 finetune.epochs=30)")
     p.add_argument("--live-gap", type=float, default=3.0, help="idle seconds before each live action (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")

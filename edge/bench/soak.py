@@ -286,7 +286,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="how long to soak (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the demo stream and the fault schedule")
     parser.add_argument("--bundle", type=Path, default=None,
-                        help="model bundle (default: the live default, assets/bundles/karmma_s else karmma_s_int8)")
+                        help="model bundle (default: the live default, assets/bundles/karmma_s_int8 else karmma_s)")
     parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help="runtime settings YAML")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="real MNIST/FSDD recordings for the stream (default: the procedural source)")

@@ -44,7 +44,7 @@ def build_parser(prog: str = "karmma-live") -> argparse.ArgumentParser:
     p.add_argument("--mic", help="microphone name, index or default, a media file, or none")
     p.add_argument("--demo", action="store_true", help="run on the built-in MovingDigits demo stream, scored")
     p.add_argument("--data-root", help="real recordings for --demo (default: the procedural source)")
-    p.add_argument("--bundle", help="model bundle folder (default: the shipped karmma_s, else karmma_s_int8)")
+    p.add_argument("--bundle", help="model bundle folder (default: the shipped int8 student karmma_s_int8, else the fp32 karmma_s)")
     p.add_argument("--config", default=str(DEFAULT_PATH), help="runtime settings YAML")
     p.add_argument("--jsonl", help="write every prediction, event and the summary as JSON lines")
     p.add_argument("--duration", type=positive_seconds, help="stop after this many seconds of stream")

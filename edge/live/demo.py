@@ -34,7 +34,7 @@ from edge.moving_digits.session import Session, read_session, write_session
 
 N_ACTIONS = 8
 DROPOUT_S = 3.0
-RECORDING = ASSETS / "demo" / "session.mkv"      # python -m edge.moving_digits demo-recording writes it
+RECORDING = ASSETS / "demo" / "session.mkv"      # python -m edge.live.demo --write-recording --data-root DATA writes it
 
 
 def dropouts(duration_s: float) -> dict[str, Fault]:
