@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from edge.errors import BundleError, ConfigError
-from edge.modalities import MODALITIES
+from edge.modalities import MODALITIES, SUBSETS
 from edge.preprocess.config import PreprocessConfig
 
 FORMAT_VERSION = 1
@@ -135,6 +135,12 @@ def _validate_manifest(m: Any, where: Path) -> PreprocessConfig:
         not isinstance(labels.get(h), list) or not labels.get(h) for h in ("verb", "noun")
     ):
         raise BundleError(f"{where}: labels must hold non-empty 'verb' and 'noun' lists.")
+    temps = m.get("temperatures") or {}
+    if not isinstance(temps, Mapping) or any(
+            k not in SUBSETS or isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.01 <= v <= 100
+            for k, v in temps.items()):
+        raise BundleError(f"{where}: temperatures must map subset keys ({', '.join(SUBSETS)}) to numbers from 0.01 "
+                          f"to 100, got {dict(temps) if isinstance(temps, Mapping) else temps!r}.")
     actions = m.get("actions")
     if actions is not None and (not isinstance(actions, list) or not actions or any(
             not isinstance(a, list) or len(a) != 2 or a[0] not in labels["verb"] or a[1] not in labels["noun"]

@@ -273,3 +273,46 @@ def test_loud_multichannel_audio_is_averaged_not_summed_so_it_is_not_clipped(tmp
     assert samples.size == pytest.approx(16000, abs=64)
     assert 0.75 < np.abs(samples).max() < 0.85  # the tone's own level, not 2x or 2.7x of it
     assert audio_stats(samples)[1] == 0.0       # nothing counts as clipped
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("sample_fps", float("inf"), "preprocess.sample_fps must be a finite number"),
+    ("sample_fps", float("nan"), "preprocess.sample_fps must be a finite number"),
+    ("sample_fps", 1.0e9, "preprocess.sample_fps must be a finite number from 0.1 to 60"),
+    ("mean", ["abc", 0.456, 0.406], "preprocess.mean must be a finite number"),
+    ("temperatures", {"VFA": -1.0}, "temperatures must map subset keys"),
+    ("temperatures", {"VFA": float("nan")}, "temperatures must map subset keys"),
+])
+def test_a_bundle_value_that_could_hang_the_loop_is_one_sentence_before_capture(bundle_copy, video, tmp_path, key,
+                                                                                value, says):
+    def edit(m: dict) -> None:
+        if key == "temperatures":
+            m["temperatures"] = value
+        else:
+            m["preprocess"][key] = value
+
+    _edit_manifest(bundle_copy, edit)
+    out = tmp_path / "x.jsonl"
+    one_sentence(run_live("--camera", str(video), "--mic", "none", "--bundle", str(bundle_copy), "--fast",
+                          "--jsonl", str(out)), says)
+    assert not out.exists()                                  # refused before anything was opened or written
+
+
+@pytest.mark.parametrize("yaml_text, says", [
+    ("capture:\n  frame_ring: 0\n", "capture.frame_ring must be a finite number from 1"),
+    ("capture:\n  frame_ring: -5\n", "capture.frame_ring"),
+    ("capture:\n  audio_ring_s: .nan\n", "capture.audio_ring_s"),
+    ("capture:\n  mic_block_s: 0\n", "capture.mic_block_s"),
+    ("capture:\n  backoff_initial_s: -1\n", "capture.backoff_initial_s"),
+    ("flow:\n  size: 100000\n", "flow.size must be a finite number from 0 to 4096"),
+    ("health:\n  stale_s: .inf\n", "health.stale_s"),
+    ("shedding:\n  budget_ms: .nan\n", "shedding.budget_ms"),
+    ("status_interval_s: .nan\n", "status_interval_s"),
+])
+def test_a_runtime_config_value_out_of_range_is_one_sentence_before_capture(random_bundle, video, tmp_path, yaml_text,
+                                                                           says):
+    cfg, out = tmp_path / "runtime.yaml", tmp_path / "x.jsonl"
+    cfg.write_text(yaml_text)
+    one_sentence(run_live("--camera", str(video), "--mic", "none", "--bundle", str(random_bundle), "--config",
+                          str(cfg), "--jsonl", str(out)), says)
+    assert not out.exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from edge.errors import ConfigError
 from edge.assets import ASSETS
@@ -22,6 +22,8 @@ class CaptureConfig:
     mic_block_s: float = 0.02        # sounddevice callback block
     backoff_initial_s: float = 0.1   # first reconnect delay after a sensor fails
     backoff_max_s: float = 0.5       # the delay doubles up to this
+    RANGES: ClassVar[dict] = {"frame_ring": (1, 1024), "audio_ring_s": (1.0, 600.0), "mic_block_s": (1e-3, 1.0),
+                              "backoff_initial_s": (1e-3, 60.0), "backoff_max_s": (1e-3, 600.0)}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class HealthConfig:
     clipped_fraction: float = 0.05   # a block with this share of full-scale samples is clipped
     hold_s: float = 1.0              # clipped or NaN audio keeps A missing while it is inside the model's window
     min_tokens: dict = field(default_factory=lambda: {"V": 4, "F": 4, "A": 3})  # fresh tokens before a modality counts
+    RANGES: ClassVar[dict] = {"stale_s": (0.01, 60.0), "frozen_s": (0.01, 60.0), "frozen_diff": (0.0, 255.0),
+                              "dark_fraction": (0.0, 1.0), "bright_fraction": (0.0, 1.0), "silent_rms": (0.0, 1.0),
+                              "silent_s": (0.01, 60.0), "clipped_fraction": (0.0, 1.0), "hold_s": (0.0, 60.0)}
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class SheddingConfig:
     flow_scales: tuple = (1.0, 0.5, 0.25)  # flow resolution steps before flow is dropped
     shed_after: int = 3              # consecutive predictions over budget before shedding one more step
     recover_after: int = 24          # consecutive predictions under half the budget before restoring one step
+    RANGES: ClassVar[dict] = {"budget_ms": (0.1, 1e5), "shed_after": (1, 10**6), "recover_after": (1, 10**6)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class FlowRuntimeConfig:
                                      # down to the model's size (costs more; shedding's flow_scales scale this size)
     backend: str = ""                # "": the bundle's backend; dis | torch | farneback replace it (with that
                                      # backend's defaults), which the model was not trained with
+    RANGES: ClassVar[dict] = {"size": (0, 4096)}
 
 
 FLOW_BACKENDS = ("", "dis", "torch", "farneback")
@@ -65,6 +72,8 @@ class EventsConfig:
     start_at: float = 0.5            # an action starts when its smoothed confidence reaches this ...
     end_below: float = 0.3           # ... and ends when it falls below this (hysteresis)
     min_duration_s: float = 0.5      # shorter segments are not reported
+    RANGES: ClassVar[dict] = {"ema_alpha": (1e-3, 1.0), "start_at": (0.0, 1.0), "end_below": (0.0, 1.0),
+                              "min_duration_s": (0.0, 3600.0)}
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class RuntimeConfig:
     flow: FlowRuntimeConfig = field(default_factory=FlowRuntimeConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     status_interval_s: float = 0.5
+    RANGES: ClassVar[dict] = {"status_interval_s": (0.05, 3600.0)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "runtime config") -> "RuntimeConfig":

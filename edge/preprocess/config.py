@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from edge.errors import ConfigError
 
 
+def _check_number(value: Any, lo: float, hi: float, where: str) -> None:
+    """A finite number in [lo, hi], or one ConfigError sentence (NaN, inf and out-of-range values can hang or blow
+    up the live loop: a sample rate of inf ticks forever)."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and lo <= value <= hi):
+        raise ConfigError(f"{where} must be a finite number from {lo:g} to {hi:g}, got {value!r}.")
+
+
 def _from_mapping(cls, data: Mapping[str, Any], where: str):
-    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types."""
+    """Build dataclass `cls` from `data`, rejecting unknown keys, wrong types, and numbers outside the class's
+    `RANGES` ({field: (lo, hi)}; every float must be finite)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -40,6 +50,10 @@ def _from_mapping(cls, data: Mapping[str, Any], where: str):
             raise ConfigError(
                 f"{where}.{name} must be {type(default).__name__}, got {type(value).__name__} ({value!r})."
             )
+        if name in getattr(cls, "RANGES", {}):
+            _check_number(value, *cls.RANGES[name], f"{where}.{name}")
+        elif isinstance(default, float) and not isinstance(default, bool) and not math.isfinite(value):
+            raise ConfigError(f"{where}.{name} must be a finite number, got {value!r}.")
         values[name] = value
     return cls(**values)
 
@@ -59,6 +73,7 @@ class FlowConfig:
     scale: float = 1.0            # flow is computed at scale * frame_size (load shedding lowers it at run time)
     clip_px: float = 8.0          # model input = clip(flow, -clip_px, clip_px) / clip_px, in model-input pixels
     params: dict = field(default_factory=dict)  # backend-specific extras
+    RANGES: ClassVar[dict] = {"scale": (1e-3, 1.0), "clip_px": (1e-3, 1e3)}
 
     def __post_init__(self) -> None:
         if self.clip_px <= 0 or not 0 < self.scale <= 1:
@@ -94,8 +109,17 @@ class PreprocessConfig:
     fmax: float = 8000.0
     flow: FlowConfig = field(default_factory=FlowConfig)
     video_input: str = "frame+diff"      # "frame+diff": RGB and its difference to the previous sampled frame
+    RANGES: ClassVar[dict] = {"frame_size": (8, 1024), "sample_fps": (0.1, 60), "video_tokens": (1, 256),
+                              "flow_tokens": (1, 256), "audio_sample_rate": (1000, 192000), "audio_window_s": (0.01, 10),
+                              "audio_hop_s": (0.01, 10), "audio_tokens": (1, 256), "n_fft": (16, 1 << 16),
+                              "hop_length": (1, 1 << 16), "n_mels": (1, 512), "fmin": (0, 1e5), "fmax": (1, 1e5)}
 
     def __post_init__(self) -> None:
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) != 3:
+                raise ConfigError(f"preprocess.{name} must hold 3 numbers (R, G, B), got {list(values)!r}.")
+            for v in values:
+                _check_number(v, 1e-6 if name == "std" else -10.0, 10.0, f"preprocess.{name}")
         if self.video_input not in VIDEO_INPUTS:
             raise ConfigError(f"preprocess.video_input must be one of {list(VIDEO_INPUTS)}, got {self.video_input!r}.")
         if self.frame_size <= 0 or self.sample_fps <= 0 or self.audio_sample_rate <= 0:
