@@ -140,3 +140,54 @@ def test_black_video_and_no_microphone_name_the_reason_v_was_missing(random_bund
     video, audio = Sensor(ArrayVideo(black, 8.0, realtime=False)), Sensor(None, "off")
     outcome = run_session(bundle, RuntimeConfig(), video, audio, realtime=False)
     assert outcome.diagnosis == "no usable prediction was made: video (V) was black throughout."
+
+
+def test_after_a_full_disk_the_jsonl_ends_at_its_last_whole_line(tmp_path, monkeypatch, capsys):
+    """Half a record reaches the disk, then ENOSPC: the file is cut back to the last whole line (os.ftruncate), as
+    the warning says, and nothing is written after it."""
+    import errno
+    import json
+    import os
+
+    from edge.live import sinks
+
+    path = tmp_path / "x.jsonl"
+    sink = sinks.JsonlSink(str(path))
+    for i in range(3):
+        sink({"type": "prediction", "i": i})
+    real, calls = os.write, []
+
+    def full(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, data[:7])                        # a partial write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sinks.os, "write", full)
+    sink({"type": "prediction", "i": 3})
+    sink.close({"type": "summary"})
+    text = path.read_text()
+    assert text.endswith("\n") and [json.loads(line)["i"] for line in text.splitlines()] == [0, 1, 2]
+    assert not sink.complete and "ends at its last whole line" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["--camera", "--mic", "--config"])
+def test_the_jsonl_is_never_written_over_an_input(random_bundle, tmp_path, which):
+    video = tmp_path / "v.mp4"
+    write_video(video, 60, 15, audio=True)
+    cfg = tmp_path / "runtime.yaml"
+    cfg.write_text("status_interval_s: 0.5\n")
+    before = {p: p.read_bytes() for p in (video, cfg)}
+    target = {"--camera": video, "--mic": video, "--config": cfg}[which]
+    res = run_live("--camera", str(video), "--mic", str(video), "--config", str(cfg), "--bundle", str(random_bundle),
+                   "--fast", "--jsonl", str(target))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "write the JSONL to another file" in res.stderr
+    assert all(p.read_bytes() == data for p, data in before.items())      # inputs untouched
+
+
+@pytest.mark.parametrize("duration", ["1e-300", "0.1"])
+@pytest.mark.parametrize("sensor", ["--camera", "--mic"])
+def test_a_run_too_short_for_the_window_says_so_whichever_sensor(random_bundle, pancake, duration, sensor):
+    other = "--mic" if sensor == "--camera" else "--camera"
+    res = run_live(sensor, pancake, other, "none", "--bundle", str(random_bundle), "--fast", "--duration", duration)
+    _one_error(res, "before the model's 2 s token window filled")

@@ -40,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("finetune", help="teach a bundle's student a new label set from --dataset (new heads; "
                                         "encoders and missing-modality tokens from the bundle); exports a bundle")
     _run_args(f, "run folder: checkpoints, finetune/results.json and the bundle OUT/bundle; the same --out resumes")
-    f.add_argument("--from", dest="source", required=True, type=Path, metavar="BUNDLE",
-                   help="fp32 bundle exported by this trainer (holds weights.pt), e.g. assets/bundles/karmma_s")
+    f.add_argument("--from", dest="source", type=Path, metavar="BUNDLE", default=None,
+                   help="fp32 bundle exported by this trainer (holds weights.pt; default: the shipped student, "
+                        "assets/bundles/karmma_s)")
     f.add_argument("--eval-splits", nargs="*", default=["val", "test"], metavar="SPLIT",
                    help="splits scored per modality subset (default: val test; none: --eval-splits alone)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
@@ -200,7 +201,10 @@ def _finetune(args: argparse.Namespace) -> int:
         cfg = replace(cfg, finetune=replace(cfg.finetune, backbone=args.backbone))
     run = Run(dataset_spec(args), cfg, args.out, ddp.DistInfo(device=torch.device(args.device)),
               train_split=args.train_split, seed=cfg.data.seed)
-    run_finetune(run, args.source, list(args.eval_splits), args.out / "bundle", name=args.name)
+    from edge.assets import default_bundle
+
+    run_finetune(run, args.source or default_bundle("fp32"), list(args.eval_splits), args.out / "bundle",
+                 name=args.name)
     print(f"wrote {args.out / 'bundle'} and {args.out / 'finetune' / 'results.json'}; "
           f"wall time {time.time() - start:.1f} s ({(time.time() - start) / 60:.1f} min)")
     return 0

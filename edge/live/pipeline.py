@@ -158,7 +158,7 @@ class Session:
         late = {f"{DEVICE[m]}_late_skipped": s.source.skipped for m, s in self.sensors.items() if s.source}
         self.core.metrics.counters.update({k: v for k, v in late.items() if v})
         summary = self.core.summary(mode="realtime" if self.realtime else "fast")
-        diagnosis = None if self.interrupted else diagnose(self.core, self.sensors, summary)
+        diagnosis = None if self.interrupted else diagnose(self.core, self.sensors, summary, self.duration_s)
         for sink in self.sinks:
             close = getattr(sink, "close", None)
             if close is not None:
@@ -242,17 +242,21 @@ class Session:
                 sensor.source.close()
 
 
-def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict) -> str | None:
-    """Why a run made no usable prediction, in one sentence (None when it made one): per sensor the cause when
-    one is known (no data, too few frames per second, slower than real time, clipped audio), else the reason its
-    modality was missing most often."""
+def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict,
+             duration_s: float | None = None) -> str | None:
+    """Why a run made no usable prediction, in one sentence (None when it made one): a --duration shorter than the
+    model's window says so; else per sensor the cause when one is known (no data, too few frames per second,
+    slower than real time, clipped audio); else a window that never filled; else the reason each modality was
+    missing most often."""
     if summary["counters"].get("predictions", 0):
         return None
+    window = core.pre.window_s
+    too_short = (f"no usable prediction was made: the run ended before the model's {window:g} s token window "
+                 "filled; run it for longer.")
+    if duration_s is not None and duration_s < window:
+        return too_short
     missing = {m: core.missing[m].most_common(1)[0][0] if core.missing[m] else None for m in ("V", "A")}
-    if set(missing.values()) <= {"filling", "waiting", None}:
-        return (f"no usable prediction was made: the run ended before the model's {core.pre.window_s:g} s token "
-                "window filled; run it for longer.")
-    causes = []
+    causes, generic = [], []
     video, audio = sensors["V"].source, sensors["A"].source
     if video is not None:
         fps, need = core.frame_rate(), core.pre.sample_fps
@@ -266,15 +270,18 @@ def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict) -> str
             rate = "a single frame" if fps is None else f"{fps:.2g} frames per second"
             causes.append(f"{video.name} delivers {rate}, below the {need:g} per second the sampler needs")
         else:
-            causes.append(f"video (V) was {missing['V']} throughout")
+            generic.append(f"video (V) was {missing['V']} throughout")
     if audio is not None:
         if core.audio_samples_received == 0:
             causes.append(f"{audio.name} delivered no audio")
         elif missing["A"] == "clipped":
             causes.append(f"{audio.name} is clipped throughout (full-scale samples)")
         else:
-            causes.append(f"audio (A) was {missing['A']} throughout")
-    return f"no usable prediction was made: {'; '.join(causes)}."
+            generic.append(f"audio (A) was {missing['A']} throughout")
+    in_use = [m for m, src in (("V", video), ("A", audio)) if src is not None]
+    if not causes and {missing[m] for m in in_use} <= {"filling", "waiting", None}:
+        return too_short
+    return f"no usable prediction was made: {'; '.join(causes + generic)}."
 
 
 def install_stop_handlers(session: Session) -> None:

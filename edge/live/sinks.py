@@ -6,6 +6,7 @@ callable works as a sink (`records.append` collects them).
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -20,13 +21,14 @@ if TYPE_CHECKING:
 
 
 class JsonlSink:
-    """One JSON object per line, flushed per record. A write that fails (a full disk) is one warning: the
-    file is cut back to its last whole line, nothing more is written, and `complete` turns False."""
+    """One JSON object per line, written straight to the file descriptor (no buffer that could flush half a line
+    later). A write that fails (a full disk) is one warning: the file is cut back to its last whole line with
+    os.ftruncate, nothing more is written, and `complete` turns False."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self._fh = open(path, "w")
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         except OSError as exc:
             raise UsageError(f"cannot write the JSONL file {path} ({exc.strerror}).") from None
         self._good = 0
@@ -35,31 +37,32 @@ class JsonlSink:
     def __call__(self, record: dict) -> None:
         if not self.complete:
             return
+        data = (json.dumps(record) + "\n").encode()
         try:
-            self._fh.write(json.dumps(record) + "\n")
-            self._fh.flush()
-            self._good = self._fh.tell()
+            done = 0
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+            self._good += len(data)
         except OSError as exc:
             self.complete = False
             warn(f"cannot write to the JSONL file {self.path} any more ({exc.strerror}); predictions go on, "
                  "but the file ends at its last whole line.")
             try:
-                self._fh.truncate(self._good)
+                os.ftruncate(self._fd, self._good)
             except OSError:
                 pass
 
     def close(self, summary: dict) -> None:
         """Write the summary record and close the file."""
         self(summary)
-        try:
-            self._fh.close()
-        except OSError:  # the buffer could not be flushed: already warned, the file is incomplete
-            self.complete = False
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def append(self, record: dict) -> None:
         """One more record after the summary (the demo's score)."""
         if self.complete:
-            self._fh = open(self.path, "a")
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             self.close(record)
 
 
