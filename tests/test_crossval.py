@@ -145,3 +145,44 @@ def test_crossval_bad_inputs_are_one_sentence(argv, says, takes, capsys):
     assert main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and says in err and "\n" not in err, err
+
+
+def test_members_are_trained_apart_from_one_start_and_their_weights_averaged(takes, tmp_path, monkeypatch):
+    """finetune.members = 2: both members start from the same new heads, train on their own draws, and the result
+    is the mean of their weights."""
+    import dataclasses
+
+    import torch
+
+    import trainer.finetune as finetune_module
+    from trainer import distributed as ddp
+    from trainer.config import load_config
+    from trainer.data.recordings import Recordings
+    from trainer.data.takes import load_takes
+    from trainer.datasets import DatasetSpec
+    from trainer.stages import Run
+
+    bundle = load_bundle(SHIPPED)
+    dataset = Recordings(takes, "*", bundle.preprocess)
+    cfg = load_config(REPO / "assets" / "configs" / "trainer_smoke.yaml")
+    cfg = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, members=2))
+    starts, ends, real_phase = [], [], finetune_module._phase
+
+    def spy(run, model, train, trainable, epochs, lr, name, phase):
+        if phase == 1:
+            starts.append({k: v.clone() for k, v in model.state_dict().items() if ".head_" in k})
+        real_phase(run, model, train, trainable, epochs, lr, name, phase)
+        if phase == 2:
+            ends.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    monkeypatch.setattr(finetune_module, "_phase", spy)
+    run = Run(DatasetSpec("recordings", str(takes)), cfg, tmp_path, ddp.DistInfo(device=torch.device("cpu")),
+              pre=bundle.preprocess, progress=False, verbose=False)
+    soup = finetune_module.finetune_model(run, finetune_module.bundle_model(bundle), load_takes(dataset),
+                                          dataset.labels).state_dict()
+    assert len(starts) == len(ends) == 2
+    assert all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])            # one start
+    assert any(not torch.equal(ends[0][k], ends[1][k]) for k in ends[0])              # two trainings
+    for k, v in soup.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (ends[0][k] + ends[1][k]) / 2)

@@ -137,6 +137,7 @@ class FinetuneConfig:
     contrast: float = 0.0                # per-window contrast gain range 1 +- contrast (0 = off)
     speed: float = 0.0                   # per-window playback rate range 1 +- speed (0 = off)
     backbone: str = ""                   # "torchvision:<arch>:<state-dict path>": a new video encoder (train: all)
+    members: int = 1                     # copies trained from the same start and weight-averaged (a model soup)
 
 
 @dataclass(frozen=True)

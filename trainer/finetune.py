@@ -13,6 +13,7 @@ runtime only ever says an action that exists.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, replace
@@ -51,14 +52,16 @@ def bundle_model(bundle: Bundle) -> MultimodalModel:
     return model
 
 
-def new_heads(model: MultimodalModel, n_verb: int, n_noun: int) -> list[nn.Parameter]:
-    """Replace the last layer of the verb and noun heads by fresh ones of the new sizes; their parameters."""
-    fresh = []
+def new_heads(model: MultimodalModel, n_verb: int, n_noun: int) -> None:
+    """Replace the last layer of the verb and noun heads by fresh ones of the new sizes."""
     for name, n in (("head_verb", n_verb), ("head_noun", n_noun)):
         head = getattr(model.fusion, name)
         head[-1] = nn.Linear(head[-1].in_features, n)
-        fresh += list(head[-1].parameters())
-    return fresh
+
+
+def head_parameters(model: MultimodalModel) -> list[nn.Parameter]:
+    """The parameters of the heads' last layers (what the first phase trains)."""
+    return [p for name in ("head_verb", "head_noun") for p in getattr(model.fusion, name)[-1].parameters()]
 
 
 def _check_labels(takes: list[Take], labels: dict[str, list[str]]) -> None:
@@ -114,9 +117,9 @@ def check_settings(run: Run) -> None:
         raise ConfigError("finetune.head_epochs and finetune.epochs must be >= 0, and at least one of them >= 1.")
     if not 0 <= ft.p_drop < 1:
         raise ConfigError(f"finetune.p_drop must be in [0, 1), got {ft.p_drop}.")
-    if ft.batch_size < 1 or ft.windows_per_class < 1 or ft.views < 1:
-        raise ConfigError(f"finetune.batch_size, windows_per_class and views must be at least 1, got "
-                          f"{ft.batch_size}, {ft.windows_per_class}, {ft.views}.")
+    if min(ft.batch_size, ft.windows_per_class, ft.views, ft.members) < 1:
+        raise ConfigError(f"finetune.batch_size, windows_per_class, views and members must be at least 1, got "
+                          f"{ft.batch_size}, {ft.windows_per_class}, {ft.views}, {ft.members}.")
     if ft.backbone and ft.train != "all":
         raise ConfigError("finetune.backbone brings a new video encoder, which only learns with finetune.train=all.")
     if not (0 <= ft.brightness <= 255 and 0 <= ft.contrast < 1 and 0 <= ft.speed < 1):
@@ -125,23 +128,36 @@ def check_settings(run: Run) -> None:
 
 
 def finetune_model(run: Run, model: MultimodalModel, takes: list[Take], labels: dict[str, list[str]]) -> MultimodalModel:
-    """A bundle's student (`bundle_model`) with new heads, trained on windows of `takes` (module doc); in eval mode."""
+    """A bundle's student (`bundle_model`) with new heads, trained on windows of `takes` (module doc); in eval mode.
+    With `finetune.members` > 1, that many copies from the same start (the same new heads) are trained on their own
+    draws of windows, augmentations and masks, and their weights averaged (a "model soup", Wortsman et al. 2022):
+    one model to export and run, steadier than any one member."""
     check_settings(run)
     _check_labels(takes, labels)
     ft = run.cfg.finetune
     if ft.backbone:
         with_backbone(model, ft.backbone)
-    train = windows(run, takes, labels, train=True)
-    run = replace(run, cfg=replace(run.cfg, batch_size=min(ft.batch_size, len(train))))
     torch.manual_seed(run.seed)
-    heads = new_heads(model, len(labels["verb"]), len(labels["noun"]))
-    run.log(f"fine-tuning on {len(takes)} takes of {len(train.actions)} actions, "
-            f"{len(train)} windows an epoch ({MODE_NAMES['baseline_delta']} loss, modality dropout p = {ft.p_drop})")
-    if ft.head_epochs:
-        _phase(run, model, train, heads, ft.head_epochs, ft.head_lr, "heads", 1)
-    if ft.epochs:
-        trainable = list(model.parameters() if ft.train == "all" else model.fusion.parameters())
-        _phase(run, model, train, trainable, ft.epochs, ft.lr, ft.train, 2)
+    new_heads(model, len(labels["verb"]), len(labels["noun"]))
+    members = []
+    for k in range(ft.members):
+        member = copy.deepcopy(model) if ft.members > 1 else model
+        member_run = replace(run, seed=run.seed + 1000 * k, out=run.out / f"member{k}") if ft.members > 1 else run
+        train = windows(member_run, takes, labels, train=True)
+        member_run = replace(member_run, cfg=replace(run.cfg, batch_size=min(ft.batch_size, len(train))))
+        run.log(f"fine-tuning{f' member {k + 1}/{ft.members}' if ft.members > 1 else ''} on {len(takes)} takes "
+                f"of {len(train.actions)} actions, {len(train)} windows an epoch ({MODE_NAMES['baseline_delta']} "
+                f"loss, modality dropout p = {ft.p_drop})")
+        if ft.head_epochs:
+            _phase(member_run, member, train, head_parameters(member), ft.head_epochs, ft.head_lr, "heads", 1)
+        if ft.epochs:
+            trainable = list(member.parameters() if ft.train == "all" else member.fusion.parameters())
+            _phase(member_run, member, train, trainable, ft.epochs, ft.lr, ft.train, 2)
+        members.append(member)
+    if len(members) > 1:
+        states = [m.state_dict() for m in members]
+        model.load_state_dict({k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+                               for k, v in states[0].items()})
     for p in model.parameters():
         p.requires_grad_(True)
     return model.eval()
