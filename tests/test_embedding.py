@@ -46,3 +46,25 @@ def test_camera_only_recognizer_takes_no_audio():
         assert "audio_rate=None" in str(exc)
     else:
         raise AssertionError("audio accepted without a microphone")
+
+
+def test_a_prediction_made_by_a_health_change_reports_its_data_age_apart_from_capture_to_prediction():
+    """The microphone stops at 3 s while frames go on: the prediction that first says A is missing comes from the
+    health check between instants (no new token), so it carries data_age_ms, not latency_ms, and the time from the
+    last audio to it is its own figure (the stale wait, about 0.35 s)."""
+    rec = ActionRecognizer(audio_rate=16000)
+    frames = np.random.default_rng(2).integers(0, 255, (8, 48, 64, 3), dtype=np.uint8)
+    records = []
+    for k in range(150):
+        t = k / 30
+        records += rec.push_frame(frames[k % 8], t)
+        if t < 3.0:
+            records += rec.push_audio(np.full(533, 0.01, np.float32), t + 533 / 16000)
+    preds = [r for r in records if r["type"] == "prediction" and r["verb"] is not None]
+    first_without_a = next(r for r in preds if r["t"] > 3.0 and "A" not in r["modalities"])
+    assert first_without_a["latency_ms"] is None and first_without_a["data_age_ms"] >= 0
+    assert all((r["latency_ms"] is None) != (r.get("data_age_ms") is None) for r in preds)
+    loss = rec.core.metrics.summary()["sensor_loss_to_prediction_ms"]
+    assert loss["n"] == 1 and 300 <= loss["max"] <= 500
+    c2p = rec.core.metrics.summary()["capture_to_prediction_ms"]
+    assert c2p["n"] == sum(r["latency_ms"] is not None for r in preds)

@@ -30,7 +30,7 @@ def test_runtime_flow_keys_default_to_the_trained_flow_and_bad_values_are_one_se
     for text, message in [("flow:\n  resolution: 360\n", "unknown key"),
                           ("flow:\n  size: 360p\n", "flow.size must be int"),
                           ("flow:\n  size: 360.0\n", "flow.size must be int"),
-                          ("flow:\n  size: -1\n", "flow.size must be 0 or a positive"),
+                          ("flow:\n  size: -1\n", "flow.size must be a finite number from 0 to 4096"),
                           ("flow:\n  backend: raft\n", "flow.backend one of"),
                           ("flow: torch\n", "flow must be a mapping")]:
         bad.write_text(text)

@@ -171,6 +171,8 @@ def measure(args: argparse.Namespace) -> dict:
         "stream": stream, "bundle": str(bundle_path), "precision": bundle.precision,
         "mode": "fast" if args.fast else "realtime", "audio": audio.source is not None,
         "capture_to_prediction_ms": {k: c2p.get(k) for k in ("p50", "p95", "p99")},
+        "sensor_loss_to_prediction_ms": {k: summary["sensor_loss_to_prediction_ms"].get(k) for k in ("n", "p50", "max")},
+        "health_change_predictions": counters.get("health_change_predictions", 0),
         "predictions": predictions, "prediction_records": counters.get("prediction_records", 0),
         "ticks_due": ticks_due, "predictions_per_s": round(predictions / wall, 2) if wall > 0 else 0.0,
         "drops": sum(drops.values()), "drops_by_kind": drops,

@@ -246,6 +246,10 @@ class Recognizer:
             # tick): fusion would repeat it with an older capture time, so this tick predicts nothing.
             self.metrics.count("ticks_without_new_input")
             return []
+        for m in SENSORS:       # a sensor in use until now is missing: how long after its last data this says so
+            i, last = MODALITIES.index(m), self._last_time(m)
+            if self._last_mask and self._last_mask[i] and not mask[i] and last is not None:
+                self.metrics.loss_to_prediction.add(max(0.0, instant - last) * 1000.0)
         self._last_mask = mask
         t_rel = self._t_last = instant - self.origin
         modalities = [m for m, on in zip(MODALITIES, mask) if on]
@@ -256,7 +260,10 @@ class Recognizer:
             verb_p, noun_p = self.student.predict(mask)
             v, n = best_action(verb_p, noun_p, self.bundle.actions)
             latency = (time.monotonic() - self.student.newest_arrival(mask)) * 1000.0
-            self.metrics.capture_to_prediction.add(latency)
+            if fresh:       # a new token made it: capture-to-prediction
+                self.metrics.capture_to_prediction.add(latency)
+            else:           # a health change made it (a sensor lost between instants): its data's age, apart
+                self.metrics.count("health_change_predictions")
             self.metrics.count("predictions")
             for m in modalities:
                 self.metrics.modality_use[m] += 1
@@ -264,7 +271,8 @@ class Recognizer:
             record.update(verb=labels["verb"][v], noun=labels["noun"][n],
                           confidence=round(float(verb_p[v] * noun_p[n]), 4),
                           verb_confidence=round(float(verb_p[v]), 4), noun_confidence=round(float(noun_p[n]), 4),
-                          latency_ms=round(latency, 2), state="ok")
+                          latency_ms=round(latency, 2) if fresh else None,
+                          **({} if fresh else {"data_age_ms": round(latency, 2)}), state="ok")
             finished = self.events.update(t_rel, verb_p, noun_p, modalities)
         else:
             waiting = any(reasons[m] in (None, WAITING) for m in MODALITIES)

@@ -33,7 +33,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.stages: dict[str, LatencyLog] = {}
-        self.capture_to_prediction = LatencyLog()
+        self.capture_to_prediction = LatencyLog()     # predictions with a new token: capture -> prediction
+        self.loss_to_prediction = LatencyLog()        # a sensor's last data -> the first prediction without it
         self.counters: dict[str, int] = {}
         self.modality_use = {"V": 0, "F": 0, "A": 0}
         self._wall0 = time.monotonic()
@@ -66,6 +67,7 @@ class Metrics:
             "cpu_s": round(cpu, 3),
             "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else 0.0,
             "capture_to_prediction_ms": self.capture_to_prediction.summary(),
+            "sensor_loss_to_prediction_ms": self.loss_to_prediction.summary(),
             "stages_ms": {name: log.summary() for name, log in sorted(self.stages.items())},
             "counters": dict(sorted(self.counters.items())),
             "modality_fraction": {m: round(n / predictions, 3) if predictions else 0.0
@@ -84,6 +86,10 @@ def format_summary(summary: dict) -> str:
              f"with an action, {states}), {summary.get('events', 0)} events"]
     if c2p.get("n"):
         lines.append(f"capture-to-prediction ms: p50 {c2p['p50']:.1f}  p95 {c2p['p95']:.1f}  p99 {c2p['p99']:.1f}")
+    loss = summary.get("sensor_loss_to_prediction_ms", {})
+    if loss.get("n"):
+        lines.append(f"sensor lost -> first prediction without it, ms: p50 {loss['p50']:.0f}  max {loss['max']:.0f} "
+                     f"(n={loss['n']}; from its last data, the stale_s wait included)")
     for name, s in summary["stages_ms"].items():
         if s.get("n"):
             lines.append(f"  {name:<14} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  p99 {s['p99']:7.2f}  (n={s['n']})")
