@@ -1,5 +1,5 @@
-"""python -m trainer benchmark | teacher | student | finetune | evaluate  (see README, "Trainer and results",
-"Real datasets and multi-machine training" and "Teach it your own actions")."""
+"""python -m trainer benchmark | teacher | student | finetune | crossval | evaluate  (docs/RESULTS.md,
+docs/DATASETS.md and docs/OWN_ACTIONS.md)."""
 from __future__ import annotations
 
 import argparse

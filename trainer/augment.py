@@ -1,6 +1,6 @@
 """SpecAugment-style masking of log-mel windows while training (Park et al., 2019): bands of mel bins and spans
 of frames hidden, so a model cannot lean on one speaker's formants or one stretch of a word. With three training
-speakers the teacher's audio noun fits them far better than an unseen voice (README)."""
+speakers the teacher's audio noun fits them far better than an unseen voice (docs/RESULTS.md)."""
 from __future__ import annotations
 
 import numpy as np

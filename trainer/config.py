@@ -133,9 +133,9 @@ class FinetuneConfig:
     windows_per_class: int = 16          # 2 s windows per action and epoch, each at a random offset of a random take
     views: int = 5                       # evenly spaced windows per scored take, their predictions averaged
     hflip: bool = True                   # mirror half the windows: turn off when two actions are mirror images
-    brightness: float = 0.0              # per-window brightness shift in grey levels (0 = off)
-    contrast: float = 0.0                # per-window contrast gain range 1 +- contrast (0 = off)
-    speed: float = 0.0                   # per-window playback rate range 1 +- speed (0 = off)
+    brightness: float = 20.0             # per-window brightness shift drawn from +-brightness grey levels (0 = off)
+    contrast: float = 0.2                # per-window contrast gain drawn from 1 +- contrast (0 = off)
+    speed: float = 0.2                   # per-window playback rate drawn from 1 +- speed (0 = off)
     backbone: str = ""                   # "torchvision:<arch>:<state-dict path>": a new video encoder (train: all)
     members: int = 1                     # copies trained from the same start and weight-averaged (a model soup)
 

@@ -429,7 +429,7 @@ def _train_end_to_end(run: Run, teacher: MultimodalModel, train, evaluation) -> 
     frozen again and their tokens re-cached (named by the extractors' weights: the frozen-stage caches stay valid
     for stage 3, and a retrained stage 4 never reads tokens of other weights).
     Extractors pre-trained one frame / window at a time and then frozen left the teacher below the students on the
-    verb from V and the noun from A, where the students' encoders learn from the whole window (README)."""
+    verb from V and the noun from A, where the students' encoders learn from the whole window (docs/RESULTS.md)."""
     cfg, work = run.cfg.teacher, run.out / "teacher"
     teacher.encoders.requires_grad_(True)
     draws = tsn_draws(run, train)
