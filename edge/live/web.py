@@ -14,9 +14,13 @@ Python's own http.server (ThreadingHTTPServer) and SSE: no dependency, and the l
 a thread per connection. The recognizer's thread only stores a reference into `LiveState` (O(1), no lock,
 no I/O); one broadcast thread turns new records into SSE bytes once for every client; each client's thread
 sends the newest state when it is ready for more, so a slow client skips predictions (never a queue), and a
-client that reads nothing for SOCKET_TIMEOUT_S is dropped. At most MAX_CONNECTIONS connections at once (more
-are answered 503 without a thread). A bind off loopback needs an access token on every request (`?token=`
-or `Authorization: Bearer`); on loopback, requests naming another host (DNS rebinding) are refused.
+client that reads nothing for SOCKET_TIMEOUT_S is dropped. At most MAX_CONNECTIONS connections at once. A
+connection is *pending* until it has sent a whole authorized request: it must do so within HEADER_DEADLINE_S,
+one client address may hold at most MAX_PENDING_PER_ADDRESS of them, and when the server is full a new
+connection pushes out the oldest pending one (503 only when every slot serves an authorized stream), so slow or
+idle connections cannot starve a token holder. HTTP/0.9 requests are refused. A bind off loopback needs an
+access token on every request (`?token=` or `Authorization: Bearer`); on loopback, requests naming another
+host (DNS rebinding) are refused.
 Nothing a client sends reaches the file system or the pipeline: paths are matched against a fixed table.
 """
 from __future__ import annotations
@@ -52,6 +56,8 @@ LATENCIES_KEPT = 240        # recent capture-to-prediction latencies (30 s at 8 
 MAX_JPEG_FPS = 10.0         # camera JPEG encodes per second, shared by every client
 JPEG_QUALITY = 80
 SOCKET_TIMEOUT_S = 10.0     # a client that sends no request or reads nothing this long is dropped
+HEADER_DEADLINE_S = 5.0     # a new connection's whole request line and headers must arrive within this
+MAX_PENDING_PER_ADDRESS = 16  # connections one address may hold before they have sent an authorized request
 KEEPALIVE_S = 15.0          # an SSE comment this often keeps idle proxies from closing /events
 LINGER_S = 2.0              # at the end, how long connected clients get to receive the summary
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]{16,128}")
@@ -134,6 +140,8 @@ class WebView:
         self.state = LiveState()
         self.refused: collections.Counter[str] = collections.Counter()
         self.connections = 0
+        self._pending: dict[socket.socket, tuple[float, str]] = {}   # not yet authorized: accepted at, address
+        self._evicted: set[socket.socket] = set()   # pushed out: their slot is free, their thread still ending
         self.closing = False
         self._lock = threading.Lock()               # counters
         self._cond = threading.Condition()          # the broadcast state below
@@ -154,6 +162,7 @@ class WebView:
         self.host = address
         threading.Thread(target=self.server.serve_forever, args=(0.25,), name="web-server", daemon=True).start()
         threading.Thread(target=self._broadcast, name="web-broadcast", daemon=True).start()
+        threading.Thread(target=self._sweep, name="web-sweep", daemon=True).start()
 
     @property
     def url(self) -> str:
@@ -191,17 +200,54 @@ class WebView:
         with self._lock:
             self.refused[what] += 1
 
-    def admit(self) -> bool:
-        """Take one connection slot (False: all MAX_CONNECTIONS are in use)."""
+    def admit(self, sock: socket.socket, address: str) -> bool:
+        """Take a connection slot for a new connection, first pushing out the oldest pending connection of its
+        address (over MAX_PENDING_PER_ADDRESS) or of all (when every slot is taken); False: every slot serves an
+        authorized stream."""
         with self._lock:
+            mine = [s for s, (_, a) in self._pending.items() if a == address]
+            if len(mine) >= MAX_PENDING_PER_ADDRESS:
+                self._evict(min(mine, key=lambda s: self._pending[s][0]))
+            if self.connections >= MAX_CONNECTIONS and self._pending:
+                self._evict(min(self._pending, key=lambda s: self._pending[s][0]))
             if self.connections >= MAX_CONNECTIONS:
                 return False
             self.connections += 1
+            self._pending[sock] = (time.monotonic(), address)
             return True
 
-    def release(self) -> None:
+    def authorized(self, sock: socket.socket) -> None:
+        """The connection sent a whole authorized request: it keeps its slot."""
         with self._lock:
-            self.connections -= 1
+            self._pending.pop(sock, None)
+
+    def release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._pending.pop(sock, None)
+            if sock in self._evicted:
+                self._evicted.discard(sock)         # its slot was freed when it was pushed out
+            else:
+                self.connections -= 1
+
+    def _evict(self, sock: socket.socket) -> None:
+        """End a pending connection (lock held) and free its slot now; its thread sees the socket close and ends."""
+        self._pending.pop(sock, None)
+        self._evicted.add(sock)
+        self.connections -= 1
+        self.refused["pending connections dropped"] += 1
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _sweep(self) -> None:
+        """Drop pending connections older than HEADER_DEADLINE_S (a request sent a byte at a time)."""
+        while not self.closing:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self._lock:
+                for sock in [s for s, (t, _) in self._pending.items() if now - t > HEADER_DEADLINE_S]:
+                    self._evict(sock)
 
     def _broadcast(self) -> None:
         """Turn new records into SSE bytes once, for every client, and wake the clients."""
@@ -314,7 +360,7 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
-        if not self.view.admit():
+        if not self.view.admit(request, client_address[0]):
             self.view.count("503 too many connections")
             try:
                 request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -329,7 +375,7 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.view.release()
+            self.view.release(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         self.view.count("connection errors")
@@ -343,6 +389,17 @@ class _Handler(BaseHTTPRequestHandler):
     error_content_type = "text/plain; charset=utf-8"
     error_message_format = "%(code)d %(message)s\n"
 
+    def parse_request(self) -> bool:
+        """http.server's parsing, minus HTTP/0.9 (a request line without a version is answered without a status
+        line): refused with 400."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"          # so the refusal itself has a status line
+            self.send_error(400, "HTTP/0.9 is not served")
+            return False
+        return True
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         view = self.server.view
         url = urlsplit(self.path)
@@ -350,6 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
         if refusal is not None:
             self.send_error(refusal)
             return
+        view.authorized(self.connection)
         route = ROUTES.get(url.path)
         if route is None:
             self.send_error(404)
