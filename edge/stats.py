@@ -1,7 +1,9 @@
 """One-pass frame and audio statistics for the live health monitor (black / saturated / frozen / silent / clipped).
 
-Frame statistics run in one numba-compiled pass over the pixels (numpy fallback when numba is absent);
-`python -m edge.bench stats` measures the two side by side. Audio statistics stay in numpy: a numba loop was
+Frame statistics of camera-size frames run in one numba-compiled pass over the pixels; the live monitor looks at
+model-size frames (64x64), where numpy takes microseconds, so numba (about 60 MB of memory once imported) is
+loaded only when a frame of NUMBA_MIN_VALUES or more arrives (numpy when numba is absent). `python -m edge.bench
+stats` measures the two side by side. Audio statistics stay in numpy: a numba loop was
 slower than numpy's vectorised isfinite/dot on a 48k-sample block (the NaN branch blocks SIMD).
 
 Thresholds (the health monitor decides what is "too dark" etc. from these fractions):
@@ -11,6 +13,7 @@ Thresholds (the health monitor decides what is "too dark" etc. from these fracti
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -21,10 +24,7 @@ DARK_LEVEL = 16
 BRIGHT_LEVEL = 250
 CLIP_LEVEL = 0.999
 
-try:
-    import numba
-except ImportError:  # numba is a declared dependency; the fallback keeps edge usable without it
-    numba = None
+NUMBA_MIN_VALUES = 100_000      # below this many pixel values numpy is fast enough and numba is not imported
 
 
 def _frame_stats_numpy(flat: np.ndarray, prev: np.ndarray | None) -> tuple[float, float, float, float]:
@@ -36,9 +36,16 @@ def _frame_stats_numpy(flat: np.ndarray, prev: np.ndarray | None) -> tuple[float
     return mean, dark, bright, diff
 
 
-if numba is not None:
+@functools.lru_cache(maxsize=1)
+def _numba_kernel():
+    """The compiled one-pass kernel, made on first use; None without numba."""
+    try:
+        import numba
+    except ImportError:  # numba is a declared dependency; the fallback keeps edge usable without it
+        return None
+
     @numba.njit(cache=True, nogil=True)
-    def _frame_kernel(flat, prev, has_prev):  # pragma: no cover - compiled
+    def kernel(flat, prev, has_prev):  # pragma: no cover - compiled
         total = 0
         dark = 0
         bright = 0
@@ -55,14 +62,16 @@ if numba is not None:
                 diff += d if d >= 0 else -d
         return total, dark, bright, diff
 
-    def _frame_stats_numba(flat: np.ndarray, prev: np.ndarray | None) -> tuple[float, float, float, float]:
-        n = flat.size
-        total, dark, bright, diff = _frame_kernel(flat, flat if prev is None else prev, prev is not None)
-        return total / n, dark / n, bright / n, (diff / n if prev is not None else math.nan)
+    return kernel
 
-    _frame_impl = _frame_stats_numba
-else:
-    _frame_impl = _frame_stats_numpy
+
+def _frame_stats_numba(flat: np.ndarray, prev: np.ndarray | None) -> tuple[float, float, float, float]:
+    kernel = _numba_kernel()
+    if kernel is None:
+        return _frame_stats_numpy(flat, prev)
+    n = flat.size
+    total, dark, bright, diff = kernel(flat, flat if prev is None else prev, prev is not None)
+    return total / n, dark / n, bright / n, (diff / n if prev is not None else math.nan)
 
 
 def _flat_frame(frame: np.ndarray, what: str) -> np.ndarray:
@@ -88,7 +97,7 @@ def frame_stats(frame_uint8: np.ndarray, prev_uint8: np.ndarray | None) -> tuple
             raise PreprocessError(
                 f"frame_stats needs frames of one shape, got {frame_uint8.shape} and previous {prev_uint8.shape}."
             )
-    return _frame_impl(flat, prev)
+    return (_frame_stats_numba if flat.size >= NUMBA_MIN_VALUES else _frame_stats_numpy)(flat, prev)
 
 
 def audio_stats(samples_float32: np.ndarray) -> tuple[float, float, int]:

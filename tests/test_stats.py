@@ -35,7 +35,7 @@ def test_audio_stats_known_values():
     assert stats.audio_stats(np.zeros((10, 2), np.float64))[0] == 0.0     # stereo / float64 accepted
 
 
-@pytest.mark.skipif(stats.numba is None, reason="numba is not installed")
+@pytest.mark.skipif(stats._numba_kernel() is None, reason="numba is not installed")
 def test_numba_and_numpy_agree():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -55,3 +55,14 @@ def test_numba_and_numpy_agree():
 def test_bad_inputs_one_sentence(call, needle):
     with pytest.raises(PreprocessError, match=needle):
         call()
+
+
+def test_the_live_runtime_does_not_load_numba_for_model_size_frames():
+    """The health monitor looks at 64x64 frames: numpy does those in microseconds, and importing numba would cost
+    the runtime about 60 MB (docs/RELIABILITY.md, memory)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from edge.live.health import warm_up; from edge.stats import frame_stats; "
+            "warm_up(); f = np.zeros((64, 64, 3), np.uint8); frame_stats(f, f); print('numba' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -33,7 +33,7 @@ def _time_us(fn, args: tuple, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    if stats.numba is None:
+    if stats._numba_kernel() is None:
         raise EdgeError("numba is not installed, so there is nothing to compare the numpy statistics with.")
     rng = np.random.default_rng(0)
     cam = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)

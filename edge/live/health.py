@@ -14,7 +14,7 @@ WAITING = "waiting"  # connected, no data yet: the start of a run, not a fault
 
 
 def warm_up() -> None:
-    """Compile / load the statistics kernels now, not on the first live frame (numba's JIT holds the GIL)."""
+    """Load the statistics now, not on the first live frame (the monitor looks at model-size frames: numpy)."""
     frame = np.zeros((8, 8, 3), np.uint8)
     frame_stats(frame, frame)
     frame_stats(frame, None)
