@@ -129,7 +129,7 @@ def test_crossval_reports_learner_and_baselines_on_the_same_folds(takes, tmp_pat
     fold0 = load_bundle(tmp_path / "folds" / "fold0" / "bundle")              # each fold's learner, to run live
     assert sorted(map(tuple, fold0.manifest["actions"])) == sorted((v, n) for v, n, _ in CLASSES)
     held_out = (tmp_path / "folds" / "fold0" / "held_out.csv").read_text().splitlines()
-    assert held_out[0] == "media,verb,noun" and len(held_out) == 1 + sum(t["fold"] == 0 for t in result["per_take"])
+    assert held_out[0] == "media,start,end,verb,noun" and len(held_out) == 1 + sum(t["fold"] == 0 for t in result["per_take"])
     assert sorted({tuple(t["media"].split("/")[-2:]) for t in result["per_take"]})[0] == ("swipe", "0.mp4")
 
 
@@ -186,3 +186,15 @@ def test_members_are_trained_apart_from_one_start_and_their_weights_averaged(tak
     for k, v in soup.items():
         if v.is_floating_point():
             torch.testing.assert_close(v, (ends[0][k] + ends[1][k]) / 2)
+
+
+def test_a_work_folder_from_other_takes_or_settings_is_refused(tmp_path):
+    """`fit` resumes checkpoints: a fold folder written for other takes or settings must not be reused silently."""
+    from edge.errors import ConfigError
+    from trainer.finetune import claim_folder
+
+    claim_folder(tmp_path / "fold0", {"train": ["a", "b"], "finetune": {"speed": 0.2}})
+    claim_folder(tmp_path / "fold0", {"train": ["a", "b"], "finetune": {"speed": 0.2}})        # same: resumes
+    for other in ({"train": ["a", "c"], "finetune": {"speed": 0.2}}, {"train": ["a", "b"], "finetune": {"speed": 0}}):
+        with pytest.raises(ConfigError, match="use a new --out"):
+            claim_folder(tmp_path / "fold0", other)

@@ -142,12 +142,11 @@ def test_black_video_and_no_microphone_name_the_reason_v_was_missing(random_bund
     assert outcome.diagnosis == "no usable prediction was made: video (V) was black throughout."
 
 
-def test_after_a_full_disk_the_jsonl_ends_at_its_last_whole_line(tmp_path, monkeypatch, capsys):
+def test_after_a_full_disk_the_jsonl_ends_at_its_last_whole_line(tmp_path, capsys):
     """Half a record reaches the disk, then ENOSPC: the file is cut back to the last whole line (os.ftruncate), as
     the warning says, and nothing is written after it."""
     import errno
     import json
-    import os
 
     from edge.live import sinks
 
@@ -155,15 +154,24 @@ def test_after_a_full_disk_the_jsonl_ends_at_its_last_whole_line(tmp_path, monke
     sink = sinks.JsonlSink(str(path))
     for i in range(3):
         sink({"type": "prediction", "i": i})
-    real, calls = os.write, []
 
-    def full(fd: int, data: bytes) -> int:
-        calls.append(len(data))
-        if len(calls) == 1:
-            return real(fd, data[:7])                        # a partial write, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:                          # the file as a full disk leaves it: one partial write, then ENOSPC
+        def __init__(self, fh) -> None:
+            self.fh, self.calls = fh, 0
 
-    monkeypatch.setattr(sinks.os, "write", full)
+        def write(self, data: bytes) -> int:
+            self.calls += 1
+            if self.calls == 1:
+                return self.fh.write(data[:7])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def fileno(self) -> int:
+            return self.fh.fileno()
+
+        def close(self) -> None:
+            self.fh.close()
+
+    sink._fh = FullDisk(sink._fh)
     sink({"type": "prediction", "i": 3})
     sink.close({"type": "summary"})
     text = path.read_text()
@@ -173,13 +181,14 @@ def test_after_a_full_disk_the_jsonl_ends_at_its_last_whole_line(tmp_path, monke
 
 @pytest.mark.parametrize("which", ["--camera", "--mic", "--config"])
 def test_the_jsonl_is_never_written_over_an_input(random_bundle, tmp_path, which):
-    video = tmp_path / "v.mp4"
+    video, sound = tmp_path / "v.mp4", tmp_path / "a.mp4"
     write_video(video, 60, 15, audio=True)
+    write_video(sound, 60, 15, audio=True)
     cfg = tmp_path / "runtime.yaml"
     cfg.write_text("status_interval_s: 0.5\n")
-    before = {p: p.read_bytes() for p in (video, cfg)}
-    target = {"--camera": video, "--mic": video, "--config": cfg}[which]
-    res = run_live("--camera", str(video), "--mic", str(video), "--config", str(cfg), "--bundle", str(random_bundle),
+    before = {p: p.read_bytes() for p in (video, sound, cfg)}
+    target = {"--camera": video, "--mic": sound, "--config": cfg}[which]
+    res = run_live("--camera", str(video), "--mic", str(sound), "--config", str(cfg), "--bundle", str(random_bundle),
                    "--fast", "--jsonl", str(target))
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "write the JSONL to another file" in res.stderr
     assert all(p.read_bytes() == data for p, data in before.items())      # inputs untouched

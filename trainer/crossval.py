@@ -15,9 +15,10 @@ no take has is named absent.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from edge.bundle import load_bundle
 from edge.errors import ConfigError
 from edge.modalities import MODALITIES, SUBSETS
 from trainer.data.takes import Take, load_takes, take_features
-from trainer.finetune import action_list, bundle_model, finetune_model, predict_takes
+from trainer.finetune import action_list, bundle_model, claim_folder, finetune_model, predict_takes
 from trainer.export import export_bundle
 from trainer.stages import Run
 
@@ -106,13 +107,14 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
     dataset = run.dataset("*", train=False)
     labels = dataset.labels
     takes = load_takes(dataset)
-    media = [seg.media for seg in dataset.segments]
+    spans = [(seg.media, seg.start / dataset.videos[seg.media].fps, (seg.stop + 1) / dataset.videos[seg.media].fps)
+             for seg in dataset.segments]
     if verbs:
         unknown = sorted(set(verbs) - set(labels["verb"]))
         if unknown:
             raise ConfigError(f"--verbs {', '.join(unknown)} not among the takes' verbs {labels['verb']}.")
         keep = [i for i, t in enumerate(takes) if labels["verb"][t.verb] in verbs]
-        takes, media = [takes[i] for i in keep], [media[i] for i in keep]
+        takes, spans = [takes[i] for i in keep], [spans[i] for i in keep]
         takes, labels = relabel(takes, labels)
     actions = action_list(takes)
     if len(actions) < 2:
@@ -136,11 +138,11 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
         probs_by_seed = []
         for seed in range(seeds):
             fold_run = replace(run, seed=run.seed + seed, out=run.out / f"fold{k}" / f"seed{seed}")
-            fold_run.out.mkdir(parents=True, exist_ok=True)
+            claim_folder(fold_run.out, {"train": [takes[i].id for i in train], "finetune": asdict(run.cfg.finetune)})
             model = finetune_model(fold_run, bundle_model(bundle), [takes[i] for i in train], labels)
             probs_by_seed.append(predict_takes(fold_run, model, [takes[i] for i in test], labels, actions))
             if bundles is not None and seed == 0:
-                export_fold(model, run, labels, actions, bundles / f"fold{k}", [media[i] for i in test],
+                export_fold(model, run, labels, actions, bundles / f"fold{k}", [spans[i] for i in test],
                             [takes[i] for i in test])
         seconds.append(round((time.time() - start) / seeds, 1))
         for s in subsets:
@@ -159,17 +161,21 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
                 for name, (p, c) in baselines(features, train_rows, rows, truth, s).items():
                     pred[(name, s)][rows], conf[(name, s)][rows] = p, c
         progress(f"fold {k + 1}/{len(fold_of)}: {len(test)} held-out takes, {seconds[-1]:.1f} s per training")
-    return report(takes, media, labels, actions, truth, fold_of, subsets, pred, conf, per_seed, seeds, seconds)
+    return report(takes, [p for p, _, _ in spans], labels, actions, truth, fold_of, subsets, pred, conf, per_seed, seeds, seconds)
 
 
-def export_fold(model, run: Run, labels: dict, actions: list, folder: Path, media: list[str],
+def export_fold(model, run: Run, labels: dict, actions: list, folder: Path, spans: list[tuple[str, float, float]],
                 held_out: list[Take]) -> None:
-    """A fold's learner as a bundle (`folder/bundle`) and its held-out takes (`folder/held_out.csv`)."""
+    """A fold's learner as a bundle (`folder/bundle`) and its held-out takes (`folder/held_out.csv`: media, start,
+    end in seconds, verb, noun: a take cut from a longer recording is only its span)."""
     folder.mkdir(parents=True, exist_ok=True)
     listed = [[labels["verb"][v], labels["noun"][n]] for v, n in actions]
     export_bundle(model.cpu(), run.pre, labels, folder / "bundle", name=f"{folder.name}-learner", actions=listed)
-    rows = ["media,verb,noun"] + [f"{m},{labels['verb'][t.verb]},{labels['noun'][t.noun]}" for m, t in zip(media, held_out)]
-    (folder / "held_out.csv").write_text("\n".join(rows) + "\n")
+    with open(folder / "held_out.csv", "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["media", "start", "end", "verb", "noun"])
+        for (path, start, end), t in zip(spans, held_out):
+            out.writerow([path, f"{start:.3f}", f"{end:.3f}", labels["verb"][t.verb], labels["noun"][t.noun]])
 
 
 def report(takes, media, labels, actions, truth, fold_of, subsets, pred, conf, per_seed, seeds, seconds) -> dict:

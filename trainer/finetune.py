@@ -171,7 +171,8 @@ def predict_takes(run: Run, model: MultimodalModel, takes: list[Take], labels: d
     scoring = windows(run, takes, labels, train=False)
     views = scoring.views
     samples = [scoring[i] for i in range(len(scoring))]
-    inputs = {m: torch.stack([x[m] for x in samples]) for m in MODALITIES}
+    device = next(model.parameters()).device
+    inputs = {m: torch.stack([x[m] for x in samples]).to(device) for m in MODALITIES}
     has = np.array([[x["present"][m] for m in MODALITIES] for x in samples[::views]], bool)
     out = {}
     for subset in SUBSETS:
@@ -179,9 +180,9 @@ def predict_takes(run: Run, model: MultimodalModel, takes: list[Take], labels: d
         rows = has[:, need].all(axis=1)
         if not rows.any():
             continue
-        mask = torch.from_numpy(subset_mask(subset, len(samples)))
+        mask = torch.from_numpy(subset_mask(subset, len(samples))).to(device)
         verb, noun = model(inputs, mask)
-        logp = action_log_probs(verb.numpy(), noun.numpy(), actions)
+        logp = action_log_probs(verb.cpu().numpy(), noun.cpu().numpy(), actions)
         probs = np.exp(logp - logp.max(axis=1, keepdims=True))
         probs = (probs / probs.sum(axis=1, keepdims=True)).reshape(len(takes), views, -1).mean(axis=1)
         probs[~rows] = np.nan
@@ -202,6 +203,16 @@ def take_table(probs: dict[str, np.ndarray], takes: list[Take], actions: list[tu
     return table
 
 
+def claim_folder(folder: Path, spec: dict) -> None:
+    """A work folder holds checkpoints that `fit` resumes: refuse one written for other takes or settings (another
+    --set, crossval's other folds or seed), whose model would be taken as trained here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = folder / "fold.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != spec:
+        raise ConfigError(f"{folder} holds a training on other takes or settings; use a new --out.")
+    stamp.write_text(json.dumps(spec, sort_keys=True))
+
+
 def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Path, name: str | None = None) -> dict:
     """Fine-tune the bundle at `source` on `run`'s train split, score `eval_splits` per modality subset, write the
     bundle `out_bundle` (named `name`, default the dataset folder's name) and `run.out / finetune / results.json`."""
@@ -216,6 +227,7 @@ def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Pat
     origin = {"from": {"name": bundle.manifest["name"], "weights_sha256": bundle.manifest["files"][WEIGHTS]["sha256"]}}
     check_same_run(run, train, origin)
     takes = load_takes(train)
+    claim_folder(run.out / "finetune", {"train": [t.id for t in takes], "finetune": asdict(run.cfg.finetune)})
     model = finetune_model(run, model, takes, labels)
     actions = action_list(takes)
     scores = {}

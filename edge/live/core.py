@@ -24,7 +24,7 @@ from edge.modalities import MODALITIES, best_action
 from edge.errors import PreprocessError
 from edge.live.config import RuntimeConfig
 from edge.live.events import EventTracker
-from edge.live.health import CONNECTED, WAITING, AudioHealth, VideoHealth
+from edge.live.health import CONNECTED, ENDED, RECONNECTING, WAITING, AudioHealth, VideoHealth
 from edge.live.metrics import Metrics
 from edge.live.rings import AudioRing, Frame, FrameRing
 from edge.live.shedding import LoadShedder
@@ -246,9 +246,10 @@ class Recognizer:
             # tick): fusion would repeat it with an older capture time, so this tick predicts nothing.
             self.metrics.count("ticks_without_new_input")
             return []
-        for m in SENSORS:       # a sensor in use until now is missing: how long after its last data this says so
+        for m in SENSORS:       # a sensor in use stopped delivering: how long after its last data this says so
             i, last = MODALITIES.index(m), self._last_time(m)
-            if self._last_mask and self._last_mask[i] and not mask[i] and last is not None:
+            stopped = reasons[m] in ("stale", RECONNECTING, ENDED)      # not black, silent, ...: data still flows
+            if stopped and self._last_mask and self._last_mask[i] and not mask[i] and last is not None:
                 self.metrics.loss_to_prediction.add(max(0.0, instant - last) * 1000.0)
         self._last_mask = mask
         t_rel = self._t_last = instant - self.origin

@@ -106,7 +106,7 @@ def demo_session(args: argparse.Namespace, bundle: Bundle) -> tuple[Session, str
     if session.sample_rate != bundle.preprocess.audio_sample_rate:
         raise UsageError(f"the demo recording's audio is {session.sample_rate} Hz and bundle {bundle.path} needs "
                          f"{bundle.preprocess.audio_sample_rate} Hz; pass --data-root to render a session for it.")
-    return session, "the shipped recording, at the bundle's training levels"
+    return session, "the shipped recording, at the shipped student's training levels"
 
 
 def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> int:

@@ -88,7 +88,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"capture-to-prediction ms: p50 {c2p['p50']:.1f}  p95 {c2p['p95']:.1f}  p99 {c2p['p99']:.1f}")
     loss = summary.get("sensor_loss_to_prediction_ms", {})
     if loss.get("n"):
-        lines.append(f"sensor lost -> first prediction without it, ms: p50 {loss['p50']:.0f}  max {loss['max']:.0f} "
+        lines.append(f"sensor stopped -> first prediction without it, ms: p50 {loss['p50']:.0f}  max {loss['max']:.0f} "
                      f"(n={loss['n']}; from its last data, the stale_s wait included)")
     for name, s in summary["stages_ms"].items():
         if s.get("n"):

@@ -244,8 +244,8 @@ class Session:
 
 def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict,
              duration_s: float | None = None) -> str | None:
-    """Why a run made no usable prediction, in one sentence (None when it made one): a --duration shorter than the
-    model's window says so; else per sensor the cause when one is known (no data, too few frames per second,
+    """Why a run made no usable prediction, in one sentence (None when it made one): a --duration too short for
+    any prediction says so; else per sensor the cause when one is known (no data, too few frames per second,
     slower than real time, clipped audio); else a window that never filled; else the reason each modality was
     missing most often."""
     if summary["counters"].get("predictions", 0):
@@ -253,7 +253,8 @@ def diagnose(core: Recognizer, sensors: dict[str, Sensor], summary: dict,
     window = core.pre.window_s
     too_short = (f"no usable prediction was made: the run ended before the model's {window:g} s token window "
                  "filled; run it for longer.")
-    if duration_s is not None and duration_s < window:
+    earliest = core.cfg.health.min_tokens["V"] / core.pre.sample_fps     # no prediction can come sooner
+    if duration_s is not None and duration_s < earliest:
         return too_short
     missing = {m: core.missing[m].most_common(1)[0][0] if core.missing[m] else None for m in ("V", "A")}
     causes, generic = [], []

@@ -21,14 +21,14 @@ if TYPE_CHECKING:
 
 
 class JsonlSink:
-    """One JSON object per line, written straight to the file descriptor (no buffer that could flush half a line
-    later). A write that fails (a full disk) is one warning: the file is cut back to its last whole line with
-    os.ftruncate, nothing more is written, and `complete` turns False."""
+    """One JSON object per line, written unbuffered (no buffer that could flush half a line later). A write that
+    fails (a full disk) is one warning: the file is cut back to its last whole line with os.ftruncate, nothing
+    more is written, and `complete` turns False."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._fh = open(path, "wb", buffering=0)    # raw: each write goes to the descriptor; closed on GC
         except OSError as exc:
             raise UsageError(f"cannot write the JSONL file {path} ({exc.strerror}).") from None
         self._good = 0
@@ -41,29 +41,36 @@ class JsonlSink:
         try:
             done = 0
             while done < len(data):
-                done += os.write(self._fd, data[done:])
+                done += self._fh.write(data[done:])
             self._good += len(data)
         except OSError as exc:
-            self.complete = False
-            warn(f"cannot write to the JSONL file {self.path} any more ({exc.strerror}); predictions go on, "
-                 "but the file ends at its last whole line.")
-            try:
-                os.ftruncate(self._fd, self._good)
-            except OSError:
-                pass
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self.complete = False
+        warn(f"cannot write to the JSONL file {self.path} any more ({exc.strerror}); predictions go on, "
+             "but the file ends at its last whole line.")
+        try:
+            os.ftruncate(self._fh.fileno(), self._good)
+        except (OSError, ValueError):
+            pass
 
     def close(self, summary: dict) -> None:
         """Write the summary record and close the file."""
         self(summary)
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._fh.close()
 
     def append(self, record: dict) -> None:
         """One more record after the summary (the demo's score)."""
-        if self.complete:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            self.close(record)
+        if not self.complete:
+            return
+        try:
+            self._fh = open(self.path, "ab", buffering=0)
+        except OSError as exc:
+            self.complete = False
+            warn(f"cannot reopen the JSONL file {self.path} ({exc.strerror}); the demo's score is not in it.")
+            return
+        self.close(record)
 
 
 class StatusSink:
