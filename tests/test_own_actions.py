@@ -132,3 +132,15 @@ def test_private_pulseaudio_starts_from_a_relative_folder(tmp_path, monkeypatch)
         server.start()
     finally:
         server.close()
+
+
+def test_the_bench_pools_finetunes_held_out_scores_by_takes():
+    """finetune's results.json scores each split per subset with its take count; the bench pools val and test."""
+    from edge.bench.own_actions import held_out_accuracy
+
+    results = {"splits": {"val": {"VFA": {"verb": 100.0, "noun": 100.0, "action": 100.0, "takes": 5},
+                                  "V": {"verb": 80.0, "noun": 80.0, "action": 60.0, "takes": 5}},
+                          "test": {"VFA": {"verb": 90.0, "noun": 90.0, "action": 80.0, "takes": 15},
+                                   "V": {"verb": 80.0, "noun": 80.0, "action": 80.0, "takes": 15}}}}
+    assert held_out_accuracy(results) == {"VFA": 85.0, "V": 75.0, "n": 20}
+    assert held_out_accuracy({"splits": {}}) is None and held_out_accuracy(None) is None

@@ -35,6 +35,7 @@ import numpy as np
 from edge.assets import default_bundle
 from edge.bench.jsonl_tail import JsonlTail
 from edge.errors import EdgeError
+from edge.modalities import SUBSETS
 from edge.moving_digits.own_actions import OWN_ACTIONS, TAKE_S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -294,13 +295,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def held_out_accuracy(results: dict | None) -> dict | None:
-    """Action accuracy % per modality subset over the held-out splits of finetune's results.json (pooled)."""
-    splits = [v for k, v in ((results or {}).get("splits") or {}).items() if k != "train" and v.get("n")]
+    """Action accuracy % per modality subset over the held-out splits of finetune's results.json, pooled by the
+    takes each split scored; "n": the held-out takes."""
+    splits = [v for k, v in ((results or {}).get("splits") or {}).items() if k != "train" and v]
     if not splits:
         return None
-    n = sum(v["n"] for v in splits)
-    out: dict = {k: round(sum(v["table"][k]["action"] * v["n"] for v in splits) / n, 1) for k in splits[0]["table"]}
-    out["n"] = n
+    out: dict = {}
+    for subset in SUBSETS:
+        rows = [v[subset] for v in splits if subset in v and v[subset]["takes"]]
+        if rows:
+            n = sum(r["takes"] for r in rows)
+            out[subset] = round(sum(r["action"] * r["takes"] for r in rows) / n, 1)
+    out["n"] = sum(max(r["takes"] for r in v.values()) for v in splits)
     return out
 
 
