@@ -131,8 +131,8 @@ class Session:
         """Store one item in the core; True (and the loop woken) when it makes a tick due."""
         try:
             due = self.core.push_frame(t, data, arrival) if m == "V" else self.core.push_audio(t, data, arrival)
-        except PreprocessError as exc:  # a frame no conversion can use: counted by the core, said once
-            warn(f"{exc} Such frames are skipped.", key="bad_frames")
+        except PreprocessError as exc:  # a frame no conversion can use: counted by the core, said once a session
+            warn(f"{exc} Such frames are skipped.", key=f"bad_frames:{id(self)}")
             return False
         if due:
             self.wake.set()
