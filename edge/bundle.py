@@ -20,6 +20,7 @@ ONNX signatures (batch dimension first and dynamic):
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -168,13 +169,14 @@ class Bundle:
     def labels(self) -> dict[str, list[str]]:
         return self.manifest["labels"]
 
-    @property
-    def actions(self) -> list[tuple[int, int]] | None:
-        """(verb, noun) index pairs of the only actions this bundle may say; None: every pair."""
+    @functools.cached_property
+    def actions(self) -> np.ndarray | None:
+        """[n, 2] (verb, noun) index pairs of the only actions this bundle may say, worked out once (the live loop
+        decodes with them every prediction); None: every pair."""
         listed = self.manifest.get("actions")
         if listed is None:
             return None
-        return [(self.labels["verb"].index(v), self.labels["noun"].index(n)) for v, n in listed]
+        return np.array([(self.labels["verb"].index(v), self.labels["noun"].index(n)) for v, n in listed], int)
 
     @property
     def precision(self) -> str:

@@ -112,13 +112,15 @@ def takes(tmp_path_factory) -> Path:
 
 def test_crossval_reports_learner_and_baselines_on_the_same_folds(takes, tmp_path, capsys):
     png = tmp_path / "cm.png"
-    assert main(["crossval", "--dataset", "recordings", "--data-root", str(takes), "--folds", "3", "--smoke",
+    assert main(["crossval", "--dataset", "recordings", "--data-root", str(takes), "--folds", "3", "--smoke", "--seeds", "2",
                  "--json", "--png", str(png), "--bundles", str(tmp_path / "folds")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["folds"] == 3 and result["takes"] == 9 and result["absent"] == ["A"]
     assert set(result["subsets"]) == {"VF", "V", "F"}                        # no take has audio: nothing copied
     for row in result["subsets"].values():
         assert set(row) >= {"learner", "centroid", "nn1", "takes"} and row["takes"] == 9
+        assert len(row["learner_seeds"]) == 2 and all(a in {round(100 * k / 9, 1) for k in range(10)}
+                                                      for a in row["learner_seeds"])
     assert result["subsets"]["V"]["centroid"] == 100.0             # grey levels set the classes apart (motion does not)
     assert len(result["per_take"]) == 9 and len(result["seconds_per_fold"]) == 3
     take = result["per_take"][0]

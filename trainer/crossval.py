@@ -27,7 +27,7 @@ from edge.bundle import load_bundle
 from edge.errors import ConfigError
 from edge.modalities import MODALITIES, SUBSETS
 from trainer.data.takes import Take, load_takes, take_features
-from trainer.finetune import action_list, bundle_model, claim_folder, finetune_model, predict_takes
+from trainer.finetune import action_list, bundle_model, check_settings, claim_folder, finetune_model, predict_takes
 from trainer.export import export_bundle
 from trainer.stages import Run
 
@@ -102,6 +102,7 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
     """Cross-validate the learner (`seeds` trainings per fold) and the baselines on `run`'s recordings; with
     `bundles`, also export each fold's first-seed learner as `bundles/foldK` beside `foldK/held_out.csv`, the takes
     it never saw (to run them live)."""
+    check_settings(run)
     bundle = load_bundle(source)
     run = replace(run, pre=bundle.preprocess)
     dataset = run.dataset("*", train=False)
@@ -127,7 +128,7 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
     n = len(takes)
     pred = {(who, s): np.full(n, -1) for who in LEARNERS for s in subsets}
     conf = {(who, s): np.full(n, np.nan) for who in LEARNERS for s in subsets}
-    per_seed = {s: [] for s in subsets}
+    per_seed = {(seed, s): np.full(n, -1) for seed in range(seeds) for s in subsets}   # each seed's own prediction
     seconds = []
     for k, test in enumerate(fold_of):
         train = sorted(set(range(n)) - set(test))
@@ -140,7 +141,7 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
             fold_run = replace(run, seed=run.seed + seed, out=run.out / f"fold{k}" / f"seed{seed}")
             claim_folder(fold_run.out, {"train": [takes[i].id for i in train], "finetune": asdict(run.cfg.finetune)})
             model = finetune_model(fold_run, bundle_model(bundle), [takes[i] for i in train], labels)
-            probs_by_seed.append(predict_takes(fold_run, model, [takes[i] for i in test], labels, actions))
+            probs_by_seed.append(predict_takes(fold_run, model, [takes[i] for i in test], actions))
             if bundles is not None and seed == 0:
                 export_fold(model, run, labels, actions, bundles / f"fold{k}", [spans[i] for i in test],
                             [takes[i] for i in test])
@@ -150,11 +151,12 @@ def run_crossval(run: Run, source: Path, *, folds: int | None, seeds: int = 1, v
             if not seed_probs:
                 continue
             has = ~np.isnan(seed_probs[0][:, 0])
-            for p in seed_probs:
-                per_seed[s].append((np.array(test)[has], p[has].argmax(axis=1)))
+            scored = np.array(test)[has]
+            for seed, p in enumerate(seed_probs):
+                per_seed[(seed, s)][scored] = p[has].argmax(axis=1)
             mean = np.mean(seed_probs, axis=0)
-            pred[("learner", s)][np.array(test)[has]] = mean[has].argmax(axis=1)
-            conf[("learner", s)][np.array(test)[has]] = mean[has].max(axis=1)
+            pred[("learner", s)][scored] = mean[has].argmax(axis=1)
+            conf[("learner", s)][scored] = mean[has].max(axis=1)
             rows = [i for i in test if all(m in features[i] for m in s)]
             train_rows = [i for i in train if all(m in features[i] for m in s)]
             if rows and train_rows:
@@ -190,11 +192,8 @@ def report(takes, media, labels, actions, truth, fold_of, subsets, pred, conf, p
         table[s] = {who: round(100.0 * float((pred[(who, s)][scored] == truth[scored]).mean()), 1) for who in LEARNERS}
         table[s]["takes"] = int(scored.sum())
         if seeds > 1:
-            accs = []
-            for seed in range(seeds):
-                right = sum(int((p == truth[t]).sum()) for t, p in per_seed[s][seed::seeds])
-                accs.append(round(100.0 * right / max(1, table[s]["takes"]), 1))
-            table[s]["learner_seeds"] = accs
+            table[s]["learner_seeds"] = [round(100.0 * float((per_seed[(seed, s)][scored] == truth[scored]).mean()), 1)
+                                         for seed in range(seeds)]
         per_class[s] = {names[c]: {who: round(100.0 * float((pred[(who, s)][scored & (truth == c)] == c).mean()), 1)
                                    for who in LEARNERS} for c in range(len(actions)) if (scored & (truth == c)).any()}
     per_take = []

@@ -88,9 +88,9 @@ def action_list(takes: list[Take]) -> list[tuple[int, int]]:
     return sorted({t.action for t in takes})
 
 
-def windows(run: Run, takes: list[Take], labels: dict[str, list[str]], *, train: bool) -> TakeWindows:
+def windows(run: Run, takes: list[Take], *, train: bool) -> TakeWindows:
     ft = run.cfg.finetune
-    return TakeWindows(takes, labels, run.pre, train=train, seed=run.seed, windows_per_class=ft.windows_per_class,
+    return TakeWindows(takes, run.pre, train=train, seed=run.seed, windows_per_class=ft.windows_per_class,
                        views=ft.views, augment=Augment(ft.hflip, ft.brightness, ft.contrast, ft.speed))
 
 
@@ -131,8 +131,8 @@ def finetune_model(run: Run, model: MultimodalModel, takes: list[Take], labels: 
     """A bundle's student (`bundle_model`) with new heads, trained on windows of `takes` (module doc); in eval mode.
     With `finetune.members` > 1, that many copies from the same start (the same new heads) are trained on their own
     draws of windows, augmentations and masks, and their weights averaged (a "model soup", Wortsman et al. 2022):
-    one model to export and run, steadier than any one member."""
-    check_settings(run)
+    one model to export and run, steadier than any one member. The caller has checked the settings
+    (`check_settings`)."""
     _check_labels(takes, labels)
     ft = run.cfg.finetune
     if ft.backbone:
@@ -143,7 +143,7 @@ def finetune_model(run: Run, model: MultimodalModel, takes: list[Take], labels: 
     for k in range(ft.members):
         member = copy.deepcopy(model) if ft.members > 1 else model
         member_run = replace(run, seed=run.seed + 1000 * k, out=run.out / f"member{k}") if ft.members > 1 else run
-        train = windows(member_run, takes, labels, train=True)
+        train = windows(member_run, takes, train=True)
         member_run = replace(member_run, cfg=replace(run.cfg, batch_size=min(ft.batch_size, len(train))))
         run.log(f"fine-tuning{f' member {k + 1}/{ft.members}' if ft.members > 1 else ''} on {len(takes)} takes "
                 f"of {len(train.actions)} actions, {len(train)} windows an epoch ({MODE_NAMES['baseline_delta']} "
@@ -164,11 +164,11 @@ def finetune_model(run: Run, model: MultimodalModel, takes: list[Take], labels: 
 
 
 @torch.no_grad()
-def predict_takes(run: Run, model: MultimodalModel, takes: list[Take], labels: dict[str, list[str]],
+def predict_takes(run: Run, model: MultimodalModel, takes: list[Take],
                   actions: list[tuple[int, int]]) -> dict[str, np.ndarray]:
     """{subset: [n_takes, n_actions] action probabilities, the mean over each take's `views` windows} for every
     subset all of whose modalities some take has; a take lacking one of a subset's modalities gets NaN rows there."""
-    scoring = windows(run, takes, labels, train=False)
+    scoring = windows(run, takes, train=False)
     views = scoring.views
     samples = [scoring[i] for i in range(len(scoring))]
     device = next(model.parameters()).device
@@ -207,7 +207,7 @@ def claim_folder(folder: Path, spec: dict) -> None:
     """A work folder holds checkpoints that `fit` resumes: refuse one written for other takes or settings (another
     --set, crossval's other folds or seed), whose model would be taken as trained here."""
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = folder / "fold.json"
+    stamp = folder / "training.json"
     if stamp.is_file() and json.loads(stamp.read_text()) != spec:
         raise ConfigError(f"{folder} holds a training on other takes or settings; use a new --out.")
     stamp.write_text(json.dumps(spec, sort_keys=True))
@@ -233,7 +233,7 @@ def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Pat
     scores = {}
     for s, d in evaluations.items():
         held_out = load_takes(d)
-        scores[s] = take_table(predict_takes(run, model, held_out, labels, actions), held_out, actions)
+        scores[s] = take_table(predict_takes(run, model, held_out, actions), held_out, actions)
     name = name or Path(run.spec.options.get("annotations") or run.spec.data_root or ".").resolve().name
     result = {"model": name, "dataset": run.spec.name, "from": str(source), **origin, "labels": labels,
               "actions": [[labels["verb"][v], labels["noun"][n]] for v, n in actions],

@@ -64,10 +64,10 @@ def _load_bundle(path: str | None) -> Bundle:
     return load_bundle(Path(path) if path else default_bundle(), threads=1)
 
 
-def refuse_output_over_input(jsonl: str | None, inputs: dict[str, str | Path | None]) -> None:
+def refuse_output_over_input(jsonl: str, inputs: dict[str, str | Path | None]) -> None:
     """--jsonl must not name a file the run reads (a camera or microphone file, the config, a bundle file): opening
     it for writing would destroy that input before the run starts."""
-    if jsonl is None or not Path(jsonl).exists():
+    if not Path(jsonl).exists():
         return
     for what, path in inputs.items():
         if path is not None and Path(path).is_file() and os.path.samefile(jsonl, path):
@@ -76,10 +76,11 @@ def refuse_output_over_input(jsonl: str | None, inputs: dict[str, str | Path | N
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_runtime_config(args.config)
-    bundle_dir = Path(args.bundle) if args.bundle else default_bundle()
-    refuse_output_over_input(args.jsonl, {"--camera file": args.camera, "--mic file": args.mic,
-                                          "--config file": args.config, "demo recording": RECORDING,
-                                          **{f"bundle file {f.name}": f for f in sorted(bundle_dir.glob("*"))}})
+    if args.jsonl is not None:
+        bundle_dir = Path(args.bundle) if args.bundle else default_bundle()
+        refuse_output_over_input(args.jsonl, {"--camera file": args.camera, "--mic file": args.mic,
+                                              "--config file": args.config, "demo recording": RECORDING,
+                                              **{f"bundle file {f.name}": f for f in sorted(bundle_dir.glob("*"))}})
     if args.demo:
         if args.camera or args.mic:
             raise UsageError("--demo brings its own stream; leave out --camera and --mic.")

@@ -247,10 +247,12 @@ class Recognizer:
             self.metrics.count("ticks_without_new_input")
             return []
         for m in SENSORS:       # a sensor in use stopped delivering: how long after its last data this says so
-            i, last = MODALITIES.index(m), self._last_time(m)
-            stopped = reasons[m] in ("stale", RECONNECTING, ENDED)      # not black, silent, ...: data still flows
-            if stopped and self._last_mask and self._last_mask[i] and not mask[i] and last is not None:
-                self.metrics.loss_to_prediction.add(max(0.0, instant - last) * 1000.0)
+            i = MODALITIES.index(m)
+            dropped = self._last_mask and self._last_mask[i] and not mask[i]
+            if dropped and reasons[m] in ("stale", RECONNECTING, ENDED):     # not black, silent...: data flows
+                last = self._last_time(m)
+                if last is not None:
+                    self.metrics.loss_to_prediction.add(max(0.0, instant - last) * 1000.0)
         self._last_mask = mask
         t_rel = self._t_last = instant - self.origin
         modalities = [m for m, on in zip(MODALITIES, mask) if on]

@@ -105,21 +105,16 @@ class TakeWindows(Dataset):
     epoch at random offsets when training (a generator per (seed, epoch, index): any worker draws the same), or
     `views` evenly spaced windows per take when scoring (item i is window i % views of take i // views)."""
 
-    def __init__(self, takes: list[Take], labels: dict[str, list[str]], cfg: PreprocessConfig, *, train: bool,
+    def __init__(self, takes: list[Take], cfg: PreprocessConfig, *, train: bool,
                  seed: int = 0, windows_per_class: int = 16, views: int = 5, augment: Augment = Augment()) -> None:
         if not takes:
             raise ConfigError("there are no takes to cut windows from.")
-        self.takes, self.labels, self.cfg, self.train, self.seed = takes, labels, cfg, train, seed
+        self.takes, self.cfg, self.train, self.seed = takes, cfg, train, seed
         self.windows_per_class, self.views, self.augment = windows_per_class, views, augment
         self.actions = sorted({t.action for t in takes})
         self.by_action = {a: [i for i, t in enumerate(takes) if t.action == a] for a in self.actions}
         self.epoch = 0
         self._backend = None
-        self.skips = None
-
-    @property
-    def num_classes(self) -> dict[str, int]:
-        return {head: len(names) for head, names in self.labels.items()}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -144,7 +139,7 @@ class TakeWindows(Dataset):
             take = self.takes[index // self.views]
             end = window_ends(take, self.views, dt, n)[index % self.views]
         sample = self.window(take, end, dt, rng)
-        sample.update(verb=take.verb, noun=take.noun, id=take.id, index=index)
+        sample.update(verb=take.verb, noun=take.noun, id=take.id)
         return sample
 
     def window(self, take: Take, end_s: float, dt: float, rng: np.random.Generator | None) -> dict:
