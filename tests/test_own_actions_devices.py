@@ -41,3 +41,31 @@ def test_own_actions_are_recorded_from_the_devices_as_played(tmp_path):
         v, a = c.streams.video[0], c.streams.audio[0]
         assert (v.codec_context.width, v.codec_context.height, a.rate) == (640, 480, 16000)
         assert abs(float(v.average_rate) - 30) < 0.5
+
+
+def test_real_takes_are_recorded_fine_tuned_and_recognized_live_from_the_devices(tmp_path, data_root):
+    """`own-actions --takes`: 2 real actions x 3 takes (diving, bench press); one take of each is held out, the
+    other two are played on the camera and recorded as prompted, fine-tuned, and the held-out ones played live."""
+    if missing_tool():
+        pytest.skip(f"{missing_tool()} is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins)")
+    pytest.importorskip("sounddevice", reason="PortAudio (libportaudio2) is not installed")
+    real = data_root / "real-takes"
+    if not (real / "takes.csv").is_file():
+        pytest.skip(f"{real} has no takes.csv")
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    rows = [f"{real / c / f'v_{n}_g01_c0{k}.mp4'},,,{v},{o}" for c, n, v, o in
+            (("diving", "Diving", "dive", "pool"), ("benchpress", "BenchPress", "press", "barbell")) for k in (1, 2, 3)]
+    (folder / "takes.csv").write_text("media,start,end,verb,noun\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "own"
+    run = subprocess.run([sys.executable, "-m", "edge.bench", "own-actions", "--takes", str(folder), "--out", str(out),
+                          "--take-seconds", "3", "--live-gap", "2", "--json"], cwd=REPO, capture_output=True,
+                         text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    s = json.loads(run.stdout)
+    assert s["actions"] == ["dive pool", "press barbell"] and s["takes"] == {"train": 4, "test": 2}
+    assert s["record"]["takes_kept"] == 4 and s["rows"] == {"train": 4, "val": 0, "test": 0}
+    assert s["check"]["frames_show_played_take"] == 4 and s["check"]["label_is_played_action"] == 4, s["check"]
+    live = s["live"]
+    assert live["of"] == 2 and all(a["votes"] >= 5 and a["outside_actions"] == 0 for a in live["actions"]), live
+    assert live["right"] == 2, live

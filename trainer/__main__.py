@@ -43,8 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--from", dest="source", type=Path, metavar="BUNDLE", default=None,
                    help="fp32 bundle exported by this trainer (holds weights.pt; default: the shipped student, "
                         "assets/bundles/karmma_s)")
-    f.add_argument("--eval-splits", nargs="*", default=["val", "test"], metavar="SPLIT",
-                   help="splits scored per modality subset (default: val test; none: --eval-splits alone)")
+    f.add_argument("--eval-splits", nargs="*", default=None, metavar="SPLIT",
+                   help="splits scored per modality subset (default: val and test, those that exist; none: "
+                        "--eval-splits alone)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default cpu")
     f.add_argument("--name", help="the fine-tuned bundle's name (default: the dataset folder's name)")
     f.add_argument("--backbone", metavar="torchvision:ARCH:PATH",
@@ -203,7 +204,7 @@ def _finetune(args: argparse.Namespace) -> int:
               train_split=args.train_split, seed=cfg.data.seed)
     from edge.assets import default_bundle
 
-    run_finetune(run, args.source or default_bundle("fp32"), list(args.eval_splits), args.out / "bundle",
+    run_finetune(run, args.source or default_bundle("fp32"), args.eval_splits, args.out / "bundle",
                  name=args.name)
     print(f"wrote {args.out / 'bundle'} and {args.out / 'finetune' / 'results.json'}; "
           f"wall time {time.time() - start:.1f} s ({(time.time() - start) / 60:.1f} min)")

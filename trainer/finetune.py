@@ -26,6 +26,7 @@ from torch import nn
 from edge.bundle import WEIGHTS, Bundle, load_bundle
 from edge.errors import BundleError, ConfigError
 from edge.modalities import MODALITIES, SUBSETS, action_log_probs, subset_mask
+from trainer.data.recordings import MissingSplit
 from trainer.data.takes import Augment, Take, TakeWindows, load_takes
 from trainer.export import export_bundle
 from trainer.extractors import video_backbone
@@ -213,16 +214,26 @@ def claim_folder(folder: Path, spec: dict) -> None:
     stamp.write_text(json.dumps(spec, sort_keys=True))
 
 
-def run_finetune(run: Run, source: Path, eval_splits: list[str], out_bundle: Path, name: str | None = None) -> dict:
-    """Fine-tune the bundle at `source` on `run`'s train split, score `eval_splits` per modality subset, write the
-    bundle `out_bundle` (named `name`, default the dataset folder's name) and `run.out / finetune / results.json`."""
+def run_finetune(run: Run, source: Path, eval_splits: list[str] | None, out_bundle: Path,
+                 name: str | None = None) -> dict:
+    """Fine-tune the bundle at `source` on `run`'s train split, score `eval_splits` (None: val and test, those
+    that exist) per modality subset, write the bundle `out_bundle` (named `name`, default the dataset folder's
+    name) and `run.out / finetune / results.json`."""
     start = time.time()
     check_settings(run)
     bundle = load_bundle(source)
     model = bundle_model(bundle)
     run = replace(run, pre=bundle.preprocess)
     train = run.dataset(run.train_split, train=True)
-    evaluations = {s: run.dataset(s, train=False) for s in eval_splits}    # bad splits fail before training
+    evaluations = {}                  # bad splits fail before training
+    for s in ("val", "test") if eval_splits is None else eval_splits:
+        try:
+            evaluations[s] = run.dataset(s, train=False)
+        except MissingSplit as exc:
+            if eval_splits is not None:
+                raise
+            run.log(f"not scored: {exc}")
+    eval_splits = list(evaluations)
     labels = train.labels
     origin = {"from": {"name": bundle.manifest["name"], "weights_sha256": bundle.manifest["files"][WEIGHTS]["sha256"]}}
     check_same_run(run, train, origin)

@@ -1,4 +1,5 @@
 """Own actions end to end on real devices: record 5 new actions from a camera and a microphone, fine-tune, run live.
+With --takes DIR the camera and microphone play a folder of real takes instead (edge/bench/takes_stage.py).
 
 The devices are real components: an MJPEG network camera (edge/bench/mjpeg.py, 640x480 at 30 fps) and a private
 PulseAudio server whose null-sink monitor is PortAudio's `default` microphone (16 kHz). Both show one stage
@@ -14,6 +15,11 @@ cards with new symbols and sounds (edge/moving_digits/own_actions.py) that the s
 3. live: `run_live.py --bundle OUT/ft/bundle --camera URL --mic default --jsonl OUT/live.jsonl` while the stage
    plays one new held-out take (test split) of each action between idle gaps; per action the majority prediction
    over the predictions whose 2 s window covers at least half of it; prints `k/5 actions right`.
+
+With --takes DIR (a folder of real takes as the recordings dataset reads it, e.g. ../shared/data/real-takes),
+`--test N` takes of each action (whole groups, drawn by --seed; default 1) are held out and every other take is
+recorded once, as prompted, in the train split; live plays each held-out take once. Each take fills
+--take-seconds (default 4): shorter takes loop, longer ones are cut.
 
 Needs `pulseaudio pulseaudio-utils libasound2-plugins` and PortAudio; without them it stops with one sentence.
 --json prints the summary (also written to OUT/summary.json).
@@ -39,7 +45,7 @@ from edge.modalities import SUBSETS
 from edge.moving_digits.own_actions import OWN_ACTIONS, TAKE_S
 
 REPO = Path(__file__).resolve().parents[2]
-HEADER = re.compile(r"^\[\d+/\d+\] .*: take \d+/\d+(?: again)? \((\w+), ")
+HEADER = re.compile(r"^\[\d+/\d+\] (.*): take \d+/\d+(?: again)? \((\w+), ")
 WINDOW_S = 2.0
 RECORD_KEYS = ("seconds", "takes_kept", "takes_lost", "frames_captured", "frames_written", "frames_dropped",
                "samples_captured", "samples_written", "samples_dropped", "mic_dropped_blocks", "silence_filled",
@@ -50,11 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (recordings/, ft/, live.jsonl, summary.json)")
     p.add_argument("--from", dest="bundle", type=Path, default=None,
                    help="bundle to fine-tune (default the shipped karmma_s); its training levels render the stage")
-    p.add_argument("--train", type=int, default=10, help="training takes per action (default 10)")
-    p.add_argument("--val", type=int, default=2, help="validation takes per action (default 2)")
-    p.add_argument("--test", type=int, default=2, help="test takes per action (default 2)")
-    p.add_argument("--actions", type=int, default=len(OWN_ACTIONS), help="how many of the 5 own actions (default 5)")
-    p.add_argument("--take-seconds", type=float, default=2.5, help="take length (default 2.5 s)")
+    p.add_argument("--takes", type=Path, default=None,
+                   help="a folder of real takes to play instead of rendered ones (split files: media, verb, noun)")
+    p.add_argument("--train", type=int, default=None, help="training takes per action (default 10; not with --takes)")
+    p.add_argument("--val", type=int, default=None, help="validation takes per action (default 2; not with --takes)")
+    p.add_argument("--test", type=int, default=None, help="test takes per action (default 2; with --takes: held-out "
+                                                          "takes per action, default 1)")
+    p.add_argument("--actions", type=int, default=None, help="how many of the actions (default all)")
+    p.add_argument("--take-seconds", type=float, default=None, help="take length (default 2.5 s; 4 s with --takes)")
     p.add_argument("--countdown", type=float, default=0.5, help="countdown before each take (default 0.5 s)")
     p.add_argument("--pause", type=float, default=0.5, help="pause after each take (default 0.5 s)")
     p.add_argument("--record-only", action="store_true", help="stop after recording and checking the takes")
@@ -65,23 +74,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
-def write_plan(path: Path, n_actions: int, takes: dict[str, int], take_s: float, countdown: float, pause: float) -> None:
-    """The recorder's plan: each action's takes spread over the splits in proportion."""
-    weights = ", ".join(f"{s}: {n}" for s, n in takes.items() if n > 0)
+def write_plan(path: Path, takes: list[tuple[str, str, dict[str, int]]], take_s: float, countdown: float,
+               pause: float) -> None:
+    """The recorder's plan: per (verb, noun, {split: takes}), the action's takes spread over the splits in
+    proportion."""
     lines = [f"take_seconds: {take_s}", f"countdown: {countdown}", f"pause: {pause}", "actions:"]
-    lines += [f"  - {{verb: {v}, noun: {n}, takes: {sum(takes.values())}, splits: {{{weights}}}}}"
-              for v, n in OWN_ACTIONS[:n_actions]]
+    for verb, noun, splits in takes:
+        weights = ", ".join(f"{s}: {n}" for s, n in splits.items() if n > 0)
+        lines.append(f"  - {{verb: {verb}, noun: {noun}, takes: {sum(splits.values())}, splits: {{{weights}}}}}")
     path.write_text("\n".join(lines) + "\n")
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if not 1 <= args.actions <= len(OWN_ACTIONS):
-        raise EdgeError(f"--actions must be from 1 to {len(OWN_ACTIONS)}, got {args.actions}.")
-    if args.train < 1 or args.val < 0 or args.test < 0:
-        raise EdgeError(f"--train must be at least 1 and --val / --test at least 0, got {args.train}, {args.val}, "
-                        f"{args.test}.")
-    if not args.take_seconds > TAKE_S or args.countdown < 0 or args.pause < 0:
-        raise EdgeError(f"--take-seconds must exceed {TAKE_S:g} (a take is {TAKE_S:g} s long) and --countdown / --pause be >= 0, "
+    """Checks the arguments and fills in the defaults of the mode (rendered or --takes)."""
+    if args.takes is not None:
+        if args.train is not None or args.val is not None:
+            raise EdgeError("with --takes every take not held out is a training take: --train and --val apply to "
+                            "rendered takes only.")
+        args.train, args.val = 0, 0
+        args.test = 1 if args.test is None else args.test
+        args.take_seconds = 4.0 if args.take_seconds is None else args.take_seconds
+        shortest = 2.0      # the model's window
+        if args.test < 1:
+            raise EdgeError(f"--test must be at least 1 with --takes (the live step plays held-out takes), got "
+                            f"{args.test}.")
+    else:
+        args.train = 10 if args.train is None else args.train
+        args.val = 2 if args.val is None else args.val
+        args.test = 2 if args.test is None else args.test
+        args.take_seconds = 2.5 if args.take_seconds is None else args.take_seconds
+        shortest = TAKE_S
+        if args.train < 1 or args.val < 0 or args.test < 0:
+            raise EdgeError(f"--train must be at least 1 and --val / --test at least 0, got {args.train}, "
+                            f"{args.val}, {args.test}.")
+        if args.actions is not None and not 1 <= args.actions <= len(OWN_ACTIONS):
+            raise EdgeError(f"--actions must be from 1 to {len(OWN_ACTIONS)}, got {args.actions}.")
+    if args.actions is not None and args.actions < 1:
+        raise EdgeError(f"--actions must be at least 1, got {args.actions}.")
+    if not args.take_seconds > shortest or args.countdown < 0 or args.pause < 0:
+        raise EdgeError(f"--take-seconds must exceed {shortest:g} s and --countdown / --pause be >= 0, "
                         f"got {args.take_seconds}, {args.countdown}, {args.pause}.")
     if args.live_gap < 0:
         raise EdgeError(f"--live-gap must be >= 0, got {args.live_gap}.")
@@ -90,15 +121,15 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 class Devices:
-    """The stage on an MJPEG camera and a PulseAudio microphone, all started and stopped together."""
+    """A stage (rendered or real takes) on an MJPEG camera and a PulseAudio microphone, all started and stopped
+    together."""
 
-    def __init__(self, work: Path, levels, seed: int) -> None:
+    def __init__(self, work: Path, stage) -> None:
         from edge.bench.mjpeg import MJPEGServer
         from edge.bench.pulse import PcmFeed, PulseServer
-        from edge.bench.stage import Stage
 
         self.pulse = PulseServer(work / "pulse")
-        self.stage = Stage(levels, seed=seed)
+        self.stage = stage
         self.pulse.start()
         self.feed = self.camera = None
         try:
@@ -123,7 +154,7 @@ class Devices:
 # ---- 1. record ----------------------------------------------------------------------------------------------------
 def record(args: argparse.Namespace, dev: Devices, out: Path) -> tuple[dict, list]:
     """Run the recorder on the devices, playing each prompted take; returns its summary and the takes played."""
-    prompts = {f"{v} {n}": a for a, (v, n) in enumerate(OWN_ACTIONS)}
+    prompts = {f"{v} {n}": a for a, (v, n) in enumerate(dev.stage.actions)}
     cmd = [sys.executable, "-m", "edge.record", "--camera", dev.url, "--mic", "default", "--rate", str(dev.stage.rate),
            "--fps", str(dev.stage.fps), "--plan", str(out / "plan.yaml"), "--out", str(out / "recordings"), "--yes",
            "--stats-json", str(out / "record_stats.json")]
@@ -134,11 +165,13 @@ def record(args: argparse.Namespace, dev: Devices, out: Path) -> tuple[dict, lis
         for line in proc.stdout:
             header = HEADER.match(line)
             if header:
-                split = header.group(1)
+                split = header.group(2)
+                if header.group(1) in prompts:     # the countdown starts: the stage gets the take ready
+                    dev.stage.prepare(split, prompts[header.group(1)])
             elif line.startswith("now: "):
                 prompt = line[5:].strip()
                 if prompt not in prompts:
-                    raise EdgeError(f"the recorder prompted {prompt!r}, which is not one of the own actions.")
+                    raise EdgeError(f"the recorder prompted {prompt!r}, which is not one of the stage's actions.")
                 played.append(dev.stage.play(split, prompts[prompt]))
             log.write(line)
         proc.wait()
@@ -150,8 +183,8 @@ def record(args: argparse.Namespace, dev: Devices, out: Path) -> tuple[dict, lis
     return json.loads((out / "record_stats.json").read_text()), played
 
 
-def check_takes(media: Path, played: list) -> dict:
-    """Each take the recorder logged (in prompt order, one per take played) against the clip played for it."""
+def check_takes(media: Path, played: list, stage) -> dict:
+    """Each take the recorder logged (in prompt order, one per take played) against what the stage played for it."""
     from edge.bench.take_check import decode_audio, decode_small, match_audio, match_take
 
     log = [json.loads(x) for x in media.with_suffix(".log.jsonl").read_text().splitlines()]
@@ -161,11 +194,13 @@ def check_takes(media: Path, played: list) -> dict:
     for entry, take in zip(log, played):
         if entry["status"] != "recorded":
             continue
-        m = dict(match_take(times, frames, entry["start"], take.clip), **match_audio(audio, rate, entry["start"],
-                                                                                   take.clip))
+        m = match_take(times, frames, entry["start"], *stage.reference(take))
+        sound = stage.sound(take)
+        m.update(match_audio(audio, rate, entry["start"], *sound) if sound is not None else
+                 {"audio_delay_s": None, "audio_corr": None})
         rows.append(dict(m, verb=entry["verb"], noun=entry["noun"], split=entry["split"],
-                         played=" ".join(OWN_ACTIONS[take.action]), shows_played=m["mad"] < 0.5 * m["mad_empty"],
-                         sounds_played=m["audio_corr"] > 0.5))
+                         played=" ".join(stage.actions[take.action]), shows_played=m["mad"] < 0.5 * m["mad_empty"],
+                         has_sound=sound is not None, sounds_played=sound is not None and m["audio_corr"] > 0.5))
 
     def p50_max(key: str) -> list | None:
         v = [1000 * r[key] for r in rows if r[key] is not None]
@@ -173,6 +208,7 @@ def check_takes(media: Path, played: list) -> dict:
 
     return {"takes": len(rows), "label_is_played_action": sum(f"{r['verb']} {r['noun']}" == r["played"] for r in rows),
             "frames_show_played_take": sum(r["shows_played"] for r in rows),
+            "takes_with_sound": sum(r["has_sound"] for r in rows),
             "audio_has_played_sound": sum(r["sounds_played"] for r in rows),
             "camera_delay_ms_p50_max": p50_max("delay_s"), "mic_delay_ms_p50_max": p50_max("audio_delay_s"),
             "mad_p50": float(np.median([r["mad"] for r in rows])) if rows else None,
@@ -211,7 +247,9 @@ def live(args: argparse.Namespace, dev: Devices, bundle: Path, out: Path) -> dic
                             stdout=subprocess.DEVNULL, stderr=err, text=True)
     tail = JsonlTail(jsonl)
     tail.start()
-    order = [int(a) for a in np.random.default_rng([args.seed, 0x11FE]).permutation(args.actions)]
+    stage = dev.stage
+    plays = [a for a in range(len(stage.actions)) for _ in range(stage.live_plays(a))]
+    order = [plays[i] for i in np.random.default_rng([args.seed, 0x11FE]).permutation(len(plays))]
     played = []
     try:
         deadline = time.monotonic() + 60
@@ -223,7 +261,7 @@ def live(args: argparse.Namespace, dev: Devices, bundle: Path, out: Path) -> dic
             time.sleep(0.1)
         for a in order:
             time.sleep(args.live_gap)
-            played.append(dev.stage.play("test", a))
+            played.append(stage.play("test", a))
             time.sleep(max(0.0, played[-1].end - time.monotonic()))
         time.sleep(WINDOW_S / 2 + 0.5)
     finally:
@@ -241,39 +279,45 @@ def live(args: argparse.Namespace, dev: Devices, bundle: Path, out: Path) -> dic
         votes = collections.Counter((r["verb"], r["noun"]) for s, r in tail.predictions(take.start + WINDOW_S / 2)
                                     if s <= take.end + WINDOW_S / 2 and r["verb"] is not None)
         predicted = list(votes.most_common(1)[0][0]) if votes else None
-        truth = list(OWN_ACTIONS[take.action])
-        rows.append({"truth": truth, "predicted": predicted, "right": predicted == truth,
-                     "votes": sum(votes.values())})
+        truth = list(stage.actions[take.action])
+        rows.append({"truth": truth, "predicted": predicted, "right": predicted == truth, "take": stage.describe(take),
+                     "votes": sum(votes.values()),
+                     "outside_actions": sum(count for action, count in votes.items() if action not in stage.actions)})
     return {"right": sum(r["right"] for r in rows), "of": len(rows), "actions": rows}
 
 
 # ---- the command --------------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     from edge.bench.pulse import missing_tool
-    from edge.bundle import load_bundle
-    from edge.live.demo import session_levels
 
     _check_args(args)
     bundle = args.bundle or default_bundle("fp32")    # fine-tuned: the one with torch weights
-    levels, _ = session_levels(load_bundle(bundle))      # the arguments first, then the machine
+    stage = _stage(args, bundle)                      # the arguments first, then the machine
     tool = missing_tool()
     if tool is not None:
         raise EdgeError(f"{tool} is not installed, so there is no virtual microphone to record from "
                         "(apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    takes = {"train": args.train, "val": args.val, "test": args.test}
-    write_plan(out / "plan.yaml", args.actions, takes, args.take_seconds, args.countdown, args.pause)
-    summary: dict = {"actions": [" ".join(a) for a in OWN_ACTIONS[:args.actions]], "takes_per_action": takes}
+    if args.takes is not None:
+        per_action = [(v, n, {"train": len(stage.takes["train"][a])}) for a, (v, n) in enumerate(stage.actions)]
+        takes = {"train": sum(len(x) for x in stage.takes["train"].values()),
+                 "test": sum(len(x) for x in stage.takes["test"].values())}
+    else:
+        takes = {"train": args.train, "val": args.val, "test": args.test}
+        per_action = [(v, n, takes) for v, n in stage.actions]
+    write_plan(out / "plan.yaml", per_action, args.take_seconds, args.countdown, args.pause)
+    summary: dict = {"actions": [" ".join(a) for a in stage.actions],
+                     "takes" if args.takes is not None else "takes_per_action": takes}
     t_start = time.monotonic()
-    dev = Devices(out, levels, args.seed)
+    dev = Devices(out, stage)
     try:
         t = time.monotonic()
         stats, played = record(args, dev, out)
         summary["record"] = {k: stats[k] for k in RECORD_KEYS} if stats else {"resumed": "the plan was complete"}
         summary["record"]["wall_s"] = round(time.monotonic() - t, 1)
-        summary["rows"] = {s: _rows(out / "recordings" / f"{s}.csv") for s in takes}
-        summary["check"] = check_takes(Path(stats["media"]), played) if stats.get("media") else None
+        summary["rows"] = {s: _rows(out / "recordings" / f"{s}.csv") for s in ("train", "val", "test")}
+        summary["check"] = check_takes(Path(stats["media"]), played, stage) if stats.get("media") else None
         summary["finetune"] = {"ran": False, "why": "--record-only"} if args.record_only else \
             finetune(args, bundle, out)
         if summary["finetune"]["ran"]:
@@ -292,6 +336,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"edge.bench own-actions: {summary['finetune']['why']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stage(args: argparse.Namespace, bundle: Path):
+    """The rendered stage (the bundle's training levels) or, with --takes, the real takes' stage."""
+    if args.takes is None:
+        from edge.bench.stage import Stage
+        from edge.bundle import load_bundle
+        from edge.live.demo import session_levels
+
+        levels, _ = session_levels(load_bundle(bundle))
+        stage = Stage(levels, seed=args.seed)
+        stage.actions = OWN_ACTIONS[:args.actions or len(OWN_ACTIONS)]
+        return stage
+    from edge.bench.takes_stage import TakesStage, actions_of, hold_out, read_takes
+
+    rows = read_takes(args.takes)
+    actions = actions_of(rows)[:args.actions or None]
+    train, test = hold_out([r for r in rows if r.action in actions], args.test, args.seed)
+    return TakesStage({"train": train, "test": test}, actions, args.take_seconds, seed=args.seed)
 
 
 def held_out_accuracy(results: dict | None) -> dict | None:
@@ -325,7 +388,8 @@ def _print(s: dict) -> None:
     if c:
         print(f"takes check: {c['label_is_played_action']}/{c['takes']} rows name the action played, "
               f"{c['frames_show_played_take']}/{c['takes']} show the played take (camera delay p50/max "
-              f"{c['camera_delay_ms_p50_max']} ms), {c['audio_has_played_sound']}/{c['takes']} carry its sound "
+              f"{c['camera_delay_ms_p50_max']} ms), {c['audio_has_played_sound']}/{c['takes_with_sound']} of "
+              "those with sound carry it "
               f"(microphone delay p50/max {c['mic_delay_ms_p50_max']} ms)")
     f = s["finetune"]
     if not f["ran"]:

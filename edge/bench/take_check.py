@@ -1,6 +1,6 @@
-"""Does a recorded take show what the stage played? Each take's frames in the session file are compared with a
-fresh render of the clip the stage showed for it, at the camera's delay that fits best: the card moving as the
-plan said gives a small difference, the empty scene a large one."""
+"""Does a recorded take show what the stage played? Each take's frames in the session file are compared with the
+frames the stage showed for it (edge/bench/stage.py, `reference`), at the camera's delay that fits best: the take
+as played gives a small difference, the stage without it a large one."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.moving_digits.render import ClipPlan, render_frames, render_idle
 
 SIDE = 32               # frames are compared as SIDE x SIDE gray images
 DELAYS_S = np.arange(-0.1, 0.45, 1 / 30)    # camera delays tried (the take starts when the prompt is printed)
@@ -32,16 +31,18 @@ def decode_small(media: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(times)[order], np.stack(frames)[order]
 
 
-def match_take(times: np.ndarray, frames: np.ndarray, start_s: float, clip: ClipPlan, step: int = 3) -> dict:
-    """Mean absolute grey difference between the take starting at file time `start_s` and the clip rendered
-    (every `step`-th clip frame), at the best delay; and the same against the card-less scene at that delay."""
-    idx = list(range(0, clip.n_frames, step))
-    shown = np.stack([_small(f) for f in render_frames(clip, idx)])
-    empty = np.stack([_small(render_idle(clip.scene, clip.frame_base + j, 1, clip.fps)[0]) for j in idx])
+def match_take(times: np.ndarray, frames: np.ndarray, start_s: float, offsets: np.ndarray, shown: np.ndarray,
+               empty: np.ndarray) -> dict:
+    """Mean absolute grey difference between the take starting at file time `start_s` and the frames the stage
+    showed (`shown`, RGB, at `offsets` seconds after the take's start), at the best delay; and the same against
+    what the stage shows without the take (`empty`) at that delay."""
+    shown = np.stack([_small(f) for f in shown])
+    empty = np.stack([_small(f) for f in empty])
+    half_frame = 0.5 * float(np.median(np.diff(times)))
     best = None
     for delay in DELAYS_S:
-        at = start_s + delay + np.asarray(idx) / clip.fps
-        k = np.clip(np.searchsorted(times, at + 0.5 / clip.fps) - 1, 0, len(times) - 1)
+        at = start_s + delay + offsets
+        k = np.clip(np.searchsorted(times, at + half_frame) - 1, 0, len(times) - 1)
         mad = float(np.abs(frames[k] - shown).mean())
         if best is None or mad < best[0]:
             best = (mad, float(delay), k)
@@ -66,16 +67,17 @@ def _envelope(x: np.ndarray, hop: int) -> np.ndarray:
     return np.sqrt(np.mean(x[:n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
 
 
-def match_audio(audio: np.ndarray, rate: int, start_s: float, clip: ClipPlan, hop_s: float = 0.01) -> dict:
+def match_audio(audio: np.ndarray, rate: int, start_s: float, speech: np.ndarray, speech_at: int,
+                hop_s: float = 0.01) -> dict:
     """Where the played sound is in the take (its delay after the clip's start, searched over -0.1..1 s) and how
     well the loudness envelopes agree there (Pearson correlation over the sound and 0.3 s around it). Envelopes,
     not waveforms: a sink that stalls for a moment splits a sound without making it another one."""
     hop = int(hop_s * rate)
     pad = int(0.3 * rate)
-    played = np.zeros(clip.speech.size + 2 * pad, np.float32)
-    played[pad:pad + clip.speech.size] = clip.speech
+    played = np.zeros(speech.size + 2 * pad, np.float32)
+    played[pad:pad + speech.size] = speech
     ref = _envelope(played, hop)
-    at = int(start_s * rate) + clip.speech_at - pad
+    at = int(start_s * rate) + speech_at - pad
     best = (-1.0, None)
     for lag in range(int(-0.1 / hop_s), int(1.0 / hop_s)):
         lo = at + lag * hop

@@ -89,11 +89,15 @@ def split_files(root: Path) -> list[Path]:
     return sorted(root.glob("*.csv")) + sorted(root.glob("*.jsonl"))
 
 
+class MissingSplit(ConfigError):
+    """A split that has no annotation file."""
+
+
 def split_file(root: Path, split: str) -> Path:
     for suffix in (".csv", ".jsonl"):
         if (root / f"{split}{suffix}").is_file():
             return root / f"{split}{suffix}"
-    raise ConfigError(f"no annotation file {root / split}.csv or .jsonl for split {split!r}.")
+    raise MissingSplit(f"no annotation file {root / split}.csv or .jsonl for split {split!r}.")
 
 
 def recording_labels(root: Path) -> dict[str, list[str]]:
