@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge.bundle import Bundle
@@ -24,13 +25,14 @@ from edge.live.pipeline import exit_status, recognizer_for, run_session
 from edge.live.sinks import standard_sinks
 from edge.live.arrays import ArrayAudio, ArrayVideo
 from edge.live.faults import Fault, FaultInjector
-from edge.live.sensors import Sensor
+from edge.live.media import MediaAudio, MediaVideo
+from edge.live.sensors import open_sensor
 from edge.live.web import close_view, start_view
 from edge.assets import ASSETS
 from edge.errors import UsageError
 from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, Segment, load_config, load_sources,
                                  render_session)
-from edge.moving_digits.session import Session, read_session, write_session
+from edge.moving_digits.session import Session, read_session_meta, write_session
 
 N_ACTIONS = 8
 DROPOUT_S = 3.0
@@ -94,23 +96,41 @@ def render_demo_session(bundle: Bundle, data_root: Path | None, seed: int) -> tu
     return render_session(sources, seed, N_ACTIONS, levels, sample_rate=bundle.preprocess.audio_sample_rate), levels_from
 
 
-def demo_session(args: argparse.Namespace, bundle: Bundle) -> tuple[Session, str]:
-    """Rendered from --data-root; else the shipped recording (seed 0 only); else the procedural stand-in."""
+@dataclass
+class DemoStreams:
+    """What the demo plays: its camera and microphone (before the dropouts) and the session's ground truth."""
+
+    video: object
+    audio: object
+    segments: list[Segment]
+    duration_s: float
+    source: str
+    seed: int
+
+
+def demo_streams(args: argparse.Namespace, bundle: Bundle, cfg: RuntimeConfig) -> tuple[DemoStreams, str]:
+    """Rendered from --data-root (held in memory); else the shipped recording (seed 0 only), decoded as it plays
+    so the demo holds a frame, not the whole session; else the procedural stand-in. And the levels' origin."""
     if args.data_root or not RECORDING.is_file():
-        return render_demo_session(bundle, Path(args.data_root) if args.data_root else None, args.seed)
+        session, levels_from = render_demo_session(bundle, Path(args.data_root) if args.data_root else None, args.seed)
+        video = ArrayVideo(session.frames, session.fps, realtime=args.realtime, name="demo camera")
+        audio = ArrayAudio(session.audio, session.sample_rate, realtime=args.realtime,
+                           block_s=cfg.capture.mic_block_s, name="demo microphone")
+        return DemoStreams(video, audio, session.segments, session.duration_s, session.source, session.seed), \
+            levels_from
     if args.seed != 0:
         raise UsageError(f"the shipped demo recording is the seed-0 session; pass --data-root (MNIST + FSDD) to "
                          f"render seed {args.seed}.")
-    session = read_session(RECORDING)
-    session.source = f"{session.source} recording"
-    if session.sample_rate != bundle.preprocess.audio_sample_rate:
-        raise UsageError(f"the demo recording's audio is {session.sample_rate} Hz and bundle {bundle.path} needs "
-                         f"{bundle.preprocess.audio_sample_rate} Hz; pass --data-root to render a session for it.")
-    return session, "the shipped recording, at the shipped student's training levels"
+    meta = read_session_meta(RECORDING)
+    video = MediaVideo(RECORDING, realtime=args.realtime)
+    audio = MediaAudio(RECORDING, bundle.preprocess.audio_sample_rate, realtime=args.realtime)   # resampled if need be
+    video.name, audio.name = "demo camera", "demo microphone"
+    return (DemoStreams(video, audio, meta.segments, meta.duration_s, f"{meta.source} recording", meta.seed),
+            "the shipped recording, at the shipped student's training levels")
 
 
 def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> int:
-    session, levels_from = demo_session(args, bundle)
+    session, levels_from = demo_streams(args, bundle, cfg)
     view = start_view(args.serve, args.serve_token)
     if list(bundle.labels["verb"]) != list(VERBS) or list(bundle.labels["noun"]) != list(NOUNS):
         warn(f"bundle {bundle.path} was not trained on MovingDigits labels; its accuracy here is meaningless.")
@@ -119,13 +139,10 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
           f"{len(session.segments)} actions, {levels_from}); "
           f"camera off {faults['camera'].start_s:.1f}-{faults['camera'].end_s:.1f} s, "
           f"microphone off {faults['mic'].start_s:.1f}-{faults['mic'].end_s:.1f} s", flush=True)
-    video = FaultInjector(ArrayVideo(session.frames, session.fps, realtime=args.realtime, name="demo camera"),
-                          [faults["camera"]], audio=False)
-    audio = FaultInjector(ArrayAudio(session.audio, session.sample_rate, realtime=args.realtime,
-                                     block_s=cfg.capture.mic_block_s, name="demo microphone"),
-                          [faults["mic"]], audio=True)
+    video = FaultInjector(session.video, [faults["camera"]], audio=False)
+    audio = FaultInjector(session.audio, [faults["mic"]], audio=True)
     records: list[dict] = []
-    video, audio = Sensor(video), Sensor(audio)
+    video, audio = open_sensor(video), open_sensor(audio)
     core = recognizer_for(bundle, cfg, video, audio)
     sinks = standard_sinks(args.jsonl, sys.stderr.isatty(), cfg, core)
     jsonl = sinks[0] if args.jsonl else None

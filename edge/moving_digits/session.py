@@ -205,6 +205,28 @@ def load_segments(json_path: Path) -> list[Segment]:
             from None
 
 
+@dataclass(frozen=True)
+class SessionMeta:
+    """A recorded session's sidecar: its ground truth and what it was rendered from."""
+
+    segments: list[Segment]
+    duration_s: float
+    source: str
+    seed: int
+
+
+def read_session_meta(path: Path) -> SessionMeta:
+    """The sidecar (.json) of the session recording `path`."""
+    meta_path = Path(path).with_suffix(".json")
+    segments = load_segments(meta_path)
+    meta = json.loads(meta_path.read_text())
+    try:
+        duration_s = float(meta.get("duration_s") or int(meta["n_frames"]) / int(meta["fps"]))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ConfigError(f"{meta_path} is not a MovingDigits session sidecar (no duration: {exc}).") from None
+    return SessionMeta(segments, duration_s, str(meta.get("source", "")), int(meta.get("seed", 0)))
+
+
 def read_session(path: Path) -> Session:
     """A session `write_session` wrote (the .mkv and its .json sidecar), decoded back into memory."""
     import av
