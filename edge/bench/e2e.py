@@ -124,12 +124,24 @@ def transcode(src: Path, fps: float, dst: Path) -> Path:
     return dst
 
 
+def transcode_apart(src: Path, fps: float, dst: Path) -> Path:
+    """`transcode` in a child process, so its buffers never count in this process's peak memory (the run's)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=transcode, args=(src, fps, dst), name="transcode")
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not dst.is_file():
+        raise EdgeError(f"could not transcode {src} to {fps:g} fps (the transcoding process exited {child.exitcode}).")
+    return dst
+
+
 def _sensors(args: argparse.Namespace, rate: int, block_s: float, tmp: Path) -> tuple[Sensor, Sensor, str]:
     realtime = not args.fast
     if args.file is not None:
         if not args.file.is_file():
             raise EdgeError(f"media file {args.file} does not exist.")
-        path = args.file if args.fps is None else transcode(args.file, args.fps, tmp / f"at_{args.fps:g}fps.mkv")
+        path = args.file if args.fps is None else transcode_apart(args.file, args.fps, tmp / f"at_{args.fps:g}fps.mkv")
         stream = str(args.file) + ("" if args.fps is None else f" at {args.fps:g} fps")
         return (open_sensor(camera_source(str(path), realtime)),
                 open_sensor(mic_source(str(path), rate, block_s, realtime)), stream)
