@@ -54,8 +54,8 @@ def _quantize(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from trainer.__main__ import dataset_spec
     from trainer.config import load_config
-    from trainer.data_access import load_clips, resolve_source
-    from trainer.datasets import MOVING_DIGITS
+    from trainer.data.sources import load_clips, resolve_source
+    from trainer.data.registry import MOVING_DIGITS
 
     if args.calib_clips < 1 or args.encoder_inputs < 1 or args.masks_per_clip < 1:
         raise EdgeError("--calib-clips, --encoder-inputs and --masks-per-clip must be at least 1.")

@@ -1,6 +1,6 @@
 """The calibration inputs drawn from held-out clips.
 
-Clips are `trainer.clips.ClipSet`s (built by the trainer's MovingDigits-AV dataset, which uses
+Clips are `trainer.data.clip_set.ClipSet`s (built by the trainer's MovingDigits-AV dataset, which uses
 `edge.preprocess`, so they are exactly what the runtime feeds); subsets and masks are `edge.modalities`'.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def fusion_feeds(tokens: dict[str, np.ndarray], masks_per_clip: int,
 def clips_of(dataset, source: dict) -> "ClipSet":
     """Every sample of a trainer dataset (e.g. your recordings) held in memory as a ClipSet, the form the
     calibration reads (a missing modality's inputs are zeros, as the dataset gives them)."""
-    from trainer.clips import ClipSet
+    from trainer.data.clip_set import ClipSet
 
     samples = [dataset[i] for i in range(len(dataset))]
     arrays = {m: np.stack([s[m].numpy() for s in samples]) for m in MODALITIES}
@@ -51,7 +51,7 @@ def clips_of(dataset, source: dict) -> "ClipSet":
 def dataset_splits(args, bundle, cfg) -> tuple["ClipSet", "ClipSet"]:
     """The val and test splits of --dataset (not MovingDigits-AV) as ClipSets, checked against the bundle's labels."""
     from trainer.__main__ import dataset_spec
-    from trainer.datasets import build_dataset, check_bundle_labels
+    from trainer.data.registry import build_dataset, check_bundle_labels
 
     spec, out = dataset_spec(args), []
     for split in ("val", "test"):

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.modalities import SUBSETS, accuracy, subset_mask
-from trainer.clips import ClipSet
+from trainer.data.clip_set import ClipSet
 
 ENCODER_INPUT = {"V": ("video_encoder", "frame"), "F": ("flow_encoder", "flow"), "A": ("audio_encoder", "logmel")}
 

@@ -18,7 +18,7 @@ from calibration.temperature import action_confidence, expected_calibration_erro
 from edge.bench.latency import interleave, timed_call
 from edge.bundle import ROLES, load_bundle, write_bundle
 from edge.modalities import SUBSETS, subset_mask
-from trainer.clips import ClipSet
+from trainer.data.clip_set import ClipSet
 
 MODALITY_OF = {role: m for m, (role, _) in ENCODER_INPUT.items()}
 

@@ -11,7 +11,7 @@ from calibration.quantize import ENCODER_VARIANTS, FUSION_VARIANTS, quantize_var
 from calibration.temperature import action_confidence, expected_calibration_error, fit_temperature, nll
 from edge.bundle import load_bundle
 from edge.modalities import SUBSETS, subset_mask
-from trainer.clips import ClipSet
+from trainer.data.clip_set import ClipSet
 
 
 def random_clips(n: int, seed: int) -> ClipSet:

@@ -161,7 +161,7 @@ def test_members_are_trained_apart_from_one_start_and_their_weights_averaged(tak
     from trainer.config import load_config
     from trainer.data.recordings import Recordings
     from trainer.data.takes import load_takes
-    from trainer.datasets import DatasetSpec
+    from trainer.data.registry import DatasetSpec
     from trainer.stages import Run
 
     bundle = load_bundle(SHIPPED)

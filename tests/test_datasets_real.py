@@ -16,7 +16,7 @@ import pytest
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig, uniform_indices
-from trainer.data.clips import plan_clip, tsn_offsets
+from trainer.data.segments import plan_clip, tsn_offsets
 from trainer.data.epic_kitchens import EpicKitchens, paper_split
 from trainer.data.media import EPIC_FLOW_BOUND_PX, MediaError, VideoFile
 from trainer.data.recordings import Recordings

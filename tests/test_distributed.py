@@ -53,7 +53,7 @@ def test_jobs_under_torchrun_is_refused(tmp_path):
     """`benchmark --jobs 2` under torchrun would start 2 trainings per rank: one sentence instead, before any data."""
     from trainer.benchmark import run_benchmark
     from trainer.config import TrainerConfig
-    from trainer.datasets import DatasetSpec
+    from trainer.data.registry import DatasetSpec
     from trainer.stages import Run
 
     run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo(rank=0, world_size=2))

@@ -10,7 +10,7 @@ import torch
 from trainer import distributed as ddp
 from trainer.__main__ import main
 from trainer.stages import _index_batches
-from trainer.streams import make_loader
+from trainer.data.loaders import make_loader
 
 from test_trainer_datasets import write_recordings
 

@@ -163,7 +163,7 @@ def test_new_actions_folder_holds_the_own_actions_as_the_recordings_dataset_read
     from edge.preprocess import PreprocessConfig
     from trainer.config import load_config
     from trainer.data.new_actions import main as write_main
-    from trainer.datasets import DatasetSpec, build_dataset
+    from trainer.data.registry import DatasetSpec, build_dataset
 
     root = tmp_path / "recordings"
     assert write_main(["--out", str(root), "--train", "1", "--val", "0", "--test", "1"]) == 0

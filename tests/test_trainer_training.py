@@ -11,9 +11,9 @@ from edge.errors import ConfigError  # noqa: E402
 from edge.modalities import MODALITIES, SUBSETS, accuracy, subset_key  # noqa: E402
 from trainer import ckpt  # noqa: E402
 from trainer import distributed as ddp  # noqa: E402
-from trainer.clips import ClipSet  # noqa: E402
+from trainer.data.clip_set import ClipSet  # noqa: E402
 from trainer.config import StudentConfig, TeacherConfig, TrainerConfig, load_config  # noqa: E402
-from trainer.datasets import DatasetSpec  # noqa: E402
+from trainer.data.registry import DatasetSpec
 from trainer.masks import random_drop, subset_mask  # noqa: E402
 from trainer.models import IN_CHANNELS, Fusion, ModelConfig, MultimodalModel  # noqa: E402
 from trainer.stages import Run, StudentStep, Teacher, check_same_run, train_student, train_teacher  # noqa: E402
@@ -106,7 +106,7 @@ def test_students_train_on_soft_targets_from_memory(tmp_path):
     """Whole batches come from the ClipSet in memory, soft targets included (here a uniform verb target)."""
     clips = _clips()
     run = _student_run(tmp_path, clips, epochs=1)
-    from trainer.streams import make_loader
+    from trainer.data.loaders import make_loader
 
     loader, _ = make_loader(clips, run.info, 8, shuffle=True, seed=0, workers=2)
     batch = next(iter(loader))
@@ -121,7 +121,7 @@ def test_students_train_on_soft_targets_from_memory(tmp_path):
 def _kd_parts(clips: ClipSet) -> tuple[MultimodalModel, dict, Fusion, dict]:
     """A tiny student, random teacher tokens of the clips (width 12), a teacher fusion over them, and the clips'
     first batch of 8 in order."""
-    from trainer.streams import make_loader
+    from trainer.data.loaders import make_loader
 
     torch.manual_seed(0)
     model = MultimodalModel(ModelConfig(**TINY), 8, 10).eval()
@@ -158,7 +158,7 @@ def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
 def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_path):
     """student.kd_all = w: KARMMA_S's KD term is (1 - w) * KD toward the teacher on the student's subset + w * KD
     toward the teacher on every modality the sample has (not the dropped-out subset)."""
-    from trainer.datasets import presence
+    from trainer.data.loaders import presence
     from trainer.stages import _mask
     from trainer.students import student_loss
 

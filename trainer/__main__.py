@@ -106,7 +106,7 @@ def _config(args: argparse.Namespace):
 
 def add_dataset_args(p: argparse.ArgumentParser) -> None:
     """--dataset, --data-root and the media options (trainer and calibration commands)."""
-    from trainer.datasets import DATASET_NAMES, MOVING_DIGITS
+    from trainer.data.registry import DATASET_NAMES, MOVING_DIGITS
 
     p.add_argument("--dataset", default=MOVING_DIGITS, choices=DATASET_NAMES, help=f"default {MOVING_DIGITS}")
     p.add_argument("--data-root", help="data root (MovingDigits-AV: MNIST + FSDD, default $KARMMA_DATA_ROOT or "
@@ -122,7 +122,7 @@ def add_dataset_args(p: argparse.ArgumentParser) -> None:
 
 def dataset_spec(args: argparse.Namespace):
     """The DatasetSpec the dataset arguments name."""
-    from trainer.datasets import DatasetSpec
+    from trainer.data.registry import DatasetSpec
 
     if args.limit is not None and args.limit < 1:
         raise EdgeError(f"--limit must be at least 1, got {args.limit}.")
@@ -220,7 +220,7 @@ def _crossval(args: argparse.Namespace) -> int:
     from edge.assets import default_bundle
     from trainer import distributed as ddp
     from trainer.crossval import format_report, plot_confusions, run_crossval
-    from trainer.datasets import REAL_DATASETS
+    from trainer.data.registry import REAL_DATASETS
     from trainer.stages import Run
 
     if args.dataset != "recordings" or "recordings" not in REAL_DATASETS:
@@ -246,10 +246,10 @@ def _crossval(args: argparse.Namespace) -> int:
 def _evaluate_dataset(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from trainer.config import load_config
-    from trainer.datasets import build_dataset, check_bundle_labels
+    from trainer.data.registry import build_dataset, check_bundle_labels
     from trainer.evaluation import bundle_callables
     from trainer.stages import format_scores, score_tokens
-    from trainer.streams import dataset_tokens
+    from trainer.data.token_cache import dataset_tokens
 
     bundle = load_bundle(args.bundle, threads=max(1, args.threads))
     cfg = load_config(args.config)
@@ -271,10 +271,10 @@ def _evaluate_dataset(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from edge.bundle import load_bundle
     from trainer.config import load_config
-    from trainer.data_access import load_clips, resolve_source
+    from trainer.data.sources import load_clips, resolve_source
     from trainer.evaluation import bundle_callables
     from trainer.stages import score_tokens
-    from trainer.streams import dataset_tokens
+    from trainer.data.token_cache import dataset_tokens
 
     bundle = load_bundle(args.bundle, threads=max(1, args.threads))
     cfg = load_config(args.config)

@@ -19,8 +19,8 @@ import torch
 from edge.errors import ConfigError
 from trainer import distributed as ddp
 from trainer.costs import model_costs
-from trainer.data_access import resolve_source
-from trainer.datasets import MOVING_DIGITS
+from trainer.data.sources import resolve_source
+from trainer.data.registry import MOVING_DIGITS
 from trainer.export import export_bundle
 from trainer.parallel import Job, run_jobs
 from trainer.report import aggregate, check_targets, write_results

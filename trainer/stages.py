@@ -1,5 +1,5 @@
 """The one training path: `python -m trainer teacher | student | benchmark` train the teacher and the students
-(Baseline, Baseline w/ δ, KARMMA_S) on any dataset (trainer.datasets; MovingDigits-AV from clips held in memory),
+(Baseline, Baseline w/ δ, KARMMA_S) on any dataset (trainer.data.registry; MovingDigits-AV from clips held in memory),
 read in batches by one loop (`fit`), alone or under `torchrun --nproc_per_node=N` (DistributedDataParallel,
 rank-0-only logs and checkpoints). A stage differs only in its model, its loss (a `...Step` module) and its data.
 
@@ -44,13 +44,15 @@ from trainer import ckpt
 from trainer import distributed as ddp
 from trainer.augment import mask_spectrograms
 from trainer.config import EvalConfig, TrainerConfig, token_kd_weights
-from trainer.datasets import MOVING_DIGITS, DatasetSpec, build_dataset, presence
+from trainer.data.loaders import presence
+from trainer.data.registry import MOVING_DIGITS, DatasetSpec, build_dataset
 from trainer.evaluation import drop_curve, subset_table
 from trainer.export import export_bundle
 from trainer.extractors import PRETRAIN_HEADS, pretrain_heads, pretrain_loss
 from trainer.masks import sample_drop
 from trainer.models import MODALITIES, Fusion, MultimodalModel
-from trainer.streams import cached_tokens, make_loader, per_rank_batch
+from trainer.data.loaders import make_loader, per_rank_batch
+from trainer.data.token_cache import cached_tokens
 from trainer.students import MODES, encode_present, student_config, student_loss, token_kd_loss
 from trainer.teacher import build_extractors, fusion_loss, teacher_model_config
 

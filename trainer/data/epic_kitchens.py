@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
-from trainer.data.clips import Annotation, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
+from trainer.data.segments import Annotation, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
 from trainer.data.media import FlowFolder, FrameFolder, MediaError, SkipLog, VideoFile
 
 ANNOTATIONS = {"train": "EPIC_100_train.csv", "val": "EPIC_100_train.csv", "train-full": "EPIC_100_train.csv",

@@ -34,7 +34,7 @@ def write_new_actions(out: Path, takes: dict[str, int], *, levels=None, seed: in
                       duration_s: float = 2.0, margin_s: float = 0.25) -> Path:
     """Render `takes[split]` takes of each own action per split into the recordings folder `out`."""
     from trainer.config import load_config
-    from trainer.data_access import resolve_source
+    from trainer.data.sources import resolve_source
 
     levels = levels or resolve_source(None).levels(load_config().data)   # the bundle's training levels
     out.mkdir(parents=True, exist_ok=True)

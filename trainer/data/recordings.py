@@ -35,7 +35,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
-from trainer.data.clips import Annotation, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
+from trainer.data.segments import Annotation, SegmentDataset, build_sample, check_range, plan_clip, plan_frames
 from trainer.data.media import MediaError, SkipLog, VideoFile
 
 FIELDS = ("media", "verb", "noun")

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessConfig
-from trainer.data.clips import Annotation, SegmentDataset, build_sample, plan_clip, plan_frames
+from trainer.data.segments import Annotation, SegmentDataset, build_sample, plan_clip, plan_frames
 from trainer.data.media import SkipLog, VideoFile
 
 LIST_FILES = {"train": "train", "val": "train", "train-full": "train", "test": "validation"}

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from edge.errors import ConfigError
 from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend, prepare_frame,
                              to_gray, video_input, window_to_model_input)
-from trainer.data.clips import SegmentDataset
+from trainer.data.segments import SegmentDataset
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from edge.moving_digits.config import MovingDigitsConfig, NuisanceLevels, load_c
 from edge.moving_digits.sources import FSDD_DIR, MNIST_IMAGES, MNIST_LABELS, default_data_root
 from edge.moving_digits.splits import Split, make_split
 from edge.preprocess.config import PreprocessConfig
-from trainer.clips import ClipSet
+from trainer.data.clip_set import ClipSet
 from trainer.config import DataConfig, cache_root
 from trainer.data.moving_digits import MovingDigitsDataset, StreamWindows, materialize
 

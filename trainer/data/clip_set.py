@@ -1,6 +1,6 @@
 """Clips held in memory (numpy, inputs as float16, about 0.4 MB per clip): what the benchmark's MovingDigits
 splits are once rendered (trainer.data.moving_digits.materialize caches them on disk), and what calibration
-reads. A `ClipSet` is also a dataset in the trainer's sample format (trainer.datasets), so the one training
+reads. A `ClipSet` is also a dataset in the trainer's sample format (trainer.data.registry), so the one training
 loop reads it like any other dataset, without rendering anything again."""
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class ClipSet:
         return ClipSet({m: x[index] for m, x in self.inputs.items()}, self.verb[index], self.noun[index],
                        {h: t[index] for h, t in self.soft.items()}, self.labels, "", dict(self.source))
 
-    # the trainer's dataset interface (trainer.datasets)
+    # the trainer's dataset interface (trainer.data.registry)
 
     @property
     def num_classes(self) -> dict[str, int]:

@@ -1,9 +1,5 @@
-"""Datasets too large for memory, read in batches by a DataLoader under torchrun or alone, and the
-frozen-extractor token cache built from them.
-
-Batch sizes are GLOBAL: each of N ranks loads batch_size / N samples of every batch (a DistributedSampler
-shares out one seeded shuffle), so N processes see the same batches as one process does.
-"""
+"""The frozen-extractor token cache: every sample of a dataset encoded once by the frozen extractors (in
+batches, shared out over torchrun ranks) and kept on disk under the dataset's cache key."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,36 +9,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from edge.errors import ConfigError
 from trainer import ckpt
 from trainer import distributed as ddp
-from trainer.datasets import Indexed, IndexedBatches, first, presence
+from trainer.data.loaders import make_loader, presence
 from trainer.models import MODALITIES
 
 Encode = Callable[[str, torch.Tensor], torch.Tensor]   # (modality, x [B, C, H, W]) -> tokens [B, D]
-
-
-def per_rank_batch(batch_size: int, info: ddp.DistInfo) -> int:
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
-    if batch_size % info.world_size:
-        raise ConfigError(f"batch size {batch_size} must be a multiple of the {info.world_size} processes.")
-    return batch_size // info.world_size
-
-
-def make_loader(dataset: Dataset, info: ddp.DistInfo, batch_size: int, *, shuffle: bool, seed: int,
-                workers: int) -> tuple[DataLoader, torch.utils.data.DistributedSampler]:
-    """Batches of `dataset`'s samples (each with its `index`), this rank's share; call
-    `sampler.set_epoch(epoch)` before each epoch. Training (`shuffle`) drops the samples that do not fill
-    a whole global batch, so N ranks take exactly one process's batches (and as many steps); evaluation
-    pads the ranks' shares instead (the cache writes a padded row twice)."""
-    indexed, collate = Indexed(dataset), None
-    if hasattr(dataset, "batch"):   # clips held in memory: read a batch at once, no worker processes
-        indexed, collate, workers = IndexedBatches(dataset), first, 0
-    sampler = ddp.sampler(indexed, info, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    loader = DataLoader(indexed, batch_size=per_rank_batch(batch_size, info), sampler=sampler, num_workers=workers,
-                        drop_last=shuffle, collate_fn=collate)
-    return loader, sampler
 
 
 @torch.no_grad()
