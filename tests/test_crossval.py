@@ -162,7 +162,7 @@ def test_members_are_trained_apart_from_one_start_and_their_weights_averaged(tak
     from trainer.data.recordings import Recordings
     from trainer.data.takes import load_takes
     from trainer.data.registry import DatasetSpec
-    from trainer.stages import Run
+    from trainer.loop import Run
 
     bundle = load_bundle(SHIPPED)
     dataset = Recordings(takes, "*", bundle.preprocess)

@@ -54,7 +54,7 @@ def test_jobs_under_torchrun_is_refused(tmp_path):
     from trainer.benchmark import run_benchmark
     from trainer.config import TrainerConfig
     from trainer.data.registry import DatasetSpec
-    from trainer.stages import Run
+    from trainer.loop import Run
 
     run = Run(DatasetSpec(), TrainerConfig(), tmp_path, ddp.DistInfo(rank=0, world_size=2))
     with pytest.raises(ConfigError, match="under torchrun every process already takes part"):

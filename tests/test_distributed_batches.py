@@ -9,7 +9,7 @@ import torch
 
 from trainer import distributed as ddp
 from trainer.__main__ import main
-from trainer.stages import _index_batches
+from trainer.loop import index_batches
 from trainer.data.loaders import make_loader
 
 from test_trainer_datasets import write_recordings
@@ -42,7 +42,7 @@ def test_token_row_batches_give_n_ranks_the_batches_of_one_process(n):
     cfg = SimpleNamespace(batch_size=8)
 
     def batches(info: ddp.DistInfo) -> list[list[int]]:
-        of_epoch, count = _index_batches(n, SimpleNamespace(cfg=cfg, info=info, seed=0))
+        of_epoch, count = index_batches(n, SimpleNamespace(cfg=cfg, info=info, seed=0))
         rows = [b.tolist() for b in of_epoch(1)]
         assert len(rows) == count
         return rows

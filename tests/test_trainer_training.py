@@ -16,7 +16,9 @@ from trainer.config import StudentConfig, TeacherConfig, TrainerConfig, load_con
 from trainer.data.registry import DatasetSpec
 from trainer.masks import random_drop, subset_mask  # noqa: E402
 from trainer.models import IN_CHANNELS, Fusion, ModelConfig, MultimodalModel  # noqa: E402
-from trainer.stages import Run, StudentStep, Teacher, check_same_run, train_student, train_teacher  # noqa: E402
+from trainer.loop import Run  # noqa: E402
+from trainer.stages import Teacher, check_same_run, train_student, train_teacher  # noqa: E402
+from trainer.students import MultimodalStep  # noqa: E402
 from trainer.students import encode_present, kd_loss, token_kd_loss  # noqa: E402
 
 TINY = {"video_widths": [4, 8], "flow_widths": [4, 8], "audio_widths": [4, 8], "token_dim": 8, "dim": 16,
@@ -137,16 +139,16 @@ def test_token_kd_adds_the_cosine_to_the_teacher_extractor_tokens(tmp_path):
     V token), teacher V token)) over the samples' frames; the other trainings ignore the setting."""
     clips = _clips(8)
     model, view, teacher, batch = _kd_parts(clips)
-    with_kd = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, token_kd={"V": 0.5}),
+    with_kd = MultimodalStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, token_kd={"V": 0.5}),
                           p_drop=0.0)
-    plain = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips), p_drop=0.0)
+    plain = MultimodalStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips), p_drop=0.0)
     assert list(with_kd.token_maps) == ["V"] and not list(plain.token_maps)
     with torch.no_grad():
         extra = with_kd(batch, 0) - plain(batch, 0)
         student = with_kd.token_maps["V"](model.encode("V", batch["V"]))
         cos = torch.nn.functional.cosine_similarity(student, view["V"][batch["index"]], dim=-1)
     torch.testing.assert_close(extra, 0.5 * (1 - cos).mean(), atol=1e-5, rtol=1e-5)
-    delta = StudentStep(model, "baseline_delta", None, [view], _student_run(tmp_path, clips, token_kd={"V": 1.0}))
+    delta = MultimodalStep(model, "baseline_delta", None, [view], _student_run(tmp_path, clips, token_kd={"V": 1.0}))
     assert not list(delta.token_maps)
     for bad, message in (("{X: 1.0}", "token_kd names 'X'"), ("{V: -1}", "weight >= 0"), ("{V: .nan}", "finite"),
                          ("V", "must be dict")):     # refused when the config loads, before any training
@@ -159,7 +161,7 @@ def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_pat
     """student.kd_all = w: KARMMA_S's KD term is (1 - w) * KD toward the teacher on the student's subset + w * KD
     toward the teacher on every modality the sample has (not the dropped-out subset)."""
     from trainer.data.loaders import presence
-    from trainer.stages import _mask
+    from trainer.loop import drop_mask
     from trainer.students import student_loss
 
     clips = _clips(8)
@@ -168,11 +170,11 @@ def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_pat
     index = batch["index"]
     losses = {}
     for share in (0.0, 0.5, 1.0):
-        step = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=share), p_drop=0.7)
+        step = MultimodalStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=share), p_drop=0.7)
         with torch.no_grad():
             losses[share] = step(batch, 0)
     present = presence(batch)
-    mask = _mask(index, present, 0.7, 0, 0)
+    mask = drop_mask(index, present, 0.7, 0, 0)
     assert not bool((mask == 1).all()), "the test needs rows with a modality dropped"
     cfg = StudentConfig(model=TINY)
     with torch.no_grad():
@@ -185,7 +187,7 @@ def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_pat
         torch.testing.assert_close(losses[share], want[share], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(losses[0.5], (losses[0.0] + losses[1.0]) / 2, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(losses[0.0], losses[1.0])
-    settings = StudentStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=0.5)).settings()
+    settings = MultimodalStep(model, "karmma_s", teacher, [view], _student_run(tmp_path, clips, kd_all=0.5)).settings()
     assert settings["kd_all"] == 0.5 and len(settings["teacher"]) == 12     # a resume under others is refused
     for bad in ("1.5", "-0.1", "true"):
         with pytest.raises(ConfigError, match="kd_all must be"):
@@ -217,7 +219,7 @@ def test_teacher_end_to_end_trains_extractors_and_fusion_and_recaches_their_toke
             for view in (*trained.views, trained.eval_view):
                 torch.testing.assert_close(view[m].float(), tokens, atol=2e-2, rtol=2e-2)
     assert (tmp_path / "e2e" / "teacher" / "end_to_end.pt").is_file()
-    monkeypatch.setattr(StudentStep, "forward", lambda *args: pytest.fail("stage 4 trained again on resume"))
+    monkeypatch.setattr(MultimodalStep, "forward", lambda *args: pytest.fail("stage 4 trained again on resume"))
     again = _teacher(tmp_path / "e2e", 1)                  # resumed from its checkpoints, not trained again
     for (name, a), b in zip(trained.model.state_dict().items(), again.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
@@ -256,13 +258,13 @@ def test_audio_masks_hide_mel_bands_and_frame_spans_drawn_per_sample():
 
 
 def test_the_audio_mask_reaches_the_encoder_and_the_checkpoint(tmp_path):
-    """A StudentStep with audio_mask encodes masked log-mels (its loss differs from the unmasked step's on the same
+    """A MultimodalStep with audio_mask encodes masked log-mels (its loss differs from the unmasked step's on the same
     batch, with no dropout) and records the widths, so a resume under other widths is refused."""
     clips = _clips(8)
     model, _, _, batch = _kd_parts(clips)
     run = _student_run(tmp_path, clips)
-    masked = StudentStep(model, "baseline_delta", None, [], run, p_drop=0.0, audio_mask=(10, 12))
-    plain = StudentStep(model, "baseline_delta", None, [], run, p_drop=0.0)
+    masked = MultimodalStep(model, "baseline_delta", None, [], run, p_drop=0.0, audio_mask=(10, 12))
+    plain = MultimodalStep(model, "baseline_delta", None, [], run, p_drop=0.0)
     with torch.no_grad():
         assert not torch.allclose(masked(batch, 0), plain(batch, 0))
     assert masked.settings()["audio_mask"] == [10, 12] and plain.settings()["audio_mask"] == [0, 0]

@@ -155,7 +155,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from trainer import distributed as ddp
     from trainer.benchmark import run_benchmark
-    from trainer.stages import Run, run_student, run_teacher
+    from trainer.loop import Run
+    from trainer.stages import run_student, run_teacher
 
     if getattr(args, "seeds", 1) < 1:
         raise EdgeError("--seeds must be at least 1.")
@@ -192,7 +193,7 @@ def _finetune(args: argparse.Namespace) -> int:
 
     from trainer import distributed as ddp
     from trainer.finetune import run_finetune
-    from trainer.stages import Run
+    from trainer.loop import Run
 
     start = time.time()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -221,7 +222,7 @@ def _crossval(args: argparse.Namespace) -> int:
     from trainer import distributed as ddp
     from trainer.crossval import format_report, plot_confusions, run_crossval
     from trainer.data.registry import REAL_DATASETS
-    from trainer.stages import Run
+    from trainer.loop import Run
 
     if args.dataset != "recordings" or "recordings" not in REAL_DATASETS:
         raise EdgeError("crossval reads --dataset recordings (takes of your own actions).")

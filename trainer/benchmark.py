@@ -24,8 +24,9 @@ from trainer.data.registry import MOVING_DIGITS
 from trainer.export import export_bundle
 from trainer.parallel import Job, run_jobs
 from trainer.report import aggregate, check_targets, write_results
-from trainer.stages import (MODE_NAMES, Run, check_same_run, cpu_fuse, describe_dataset, score_student,
-                            score_tokens, train_student, train_teacher, warm_start)
+from trainer.loop import Run
+from trainer.stages import (MODE_NAMES, check_same_run, cpu_fuse, describe_dataset, score_student, score_tokens,
+                            train_student, train_teacher, warm_start)
 from trainer.students import MODES
 
 

@@ -29,7 +29,7 @@ from edge.modalities import MODALITIES, SUBSETS
 from trainer.data.takes import Take, load_takes, take_features
 from trainer.finetune import action_list, bundle_model, check_settings, claim_folder, finetune_model, predict_takes
 from trainer.export import export_bundle
-from trainer.stages import Run
+from trainer.loop import Run
 
 LEARNERS = ("learner", "centroid", "nn1")
 

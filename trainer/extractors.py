@@ -1,5 +1,5 @@
 """Teacher stage 1: one feature extractor per modality, pre-trained on that modality's own labels, then frozen
-(trainer.stages.PretrainStep runs the pre-training; the student's warm start uses the same heads and loss).
+(`PretrainStep` below, through trainer.loop.fit; the student's warm start uses the same heads and loss).
 
 Extractor specs (TeacherConfig.extractors, one per modality):
   "conv"                          a TokenEncoder with the teacher's (larger) widths, trained from scratch;
@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from edge.errors import ConfigError
-from trainer.models import IN_CHANNELS, TokenEncoder
+from trainer import distributed as ddp
+from trainer.data.loaders import presence
+from trainer.loop import connected_zero, targets
+from trainer.models import IN_CHANNELS, MODALITIES, TokenEncoder
 
 # Labels each modality's extractor is pre-trained on (V sees both; F sees motion; A hears the digit).
 PRETRAIN_HEADS = {"V": ("noun", "verb"), "F": ("verb",), "A": ("noun",)}
@@ -128,3 +132,49 @@ def pretrain_loss(extractor: nn.Module, heads: nn.ModuleDict, modality: str, x: 
             hard = labels[h].argmax(1) if labels[h].dim() > 1 else labels[h]
             correct = int((logits.argmax(1) == hard).sum())
     return loss, correct
+
+
+class PretrainStep(nn.Module):
+    """Loss of one batch for pre-training the three encoders on single frames / windows of their own modality:
+    one per sample and pass, at a position drawn from (seed, pass, index, modality). Frames of one step come
+    from as many different samples (on MovingDigits, 3 frames of each of 10 clips per step learned far slower
+    than 1 frame of each of 32 clips, for as many frames and steps: train A noun 12 vs 21 %).
+
+    A modality's loss is the mean over the samples of the GLOBAL batch that have it: each rank's share is
+    weighted by its own count (ranks can hold different numbers of samples with audio), which keeps N
+    processes equal to one.
+    """
+
+    def __init__(self, encoders: nn.ModuleDict, n_classes: dict[str, int], seed: int, info: ddp.DistInfo) -> None:
+        super().__init__()
+        self.encoders = encoders
+        self.heads = nn.ModuleDict({m: pretrain_heads(encoders[m], m, n_classes) for m in MODALITIES})
+        self.seed, self.info = seed, info
+        self.tally = torch.zeros(len(MODALITIES), 2)     # per modality: first head right, frames seen (this epoch)
+
+    def epoch_summary(self) -> str:
+        """Train accuracy of each encoder's first pre-training head this epoch (all ranks together)."""
+        tally, self.tally = ddp.all_reduce_sum(self.tally, self.info), torch.zeros_like(self.tally)
+        return ", train " + " ".join(f"{m} {PRETRAIN_HEADS[m][0]} {100 * hits / max(1.0, float(seen)):.1f}%"
+                                     for m, (hits, seen) in zip(MODALITIES, tally.tolist()) if seen)
+
+    def forward(self, batch: dict, epoch: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        present, index = presence(batch).cpu(), batch["index"].cpu()
+        local = present.sum(0)
+        weight = local * self.info.world_size / ddp.all_reduce_sum(local, self.info).clamp(min=1)
+        loss = connected_zero(self)
+        for i, m in enumerate(MODALITIES):
+            rows = torch.nonzero(present[:, i] > 0).flatten()
+            if not len(rows):
+                continue
+            steps = batch[m].shape[1]
+            pos = torch.as_tensor([int(np.random.default_rng([self.seed, epoch, int(index[r]), i]).integers(steps))
+                                   for r in rows])
+            sample = rows
+            x = batch[m][sample.to(batch[m].device), pos.to(batch[m].device)].to(device)
+            labels = {h: targets(batch, h).cpu()[sample].to(device) for h in self.heads[m]}
+            part, hits = pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)
+            loss = loss + float(weight[i]) * part
+            self.tally[i] += torch.tensor([float(hits), float(len(sample))])
+        return loss

@@ -4,7 +4,7 @@ The bundle's torch weights (`weights.pt`, edge.bundle.WEIGHTS) give the encoders
 layers; the heads' last layers are new, sized by the dataset's labels. The takes are decoded once and cut into
 2 s windows at the live runtime's timing (trainer.data.takes): `windows_per_class` per action and epoch at random
 offsets (class-balanced batches however many takes an action has), mirrored half the time (`hflip`). Training
-goes through the one loop (`trainer.stages.fit`, a `StudentStep` in mode baseline_delta: CE under modality
+goes through the one loop (`trainer.loop.fit`, a `MultimodalStep` in mode baseline_delta: CE under modality
 dropout, so the result still works with a sensor missing) in two phases: the new head layers alone
 (`finetune.head_epochs`), then every weight (`finetune.train: all`) or all but the encoders (`fusion`).
 A take is scored by the mean over `views` evenly spaced windows of its action probabilities, verb and noun decoded
@@ -31,7 +31,9 @@ from trainer.data.takes import Augment, Take, TakeWindows, load_takes
 from trainer.export import export_bundle
 from trainer.extractors import video_backbone
 from trainer.models import ModelConfig, MultimodalModel
-from trainer.stages import MODE_NAMES, Run, StudentStep, check_same_run, fit, sample_batches
+from trainer.loop import Run, fit, sample_batches
+from trainer.stages import MODE_NAMES, check_same_run
+from trainer.students import MultimodalStep
 
 PHASES = ("heads", "all", "fusion")
 
@@ -104,7 +106,7 @@ def _phase(run: Run, model: MultimodalModel, train, trainable: list[nn.Parameter
     for p in trainable:
         p.requires_grad_(True)
     run = replace(run, seed=run.seed + phase, freeze_bn=run.freeze_bn or ft.freeze_bn)   # new masks per phase
-    step = StudentStep(model, "baseline_delta", None, [], run, p_drop=ft.p_drop)
+    step = MultimodalStep(model, "baseline_delta", None, [], run, p_drop=ft.p_drop)
     batches, n_batches = sample_batches(train, run, view_of=lambda epoch: epoch)
     fit(step, batches, n_batches, run, epochs=epochs, lr=lr, weight_decay=ft.weight_decay, pct_start=0.15,
         ckpt_path=run.out / "finetune" / f"{name}.pt", desc=f"finetune {name}")

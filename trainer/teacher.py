@@ -1,7 +1,7 @@
 """Teacher (stage 1): frozen per-modality extractors, tokens cached to disk, a fusion transformer trained on them.
 
 Only the fusion block and heads train, on cached tokens, so the teacher is cheap to train (METHOD.md);
-trainer.stages trains it. Here: its parts and its loss.
+trainer.stages orders its stages; here: its parts, its loss and the step that trains the fusion (`FusionStep`).
 Loss: CE per head, optional InfoNCE alignment of per-modality token averages, optional teacher-side
 modality dropout (then the teacher has learned missing-modality tokens, which KARMMA_S relies on:
 the teacher predicts on the same subset the student sees).
@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer.config import TeacherConfig
+from trainer.loop import Run, drop_mask, targets
 from trainer.extractors import make_extractor
 from trainer.models import MODALITIES, Fusion, ModelConfig
 
@@ -58,3 +59,26 @@ def fusion_loss(fusion: Fusion, tokens: list[torch.Tensor], mask: torch.Tensor, 
     if cfg.infonce:
         loss = loss + cfg.infonce_weight * alignment_loss(fusion, tokens, mask, cfg.infonce_tau)
     return loss
+
+
+class FusionStep(nn.Module):
+    """Loss of one batch of cached-token rows for the teacher's fusion."""
+
+    def __init__(self, fusion: Fusion, views: list[dict[str, torch.Tensor]], run: Run) -> None:
+        super().__init__()
+        self.fusion, self.views, self.run = fusion, views, run
+
+    def settings(self) -> dict:
+        """What shapes this loss besides the tensors (a checkpoint resumes only under the same)."""
+        cfg = self.run.cfg.teacher
+        infonce = {"infonce_weight": cfg.infonce_weight, "infonce_tau": cfg.infonce_tau} if cfg.infonce else {}
+        return {"p_drop": cfg.p_drop, "dropout": cfg.dropout, "token_views": len(self.views), "infonce": cfg.infonce,
+                **infonce}
+
+    def forward(self, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        cfg, view = self.run.cfg.teacher, self.views[epoch % len(self.views)]
+        device, index = self.run.info.device, index.cpu()
+        mask = drop_mask(index, view["present"][index], cfg.p_drop, self.run.seed, epoch)
+        tokens = [view[m][index].float().to(device) for m in MODALITIES]
+        return fusion_loss(self.fusion, tokens, mask.to(device), targets(view, "verb")[index].to(device),
+                           targets(view, "noun")[index].to(device), cfg)
