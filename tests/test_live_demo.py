@@ -1,7 +1,7 @@
 """`run_live.py --demo`: a scored MovingDigits-AV stream with scripted camera and microphone dropouts."""
+# Tier: unit, except the tests marked integration (run_live.py --demo in a subprocess; real-data renders and scoring).
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from edge.bundle import Bundle, load_bundle
 from edge.errors import ConfigError
@@ -40,6 +39,7 @@ def test_segments_are_scored_by_majority_over_the_predictions_that_cover_them():
     assert score["rows"][0]["dropout"] == [] and score["rows"][1]["dropout"] == ["camera"]
 
 
+@pytest.mark.integration
 def test_demo_completes_scores_and_keeps_predicting_through_dropouts(random_bundle, tmp_path):
     out = tmp_path / "demo.jsonl"
     res = subprocess.run([sys.executable, str(REPO / "run_live.py"), "--demo", "--fast", "--bundle", str(random_bundle),
@@ -90,12 +90,15 @@ def test_the_demo_session_uses_the_levels_the_bundle_records():
 
 
 def test_the_shipped_student_is_demoed_at_the_levels_it_was_trained_on():
-    trained = yaml.safe_load((REPO / "assets" / "configs" / "trainer.yaml").read_text())["data"]["levels"]
+    from trainer.config import load_config as trainer_config
+
+    trained = trainer_config().data.levels                  # the benchmark's levels (trainer/config.py)
     levels, _ = session_levels(load_bundle(SHIPPED))
     assert trained and all(getattr(levels, k) == tuple(v) for k, v in trained.items())
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_windows_aligned_to_demo_segments_score_like_the_offline_test_clips(data_root):
     """The demo session, cut into the trainer's 2 s windows exactly at each action, scores near the bundle's
     offline test accuracy (95 %): the session is rendered from the distribution the model was tested on."""
@@ -130,6 +133,7 @@ def test_windows_aligned_to_demo_segments_score_like_the_offline_test_clips(data
     assert total == 24 and hits >= 20, f"{hits}/{total} aligned windows right"
 
 
+@pytest.mark.integration
 def test_the_shipped_recording_is_the_seed_0_session_the_code_renders(data_root):
     """assets/demo/session.mkv (what a clone without data plays) is today's renderer's seed-0 session, so the demo
     shows the recognizer as it is with the data: the same segments, frames within H.264 noise, the same sound."""
@@ -149,6 +153,7 @@ def test_the_shipped_recording_is_the_seed_0_session_the_code_renders(data_root)
     assert RECORDING.stat().st_size <= 2_000_000 and (RECORDING.parent / "LICENSE").is_file()
 
 
+@pytest.mark.integration
 def test_without_data_the_demo_plays_the_recording_with_the_quantized_student(tmp_path):
     out = tmp_path / "demo.jsonl"
     res = subprocess.run([sys.executable, str(REPO / "run_live.py"), "--demo", "--fast", "--jsonl", str(out)],

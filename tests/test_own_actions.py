@@ -1,5 +1,6 @@
 """The own actions added to MovingDigits-AV (new motions, new symbols with their sounds) and the guarantee that
 adding them changed nothing the benchmark renders (tests/test_moving_digits_golden.py pins what it renders)."""
+# Tier: unit, except the test marked device (starts a private PulseAudio server).
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from edge.moving_digits.symbols import SYMBOLS
 from edge.preprocess import PreprocessConfig, uniform_indices
 
 LEVELS = NuisanceLevels()
-TRAINED = NuisanceLevels(card_scale=(0.5, 0.65), snr_db=(5.0, 25.0))      # trainer.yaml's levels: larger cards
+TRAINED = NuisanceLevels(card_scale=(0.5, 0.65), snr_db=(5.0, 25.0))      # the trainer's levels: larger cards
 
 
 def _sampled(plan, pre=PreprocessConfig()):
@@ -117,6 +118,7 @@ def test_own_actions_bench_without_pulseaudio_says_so(tmp_path, capsys, monkeypa
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.device
 def test_private_pulseaudio_starts_from_a_relative_folder(tmp_path, monkeypatch):
     """`--out runs/own` is relative, and PulseAudio refuses a relative XDG_RUNTIME_DIR ("Daemon startup failed")."""
     from pathlib import Path

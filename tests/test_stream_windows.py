@@ -1,5 +1,6 @@
-"""Training items that imitate the live stream (trainer.yaml data.stream): soft targets by overlap, windows cut
+"""Training items that imitate the live stream (the trainer's data.stream): soft targets by overlap, windows cut
 across action boundaries, refilling token rings, and the settings' checks."""
+# Tier: unit.
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Training mechanics: dropout masks, the encoder-skipping forward, KD loss, config overrides, resuming."""
+# Tier: unit.
 from __future__ import annotations
 
 import pytest
@@ -91,7 +92,8 @@ def _clips(n: int = 24) -> ClipSet:
 
 
 def _student_run(tmp_path, clips: ClipSet, mode: str = "baseline_delta", **student) -> Run:
-    cfg = TrainerConfig(student=StudentConfig(model=TINY, lr=0.01, **student), batch_size=8)
+    """A run on `clips` with a tiny student; token KD off unless `student` sets it."""
+    cfg = TrainerConfig(student=StudentConfig(**{"model": TINY, "lr": 0.01, "token_kd": {}, **student}), batch_size=8)
     run = Run(DatasetSpec(), cfg, tmp_path, ddp.DistInfo())
     run.loaded[("train", None)] = clips            # the clips a MovingDigits run holds in memory
     return run

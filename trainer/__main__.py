@@ -87,8 +87,8 @@ def _run_args(p: argparse.ArgumentParser, out_help: str, out_required: bool = Tr
     """What every training command takes: the dataset, --out, the config and its overrides, threads."""
     add_dataset_args(p)
     p.add_argument("--out", required=out_required, type=Path, help=out_help)
-    p.add_argument("--config", type=Path, help="trainer YAML (default assets/configs/trainer.yaml, "
-                                               "trainer_smoke.yaml with --smoke)")
+    p.add_argument("--config", type=Path, help="trainer YAML overriding the defaults of trainer/config.py (default "
+                                               "assets/configs/trainer.yaml, trainer_smoke.yaml with --smoke)")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                    help="override config values (e.g. --set batch_size=256 data.workers=8 finetune.epochs=10)")
     p.add_argument("--smoke", action="store_true", help="the tiny smoke configuration (every stage in < 1 minute)")

@@ -4,7 +4,7 @@ With --data-root the session is rendered from the test split (real MNIST + FSDD 
 shipped demo recording plays (`assets/demo/session.mkv`: the seed-0 session rendered that way, with its
 ground truth beside it and the sources' licences in assets/demo/LICENSE), else the procedural stand-in. It is
 rendered at the nuisance levels the bundle's clips were rendered with (its manifest's
-extra.data.levels): the shipped students were trained and tested on trainer.yaml's overrides (larger cards,
+extra.data.levels): the shipped students were trained and tested on the trainer's levels (larger cards,
 cleaner speech), and at moving_digits.yaml's harder defaults they lose about 40 points of action accuracy even
 offline. The camera is lost for a few seconds, later the microphone, and the run is scored per ground-truth
 segment: the majority action over the predictions whose 2 s window mostly covers it.

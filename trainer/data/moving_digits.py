@@ -6,7 +6,7 @@
 - A: log-mel of the 1 s windows ending at 1.0, 1.25, ..., 2.0 s after the clip start.
 V is `video_input` of each sampled frame and the previous sampled one (the frame flow pairs it with).
 
-Training splits may also imitate the live stream (`StreamWindows`, trainer.yaml `data.stream`): a share of the
+Training splits may also imitate the live stream (`StreamWindows`, the trainer's `data.stream`): a share of the
 items are 2 s windows cut at a random offset from a three-action session (across action boundaries and idle
 gaps), with soft targets by overlap (the share of the window each action covers; the idle share spread
 uniformly over the classes, so idle windows teach low confidence rather than a made-up class); flow at the
