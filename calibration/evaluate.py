@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edge.bundle import ENCODER_INPUT, FUSION_INPUT
 from edge.modalities import SUBSETS, accuracy, subset_mask
 from trainer.data.clip_set import ClipSet
 
-ENCODER_INPUT = {"V": ("video_encoder", "frame"), "F": ("flow_encoder", "flow"), "A": ("audio_encoder", "logmel")}
 
 
 def open_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
@@ -42,8 +42,7 @@ def fuse(session: ort.InferenceSession, tokens: dict[str, np.ndarray], subset: s
          batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(verb_logits, noun_logits) of every clip with only `subset`'s modalities present."""
     n = len(tokens["V"])
-    feeds = {name: tokens[m] * np.float32(m in subset)
-             for m, name in (("V", "video_tokens"), ("F", "flow_tokens"), ("A", "audio_tokens"))}
+    feeds = {name: tokens[m] * np.float32(m in subset) for m, name in FUSION_INPUT.items()}
     feeds["mask"] = subset_mask(subset, n)
     verbs, nouns = [], []
     for i in range(0, n, batch):

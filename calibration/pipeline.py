@@ -12,11 +12,11 @@ from typing import Callable
 import numpy as np
 
 from calibration.data import encoder_feeds, fusion_feeds
-from calibration.evaluate import ENCODER_INPUT, accuracy_table, encode, open_session, subset_logits
+from calibration.evaluate import accuracy_table, encode, open_session, subset_logits
 from calibration.quantize import ENCODER_VARIANTS, FUSION_VARIANTS, Variant, quantize_variant
 from calibration.temperature import action_confidence, expected_calibration_error, fit_temperature
 from edge.bench.latency import interleave, timed_call
-from edge.bundle import ROLES, load_bundle, write_bundle
+from edge.bundle import ENCODER_INPUT, ROLES, load_bundle, write_bundle
 from edge.modalities import SUBSETS, subset_mask
 from trainer.data.clip_set import ClipSet
 

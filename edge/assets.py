@@ -1,7 +1,8 @@
-"""Where the shipped assets are (the default model bundles, the runtime and demo settings): a checkout's
-assets/ folder, else what `pip install .` put under the environment's share/karmma-edge."""
+"""Where things are: the shipped assets (the default model bundles, the runtime and demo settings: a checkout's
+assets/ folder, else what `pip install .` put under the environment's share/karmma-edge) and the real data."""
 from __future__ import annotations
 
+import os
 import sysconfig
 from pathlib import Path
 
@@ -11,6 +12,14 @@ CHECKOUT = Path(__file__).resolve().parents[1] / "assets"
 INSTALLED = Path(sysconfig.get_path("data")) / "share" / "karmma-edge"
 ASSETS = CHECKOUT if (CHECKOUT / "configs" / "runtime.yaml").is_file() else INSTALLED
 INT8, FP32 = "karmma_s_int8", "karmma_s"        # the quantized student is what runs live; fp32 holds torch weights
+
+
+def default_data_root() -> Path | None:
+    """Where real data is read from when no --data-root is given: $KARMMA_DATA_ROOT, else ../shared/data beside
+    the checkout; None when that folder does not exist (callers then say so, or render procedurally)."""
+    env = os.environ.get("KARMMA_DATA_ROOT")
+    candidate = Path(env) if env else CHECKOUT.parent.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
 
 
 def default_bundle(precision: str = "int8") -> Path:

@@ -39,6 +39,8 @@ from edge.preprocess.config import PreprocessConfig
 FORMAT_VERSION = 1
 MANIFEST = "bundle.yaml"
 ROLES = ("video_encoder", "flow_encoder", "audio_encoder", "fusion")
+ENCODER_INPUT = {"V": ("video_encoder", "frame"), "F": ("flow_encoder", "flow"), "A": ("audio_encoder", "logmel")}
+FUSION_INPUT = {"V": "video_tokens", "F": "flow_tokens", "A": "audio_tokens"}     # + "mask" [B, 3] (V, F, A)
 WEIGHTS = "weights"                                   # the optional role: torch state dict, never loaded here
 FILE_NAMES = {**{role: f"{role}.onnx" for role in ROLES}, WEIGHTS: "weights.pt"}
 REQUIRED_KEYS = ("format_version", "name", "kind", "precision", "modalities", "tokens", "token_dim",
@@ -59,16 +61,12 @@ def expected_io(manifest: Mapping[str, Any], pre: PreprocessConfig) -> dict[str,
     tok, dim = manifest["tokens"], manifest["token_dim"]
     s = pre.frame_size
     n_verb, n_noun = len(manifest["labels"]["verb"]), len(manifest["labels"]["noun"])
-    return {
-        "video_encoder": ({"frame": (None, pre.video_channels, s, s)}, {"token": (None, dim["V"])}),
-        "flow_encoder": ({"flow": (None, 2, s, s)}, {"token": (None, dim["F"])}),
-        "audio_encoder": ({"logmel": (None, 1, pre.n_mels, pre.logmel_frames)}, {"token": (None, dim["A"])}),
-        "fusion": (
-            {"video_tokens": (None, tok["V"], dim["V"]), "flow_tokens": (None, tok["F"], dim["F"]),
-             "audio_tokens": (None, tok["A"], dim["A"]), "mask": (None, 3)},
-            {"verb_logits": (None, n_verb), "noun_logits": (None, n_noun)},
-        ),
-    }
+    encoder_input = {"V": (pre.video_channels, s, s), "F": (2, s, s), "A": (1, pre.n_mels, pre.logmel_frames)}
+    io = {role: ({name: (None, *encoder_input[m])}, {"token": (None, dim[m])})
+          for m, (role, name) in ENCODER_INPUT.items()}
+    io["fusion"] = ({**{name: (None, tok[m], dim[m]) for m, name in FUSION_INPUT.items()}, "mask": (None, 3)},
+                    {"verb_logits": (None, n_verb), "noun_logits": (None, n_noun)})
+    return io
 
 
 def write_bundle(out_dir: str | Path, manifest: Mapping[str, Any], onnx_files: Mapping[str, str | Path]) -> Path:

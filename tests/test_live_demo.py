@@ -12,7 +12,8 @@ import pytest
 
 from edge.bundle import Bundle, load_bundle
 from edge.errors import ConfigError
-from edge.live.demo import N_ACTIONS, dropouts, score_segments, session_levels
+from edge.live.demo import N_ACTIONS, dropouts, score_segments
+from edge.moving_digits.config import session_levels
 from edge.live.faults import Fault
 from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, load_config, load_sources, render_session
 from edge.preprocess import (PreprocessConfig, compute_flow, flow_to_model_input, make_flow_backend, video_input,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from edge import modalities
+from edge.bundle import ENCODER_INPUT, FUSION_INPUT
 from edge.modalities import MODALITIES, SUBSETS
 from trainer.masks import random_drop, subset_mask
 
@@ -73,15 +74,13 @@ def drop_curve(fuse: Fuse, tokens: dict[str, torch.Tensor], verb: torch.Tensor, 
 
 def bundle_callables(bundle) -> tuple[Callable[[str, torch.Tensor], torch.Tensor], Fuse]:
     """`encode` and `fuse` running an edge.bundle.Bundle through ONNX Runtime."""
-    roles = {"V": ("video_encoder", "frame"), "F": ("flow_encoder", "flow"), "A": ("audio_encoder", "logmel")}
-
     def encode(modality: str, x: torch.Tensor) -> torch.Tensor:
-        role, name = roles[modality]
+        role, name = ENCODER_INPUT[modality]
         return torch.from_numpy(bundle.run(role, **{name: x.numpy().astype(np.float32)})[0])
 
     def fuse(v: torch.Tensor, f: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        verb, noun = bundle.run("fusion", video_tokens=v.numpy(), flow_tokens=f.numpy(), audio_tokens=a.numpy(),
-                                mask=mask.numpy().astype(np.float32))
+        tokens = {FUSION_INPUT[m]: x.numpy() for m, x in zip(MODALITIES, (v, f, a))}
+        verb, noun = bundle.run("fusion", **tokens, mask=mask.numpy().astype(np.float32))
         return torch.from_numpy(verb), torch.from_numpy(noun)
 
     return encode, fuse

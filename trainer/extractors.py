@@ -21,7 +21,7 @@ from edge.errors import ConfigError
 from trainer import distributed as ddp
 from trainer.data.loaders import presence
 from trainer.loop import connected_zero, targets
-from trainer.models import IN_CHANNELS, MODALITIES, TokenEncoder
+from trainer.models import IN_CHANNELS, MODALITIES, ModelConfig, MultimodalModel, TokenEncoder
 
 # Labels each modality's extractor is pre-trained on (V sees both; F sees motion; A hears the digit).
 PRETRAIN_HEADS = {"V": ("noun", "verb"), "F": ("verb",), "A": ("noun",)}
@@ -111,6 +111,12 @@ def video_backbone(spec: str, token_dim: int) -> nn.Module:
     if kind != "torchvision" or not arch:
         raise ConfigError(f"unknown video backbone {spec!r}; use 'torchvision:<arch>[:<state-dict path>]'.")
     return ProjectedExtractor(TorchvisionExtractor(arch, weights or None, IN_CHANNELS["V"]), token_dim)
+
+
+def build_model(cfg: ModelConfig, n_verb: int, n_noun: int) -> MultimodalModel:
+    """The multimodal model `cfg` describes, whatever its video encoder (conv, or a torchvision backbone)."""
+    video = None if cfg.video_encoder == "conv" else video_backbone(cfg.video_encoder, cfg.token_dim)
+    return MultimodalModel(cfg, n_verb, n_noun, video)
 
 
 def pretrain_heads(extractor: nn.Module, modality: str, n_classes: dict[str, int]) -> nn.ModuleDict:

@@ -29,7 +29,7 @@ from edge.modalities import MODALITIES, SUBSETS, action_log_probs, subset_mask
 from trainer.data.recordings import MissingSplit
 from trainer.data.takes import Augment, Take, TakeWindows, load_takes
 from trainer.export import export_bundle
-from trainer.extractors import video_backbone
+from trainer.extractors import build_model, video_backbone
 from trainer.models import ModelConfig, MultimodalModel
 from trainer.loop import Run, fit, sample_batches
 from trainer.stages import MODE_NAMES, check_same_run
@@ -46,8 +46,8 @@ def bundle_model(bundle: Bundle) -> MultimodalModel:
                           "exported by this trainer (int8 bundles keep none: fine-tune the fp32 one).")
     labels = bundle.labels
     try:
-        model = MultimodalModel(ModelConfig(**bundle.manifest["extra"]["model_config"]), len(labels["verb"]),
-                                len(labels["noun"]))
+        model = build_model(ModelConfig(**bundle.manifest["extra"]["model_config"]), len(labels["verb"]),
+                            len(labels["noun"]))
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:  # a missing key, a wrong shape or an unreadable pickle: one sentence each way
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

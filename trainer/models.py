@@ -138,7 +138,7 @@ class ModelConfig:
     dropout: float = 0.1
     missing: str = "learned"
     tokens: dict = field(default_factory=lambda: {"V": 8, "F": 8, "A": 5})
-    video_encoder: str = "conv"      # or "torchvision:<arch>" (trainer.extractors.video_backbone; weights not kept)
+    video_encoder: str = "conv"      # or "torchvision:<arch>" (built by trainer.extractors.build_model; weights not kept)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,16 +147,17 @@ class ModelConfig:
 class MultimodalModel(nn.Module):
     """Encoders + fusion. `forward` takes whole windows: V [B,T,C,S,S], F [B,T,2,S,S], A [B,T,1,M,W]."""
 
-    def __init__(self, cfg: ModelConfig, n_verb: int, n_noun: int) -> None:
+    def __init__(self, cfg: ModelConfig, n_verb: int, n_noun: int, video: nn.Module | None = None) -> None:
+        """`video`: the video encoder when it is not the conv one (cfg.video_encoder names it; build such a model
+        with trainer.extractors.build_model, which knows every encoder kind)."""
         super().__init__()
         self.cfg = cfg
         d = cfg.token_dim
-        if cfg.video_encoder == "conv":
+        if video is None:
+            if cfg.video_encoder != "conv":
+                raise ValueError(f"video encoder {cfg.video_encoder!r}: build the model with "
+                                 "trainer.extractors.build_model.")
             video = TokenEncoder(IN_CHANNELS["V"], tuple(cfg.video_widths), d)
-        else:
-            from trainer.extractors import video_backbone     # extractors imports this module
-
-            video = video_backbone(cfg.video_encoder, d)
         self.encoders = nn.ModuleDict({
             "V": video,
             "F": TokenEncoder(IN_CHANNELS["F"], tuple(cfg.flow_widths), d),

@@ -40,7 +40,7 @@ from trainer.config import EvalConfig
 from trainer.data.token_cache import cached_tokens
 from trainer.evaluation import drop_curve, subset_table
 from trainer.export import export_bundle
-from trainer.extractors import PretrainStep
+from trainer.extractors import PretrainStep, build_model
 from trainer.loop import Run, fit, index_batches, sample_batches, weights_digest
 from trainer.models import MODALITIES, Fusion, MultimodalModel
 from trainer.students import MultimodalStep, student_config
@@ -192,7 +192,7 @@ def warm_start(run: Run, ckpt_path: Path) -> dict[str, torch.Tensor]:
     cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
     torch.manual_seed(run.seed)
     n = train.num_classes
-    model = MultimodalModel(student_config(cfg, "baseline_delta", run.tokens_per_modality), n["verb"], n["noun"])
+    model = build_model(student_config(cfg, "baseline_delta", run.tokens_per_modality), n["verb"], n["noun"])
     for m in MODALITIES:
         model.encoders[m].out_dim = model.cfg.token_dim
     pretrain_encoders(model.encoders, train, run, epochs=cfg.pretrain_epochs, positions=cfg.pretrain_positions,
@@ -207,7 +207,7 @@ def train_student(run: Run, mode: str, teacher: Teacher | None, encoders: dict[s
     cfg, train = run.cfg.student, run.dataset(run.train_split, train=True)
     n = train.num_classes
     torch.manual_seed(run.seed)
-    model = MultimodalModel(student_config(cfg, mode, run.tokens_per_modality), n["verb"], n["noun"])
+    model = build_model(student_config(cfg, mode, run.tokens_per_modality), n["verb"], n["noun"])
     model.encoders.load_state_dict(encoders)
     views, fusion = (teacher.views, teacher.model.fusion.to(run.info.device)) if teacher else ([], None)
     draws = tsn_draws(run, train)

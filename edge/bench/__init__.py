@@ -1,15 +1,19 @@
 """Benchmarks: `python -m edge.bench <subcommand>` (see edge/bench/__main__.py for the list)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-DEFAULT_DATA_ROOT = "../shared/data"
+from edge.assets import default_data_root
+from edge.errors import EdgeError
 
 
-def default_data_root() -> Path:
-    """The data root: $KARMMA_DATA_ROOT, else ../shared/data (relative to the working directory)."""
-    return Path(os.environ.get("KARMMA_DATA_ROOT", DEFAULT_DATA_ROOT))
+def data_root(given: Path | None) -> Path:
+    """--data-root, else the default data root; one sentence when there is none."""
+    root = given or default_data_root()
+    if root is None:
+        raise EdgeError("no data root: pass --data-root, or set KARMMA_DATA_ROOT (default ../shared/data beside the "
+                        "checkout).")
+    return root
 
 
 def median_ms(times_s: list[float]) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import default_data_root
+from edge.bench import data_root
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
 from edge.assets import default_bundle
@@ -148,7 +148,7 @@ def _sensors(args: argparse.Namespace, rate: int, block_s: float, tmp: Path) -> 
     width, height, fps = parse_synthetic(args.synthetic)
     if args.duration is None:
         raise EdgeError("--synthetic loops for ever; give --duration S.")
-    clip = (args.data_root or default_data_root()) / PANCAKE
+    clip = (data_root(args.data_root)) / PANCAKE
     if not clip.is_file():
         raise EdgeError(f"--synthetic takes its audio from {clip}, which does not exist; pass --data-root.")
     video = ArrayVideo(synthetic_frames(width, height), fps, realtime=realtime, loop=True,

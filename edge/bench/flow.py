@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from edge.bench import default_data_root, median_ms
+from edge.bench import data_root, median_ms
 from edge.bench.middlebury import epe, load_pairs, resize_flow
 from edge.preprocess import PreprocessConfig, make_flow_backend, prepare_frame, to_gray, to_rgb_uint8
 
@@ -55,7 +55,7 @@ def measure(backend, pairs: list[tuple], repeats: int) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> int:
     cfg = PreprocessConfig()
-    inputs = _inputs(cfg, args.data_root or default_data_root())
+    inputs = _inputs(cfg, data_root(args.data_root))
     rows = []
     for name in args.backends:
         try:

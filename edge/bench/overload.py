@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import default_data_root
 from edge.bench.e2e import clip_audio
 from edge.bench.soak import Planned, Recorder, Scheduler
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
-from edge.assets import default_bundle
+from edge.assets import default_bundle, default_data_root
 from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
@@ -221,8 +220,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError(f"--budget-ms must be positive, got {args.budget_ms}.")
     clip = args.file
     if clip is None:
-        candidate = (args.data_root or default_data_root()) / DEFAULT_CLIP
-        clip = candidate if candidate.is_file() else None
+        root = args.data_root or default_data_root()    # none: a rendered session
+        clip = root / DEFAULT_CLIP if root is not None and (root / DEFAULT_CLIP).is_file() else None
     elif not clip.is_file():
         raise EdgeError(f"media file {clip} does not exist.")
     r = overload(args.bundle or default_bundle(), args.config, clip, args.busy, (args.idle, args.load, args.after),

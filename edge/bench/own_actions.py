@@ -343,7 +343,7 @@ def _stage(args: argparse.Namespace, bundle: Path):
     if args.takes is None:
         from edge.bench.stage import Stage
         from edge.bundle import load_bundle
-        from edge.live.demo import session_levels
+        from edge.moving_digits.config import session_levels
 
         levels, _ = session_levels(load_bundle(bundle))
         stage = Stage(levels, seed=args.seed)

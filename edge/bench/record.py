@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import default_data_root
+from edge.bench import data_root
 from edge.bench.pulse import PulseServer
 from edge.errors import EdgeError
 
@@ -77,7 +77,7 @@ def _free_port() -> int:
 def run(args: argparse.Namespace) -> int:
     if shutil.which("paplay") is None:
         raise EdgeError("paplay is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins).")
-    root = args.data_root or default_data_root()
+    root = data_root(args.data_root)
     clip, wav = root / "clips/flipping_a_pancake.mkv", root / "clips/ucf101_apply_eye_makeup.wav"
     for f in (clip, wav):
         if not f.is_file():

@@ -188,7 +188,7 @@ def benchmark(bundles: list[Bundle], cfg: RuntimeConfig, sessions: int, seed: in
     """Render `sessions` test-split sessions once and play each under every condition through every bundle (side by
     side: the same sessions, faults and order); per bundle, per-condition figures and the first session's records
     per condition (for the timeline). Sessions are rendered at the first bundle's training levels."""
-    from edge.live.demo import session_levels
+    from edge.moving_digits.config import session_levels
 
     pre = bundles[0].preprocess
     split = DEFAULT_SPLITS["test"]

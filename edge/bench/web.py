@@ -21,12 +21,12 @@ from pathlib import Path
 
 import psutil
 
-from edge.bench import default_data_root
+from edge.assets import default_data_root
 from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError
 from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, RuntimeConfig, load_runtime_config
-from edge.live.demo import session_levels
+from edge.moving_digits.config import session_levels
 from edge.live.arrays import ArrayAudio, ArrayVideo
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.sensors import Sensor
@@ -172,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError("--clients and --rounds must be at least 1 and --seconds positive.")
     bundle = load_bundle(args.bundle or default_bundle(), threads=1)
     cfg = load_runtime_config(args.config)
-    root = args.data_root or default_data_root()
-    root = root if root.is_dir() else None
+    root = args.data_root or default_data_root()      # none: procedural sources
     split = DEFAULT_SPLITS["test"]
     rate = bundle.preprocess.audio_sample_rate
     sources = load_sources(root, speakers=list(split.speakers), images=split.images, sample_rate=rate)

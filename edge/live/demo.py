@@ -30,8 +30,8 @@ from edge.live.sensors import open_sensor
 from edge.live.web import close_view, start_view
 from edge.assets import ASSETS
 from edge.errors import UsageError
-from edge.moving_digits import (DEFAULT_SPLITS, NOUNS, VERBS, NuisanceLevels, Segment, load_config, load_sources,
-                                 render_session)
+from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, load_sources, render_session
+from edge.moving_digits.config import session_levels
 from edge.moving_digits.session import Session, read_session_meta, write_session
 
 N_ACTIONS = 8
@@ -43,18 +43,6 @@ def dropouts(duration_s: float) -> dict[str, Fault]:
     """Camera lost around 30 % of the stream, microphone lost around 65 %."""
     return {"camera": Fault(0.3 * duration_s, 0.3 * duration_s + DROPOUT_S, "lost"),
             "mic": Fault(0.65 * duration_s, 0.65 * duration_s + DROPOUT_S, "lost")}
-
-
-def session_levels(bundle: Bundle) -> tuple[NuisanceLevels, str]:
-    """The nuisance levels the bundle's clips were rendered with (manifest extra.data.levels over the
-    moving_digits.yaml defaults), else moving_digits.yaml's; and where they came from, in words."""
-    base = load_config().levels
-    extra = bundle.manifest.get("extra")
-    data = extra.get("data") if isinstance(extra, dict) else None
-    recorded = data.get("levels") if isinstance(data, dict) else None
-    if not isinstance(recorded, dict):
-        return base, "moving_digits.yaml levels (the bundle records none)"
-    return NuisanceLevels.from_dict({**base.to_dict(), **recorded}), "the bundle's training levels"
 
 
 def score_segments(segments: list[Segment], records: list[dict], window_s: float,

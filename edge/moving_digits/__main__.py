@@ -19,7 +19,8 @@ from edge.moving_digits.config import load_config
 from edge.moving_digits.own_actions import render_own_session, write_own_session
 from edge.moving_digits.render import NOUNS, VERBS, render_clip
 from edge.moving_digits.session import render_session, write_session
-from edge.moving_digits.sources import default_data_root, load_sources
+from edge.assets import default_data_root
+from edge.moving_digits.sources import load_sources
 from edge.moving_digits.splits import make_split
 
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         levels, levels_from = cfg.levels, "config levels"
         if args.bundle is not None:
             from edge.bundle import load_bundle
-            from edge.live.demo import session_levels
+            from edge.moving_digits.config import session_levels
 
             levels, levels_from = session_levels(load_bundle(args.bundle))
         if args.command == "session" and args.own_actions:   # synthesized symbols and sounds: no digit sources

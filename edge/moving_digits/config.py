@@ -90,3 +90,16 @@ def load_config(path: Path | None = None) -> MovingDigitsConfig:
         splits[name] = Split(name, tuple(spec["speakers"]), tuple(spec["images"]))
     check_disjoint(splits.values())
     return MovingDigitsConfig(levels, splits)
+
+
+def session_levels(bundle) -> tuple[NuisanceLevels, str]:
+    """The nuisance levels a bundle's (edge.bundle.Bundle: only its manifest is read) clips were rendered with
+    (manifest extra.data.levels over the moving_digits.yaml defaults), else moving_digits.yaml's; and where they
+    came from, in words."""
+    base = load_config().levels
+    extra = bundle.manifest.get("extra")
+    data = extra.get("data") if isinstance(extra, dict) else None
+    recorded = data.get("levels") if isinstance(data, dict) else None
+    if not isinstance(recorded, dict):
+        return base, "moving_digits.yaml levels (the bundle records none)"
+    return NuisanceLevels.from_dict({**base.to_dict(), **recorded}), "the bundle's training levels"

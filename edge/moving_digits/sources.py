@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import wave
 import zlib
 from dataclasses import dataclass, field
@@ -55,13 +54,6 @@ class DigitSources:
         """One image and one (different, independent) sound of `digit`."""
         imgs, snds = self.images[digit], self.sounds[digit]
         return imgs[rng.integers(len(imgs))], snds[rng.integers(len(snds))]
-
-
-def default_data_root() -> Path | None:
-    """$KARMMA_DATA_ROOT, else ../shared/data next to the repository, when it exists; else None."""
-    env = os.environ.get("KARMMA_DATA_ROOT")
-    candidate = Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
 
 
 def load_sources(data_root: Path | None, speakers: list[str] | None = None,

@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.errors import ConfigError, PreprocessError
 from edge.preprocess.config import FlowConfig, PreprocessConfig
+from edge.preprocess.frames import check_gray_pair
 
 
 class FlowBackend(Protocol):
@@ -20,13 +21,6 @@ class FlowBackend(Protocol):
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
         """Dense flow (H, W, 2) float32 in pixels from prev to next (both HxW uint8)."""
-
-
-def _check_pair(prev_gray: np.ndarray, next_gray: np.ndarray) -> None:
-    if prev_gray.shape != next_gray.shape or prev_gray.ndim != 2 or prev_gray.size == 0:
-        raise PreprocessError(
-            f"optical flow needs two non-empty grayscale frames of one size, got {prev_gray.shape} and {next_gray.shape}."
-        )
 
 
 class DISFlow:
@@ -49,7 +43,7 @@ class DISFlow:
         self._finest_scale = self._dis.getFinestScale()
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-        _check_pair(prev_gray, next_gray)
+        check_gray_pair(prev_gray, next_gray)
         # OpenCV lowers FinestScale for good when a frame is small (64x64 -> 0); restore it so the
         # flow of a pair never depends on the sizes this object saw before.
         self._dis.setFinestScale(self._finest_scale)
@@ -70,7 +64,7 @@ class FarnebackFlow:
         self._params.update(params)
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-        _check_pair(prev_gray, next_gray)
+        check_gray_pair(prev_gray, next_gray)
         return cv2.calcOpticalFlowFarneback(prev_gray, next_gray, None, **self._params)
 
 

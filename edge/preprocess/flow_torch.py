@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from edge.errors import ConfigError
-from edge.preprocess.flow import _check_pair
+from edge.preprocess.frames import check_gray_pair
 
 
 class TorchFlow:
@@ -90,7 +90,7 @@ class TorchFlow:
         return self._box(flow)
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
-        _check_pair(prev_gray, next_gray)
+        check_gray_pair(prev_gray, next_gray)
         if not self.cpu_threads:
             return self._flow(prev_gray, next_gray)
         threads = torch.get_num_threads()

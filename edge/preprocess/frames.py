@@ -130,3 +130,11 @@ def video_input(frame_rgb: np.ndarray, prev_rgb: np.ndarray | None, cfg: Preproc
 def to_gray(frame_rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 -> single-channel uint8, the input optical flow works on."""
     return cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
+
+
+def check_gray_pair(prev_gray: np.ndarray, next_gray: np.ndarray) -> None:
+    """Two frames optical flow can use: grayscale, non-empty, one size (else one PreprocessError sentence)."""
+    if prev_gray.shape != next_gray.shape or prev_gray.ndim != 2 or prev_gray.size == 0:
+        raise PreprocessError(
+            f"optical flow needs two non-empty grayscale frames of one size, got {prev_gray.shape} and {next_gray.shape}."
+        )

@@ -10,7 +10,8 @@ from pathlib import Path
 from edge.errors import ConfigError
 from edge.moving_digits.render import NOUNS, VERBS
 from edge.moving_digits.config import MovingDigitsConfig, NuisanceLevels, load_config
-from edge.moving_digits.sources import FSDD_DIR, MNIST_IMAGES, MNIST_LABELS, default_data_root
+from edge.assets import default_data_root
+from edge.moving_digits.sources import FSDD_DIR, MNIST_IMAGES, MNIST_LABELS
 from edge.moving_digits.splits import Split, make_split
 from edge.preprocess.config import PreprocessConfig
 from trainer.data.clip_set import ClipSet
