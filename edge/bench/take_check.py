@@ -3,6 +3,7 @@ frames the stage showed for it (edge/bench/stage.py, `reference`), at the camera
 as played gives a small difference, the stage without it a large one."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -88,3 +89,33 @@ def match_audio(audio: np.ndarray, rate: int, start_s: float, speech: np.ndarray
         if corr > best[0]:
             best = (corr, lag * hop_s)
     return {"audio_delay_s": None if best[1] is None else round(best[1], 3), "audio_corr": round(best[0], 3)}
+
+
+def check_takes(media: Path, played: list, stage) -> dict:
+    """Each take the recorder logged (in prompt order, one per take played) against what the stage played for it."""
+    log = [json.loads(x) for x in media.with_suffix(".log.jsonl").read_text().splitlines()]
+    times, frames = decode_small(media)
+    audio, rate = decode_audio(media)
+    rows = []
+    for entry, take in zip(log, played):
+        if entry["status"] != "recorded":
+            continue
+        m = match_take(times, frames, entry["start"], *stage.reference(take))
+        sound = stage.sound(take)
+        m.update(match_audio(audio, rate, entry["start"], *sound) if sound is not None else
+                 {"audio_delay_s": None, "audio_corr": None})
+        rows.append(dict(m, verb=entry["verb"], noun=entry["noun"], split=entry["split"],
+                         played=" ".join(stage.actions[take.action]), shows_played=m["mad"] < 0.5 * m["mad_empty"],
+                         has_sound=sound is not None, sounds_played=sound is not None and m["audio_corr"] > 0.5))
+
+    def p50_max(key: str) -> list | None:
+        v = [1000 * r[key] for r in rows if r[key] is not None]
+        return [round(float(np.median(v)), 1), round(max(v), 1)] if v else None
+
+    return {"takes": len(rows), "label_is_played_action": sum(f"{r['verb']} {r['noun']}" == r["played"] for r in rows),
+            "frames_show_played_take": sum(r["shows_played"] for r in rows),
+            "takes_with_sound": sum(r["has_sound"] for r in rows),
+            "audio_has_played_sound": sum(r["sounds_played"] for r in rows),
+            "camera_delay_ms_p50_max": p50_max("delay_s"), "mic_delay_ms_p50_max": p50_max("audio_delay_s"),
+            "mad_p50": float(np.median([r["mad"] for r in rows])) if rows else None,
+            "mad_empty_p50": float(np.median([r["mad_empty"] for r in rows])) if rows else None, "rows": rows}
