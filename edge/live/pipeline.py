@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.bundle import Bundle
 from edge.errors import PreprocessError
+from edge.live.capture import capture
 from edge.live.config import CaptureConfig, RuntimeConfig
 from edge.live.console import warn
 from edge.live.core import SENSORS, Recognizer
@@ -44,66 +45,48 @@ class Outcome:
 
 
 class CaptureThread(threading.Thread):
-    """Reads one (already opened) source into the core. A failing source is closed and reopened with a
-    backoff that doubles while the outage lasts; the outage (one warning, one count) ends at the next good read."""
+    """Reads one (already opened) source into the core through the one capture loop (edge/live/capture.py): a
+    failing source is reopened with a backoff that doubles while the outage lasts; the outage (one warning, one
+    count) ends at the next good read."""
 
     def __init__(self, session: "Session", m: str, source: Source, cfg: CaptureConfig) -> None:
         super().__init__(name=f"capture-{DEVICE[m]}", daemon=True)
         self.session, self.m, self.source, self.cfg = session, m, source, cfg
         self.core = session.core
         self.kind = DEVICE[m]
+        self.state = CONNECTED
 
     def run(self) -> None:
-        backoff = self.cfg.backoff_initial_s
-        state = CONNECTED
-        while not self.session.stop_event.is_set():
-            try:
-                item = self.source.read()
-            except SourceLost as exc:
-                state = self._set(RECONNECTING, state, exc)
-                backoff = self._reopen(backoff)
-                continue
-            except SourceError as exc:
-                warn(str(exc), key=getattr(exc, "key", None))
-                self._set(ENDED, state)
-                return
-            except Exception as exc:  # a driver or decoder failing in a way nobody anticipated: reopen it
-                self.core.metrics.count(f"{self.kind}_errors")
-                lost = SourceLost(f"{self.source.name} failed ({type(exc).__name__}: {exc}).")
-                state = self._set(RECONNECTING, state, lost)
-                backoff = self._reopen(backoff)
-                continue
-            if item is None:
-                self._set(ENDED, state)
-                return
-            if state == RECONNECTING:
-                if self.m == "A":  # a reopened microphone may run at another rate
-                    self.core.reset_audio(int(self.source.rate))
-                state = self._set(CONNECTED, state)
-                backoff = self.cfg.backoff_initial_s
-            # A device stamps its own capture time (a microphone block: its callback); files: now.
-            stamp = time.monotonic() if self.source.is_file else item[0]
-            self.session.deliver(self.m, stamp, item[1], stamp)
+        capture(self.source, self, self.session.stop_event, (self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
 
-    def _set(self, new: str, old: str, exc: SourceError | None = None) -> str:
-        if new == RECONNECTING and old != RECONNECTING:
+    # ---- the capture loop's listener ----
+    def item(self, pts: float, data: object) -> None:
+        # A device stamps its own capture time (a microphone block: its callback); files: now.
+        stamp = time.monotonic() if self.source.is_file else pts
+        self.session.deliver(self.m, stamp, data, stamp)
+
+    def lost(self, error: SourceLost, unexpected: bool) -> None:
+        if unexpected:
+            self.core.metrics.count(f"{self.kind}_errors")
+        if self.state != RECONNECTING:
             self.core.metrics.count(f"{self.kind}_reconnects")
-            warn(f"{exc} Reconnecting.")
+            warn(f"{error} Reconnecting.")
+        self._set(RECONNECTING)
+
+    def back(self) -> None:
+        if self.m == "A":  # a reopened microphone may run at another rate
+            self.core.reset_audio(int(self.source.rate))
+        self._set(CONNECTED)
+
+    def ended(self, error: SourceError | None) -> None:
+        if error is not None:
+            warn(str(error), key=getattr(error, "key", None))
+        self._set(ENDED)
+
+    def _set(self, new: str) -> None:
+        self.state = new
         self.core.set_state(self.m, new)
         self.session.wake.set()
-        return new
-
-    def _reopen(self, backoff: float) -> float:
-        """Close, then try to open every `backoff` seconds (doubling); returns the next backoff."""
-        self.source.close()
-        while not self.session.stop_event.wait(backoff):
-            backoff = min(2 * backoff, self.cfg.backoff_max_s)
-            try:
-                self.source.open()
-                return backoff
-            except SourceError:
-                continue
-        return backoff
 
 
 class Session:

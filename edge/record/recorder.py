@@ -25,6 +25,7 @@ from typing import IO
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.live.capture import capture
 from edge.record.folder import FolderError, OutputFolder
 from edge.record.plan import Action, Plan
 from edge.record.sensors import SourceError, SourceLost, pacer_skipped, rgb_frame
@@ -58,12 +59,14 @@ class Stats:
 
 # ---- capture ----------------------------------------------------------------------------------------------------
 class CaptureThread(threading.Thread):
-    """Reads one opened source into `out` as ("V"|"A", t, data, discontinuity) and ("lost"|"back"|"ended", kind,
-    t, message); a lost source is reopened with doubling backoff (0.1 to 0.5 s)."""
+    """Reads one opened source, through the runtime's capture loop (edge/live/capture.py: a lost source is reopened
+    with doubling backoff, 0.1 to 0.5 s), into `out` as ("V"|"A", t, data, discontinuity) and ("lost"|"back"|"ended",
+    kind, t, message)."""
 
     def __init__(self, kind: str, source, out: queue.Queue, t0: float, stop: threading.Event, stats: Stats):
         super().__init__(name=f"record-{KIND_NAME[kind]}", daemon=True)
         self.kind, self.source, self.out, self.t0, self.stop_event, self.stats = kind, source, out, t0, stop, stats
+        self.down = self.coming_back = self.disc = False
         self.skipped_seen = 0
 
     def _stamp(self, pts: float) -> float:
@@ -76,61 +79,40 @@ class CaptureThread(threading.Thread):
         return time.monotonic() - self.t0
 
     def run(self) -> None:
-        backoff, down, disc = BACKOFF_S[0], False, False
-        dropped_seen = 0
-        while not self.stop_event.is_set():
-            lost = None
-            try:
-                item = self.source.read()
-            except SourceLost as exc:
-                lost = str(exc)
-            except SourceError as exc:
-                self.out.put(("ended", self.kind, self._now(), str(exc)))
-                return
-            except Exception as exc:  # a driver failing in an unforeseen way: treat as lost, reopen
-                lost = f"{self.source.name} failed ({exc})."
-            if lost is not None:
-                if not down:
-                    self.out.put(("lost", self.kind, self._now(), lost))
-                    down = True
-                disc = True
-                self._reopen(backoff)
-                backoff = min(2 * backoff, BACKOFF_S[1])
-                continue
-            if item is None:
-                self.out.put(("ended", self.kind, self._now(), None))
-                return
-            pts, data = item
-            if self.kind == "V":
-                data = rgb_frame(self.source, data)
-            t = self._stamp(pts)
-            if down:
-                self.out.put(("back", self.kind, t, None))
-                down, backoff = False, BACKOFF_S[0]
-            skipped = pacer_skipped(self.source) + int(getattr(self.source, "dropped_blocks", 0) or 0)
-            if skipped != dropped_seen:
-                dropped_seen, disc = skipped, True
-            try:
-                self.out.put_nowait((self.kind, t, data, disc))
-                disc = False
-            except queue.Full:
-                if self.kind == "V":
-                    self.stats.frames_dropped += 1
-                else:
-                    self.stats.samples_dropped += len(data)
-                disc = True
+        capture(self.source, self, self.stop_event, BACKOFF_S)
 
-    def _reopen(self, wait_s: float) -> None:
+    # ---- the capture loop's listener ----
+    def lost(self, error: SourceLost, unexpected: bool) -> None:
+        if not self.down:
+            self.out.put(("lost", self.kind, self._now(), str(error)))
+            self.down = True
+        self.disc = True
+
+    def back(self) -> None:
+        self.down, self.coming_back = False, True
+
+    def ended(self, error: SourceError | None) -> None:
+        self.out.put(("ended", self.kind, self._now(), None if error is None else str(error)))
+
+    def item(self, pts: float, data) -> None:
+        if self.kind == "V":
+            data = rgb_frame(self.source, data)
+        t = self._stamp(pts)
+        if self.coming_back:
+            self.out.put(("back", self.kind, t, None))
+            self.coming_back = False
+        skipped = pacer_skipped(self.source) + int(getattr(self.source, "dropped_blocks", 0) or 0)
+        if skipped != self.skipped_seen:
+            self.skipped_seen, self.disc = skipped, True
         try:
-            self.source.close()
-        except Exception:
-            pass
-        if self.stop_event.wait(wait_s):
-            return
-        try:
-            self.source.open()
-        except SourceError:
-            pass  # still gone: the next read fails and we try again
+            self.out.put_nowait((self.kind, t, data, self.disc))
+            self.disc = False
+        except queue.Full:
+            if self.kind == "V":
+                self.stats.frames_dropped += 1
+            else:
+                self.stats.samples_dropped += len(data)
+            self.disc = True
 
 
 class RealtimeCapture:
