@@ -1,5 +1,6 @@
 # The README's commands. `make demo` sets everything up and runs the live recognizer on its
-# embedded demo stream; `make test` sets everything up and runs the whole test suite.
+# embedded demo stream; `make test` sets everything up and runs the whole test suite (all three tiers:
+# unit, integration, device; what CI runs); `make test-fast` runs the unit tier only (under a minute).
 PY := .venv/bin/python
 DATA_ROOT ?= $(if $(wildcard ../shared/data),../shared/data,)
 
@@ -14,4 +15,4 @@ test: setup
 	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m unit

@@ -1,6 +1,7 @@
 """Every bad input gets one clear sentence (and exit code 2 where the run cannot go on). The cases already covered
 in tests/test_live_clips.py (missing, directory, 0-byte and corrupt camera files, unwritable --jsonl folder, a
 config value of the wrong type, no sensor, camera index 0, no microphone, SIGINT/SIGTERM) are not repeated here."""
+# Tier: unit, except the tests marked integration (run_live.py in a subprocess; a 2 s real-time session).
 from __future__ import annotations
 
 import shutil
@@ -54,6 +55,7 @@ def video(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("mic", ["none", "same file"])
+@pytest.mark.integration
 def test_truncated_file_plays_what_is_there_then_says_it_is_truncated_once(random_bundle, tmp_path, mic):
     from tests.media_helpers import write_video
 
@@ -70,6 +72,7 @@ def test_truncated_file_plays_what_is_there_then_says_it_is_truncated_once(rando
     assert "prediction records" in res.stdout
 
 
+@pytest.mark.integration
 def test_unsupported_codec_is_one_sentence(random_bundle, video, tmp_path):
     data = video.read_bytes()
     codec_id = b"V_MPEG4/ISO/ASP"
@@ -80,6 +83,7 @@ def test_unsupported_codec_is_one_sentence(random_bundle, video, tmp_path):
 
 
 @pytest.mark.parametrize("which", ["device", "url"])
+@pytest.mark.integration
 def test_nonexistent_camera_device_or_stream_is_one_sentence(random_bundle, which):
     if which == "device":
         spec = next(f"/dev/video{i}" for i in range(9, 64) if not Path(f"/dev/video{i}").exists())
@@ -94,6 +98,7 @@ def test_nonexistent_camera_device_or_stream_is_one_sentence(random_bundle, whic
 
 
 @pytest.mark.parametrize("case", ["empty", "directory"])
+@pytest.mark.integration
 def test_bad_microphone_file_is_one_sentence(random_bundle, tmp_path, case):
     path = tmp_path / "mic.wav"
     if case == "empty":
@@ -116,6 +121,7 @@ def _edit_manifest(bundle: Path, edit) -> None:
 
 
 @pytest.mark.parametrize("case", ["missing_file", "wrong_hash", "newer_version"])
+@pytest.mark.integration
 def test_broken_bundle_is_one_sentence_before_any_sensor_opens(bundle_copy, video, case):
     if case == "missing_file":
         (bundle_copy / "fusion.onnx").unlink()
@@ -130,6 +136,7 @@ def test_broken_bundle_is_one_sentence_before_any_sensor_opens(bundle_copy, vide
     one_sentence(run_live("--camera", str(video), "--mic", "none", "--bundle", str(bundle_copy)), needle)
 
 
+@pytest.mark.integration
 def test_config_with_an_unknown_key_is_one_sentence(random_bundle, video, tmp_path):
     cfg = tmp_path / "runtime.yaml"
     cfg.write_text("health:\n  stale_seconds: 1\n")
@@ -137,6 +144,7 @@ def test_config_with_an_unknown_key_is_one_sentence(random_bundle, video, tmp_pa
                           "--config", str(cfg)), "stale_seconds")
 
 
+@pytest.mark.integration
 def test_jsonl_path_that_is_a_directory_is_one_sentence(random_bundle, video, tmp_path):
     one_sentence(run_live("--camera", str(video), "--mic", "none", "--bundle", str(random_bundle),
                           "--jsonl", str(tmp_path)), "cannot write the JSONL file")
@@ -219,6 +227,7 @@ class FakeStereo48k:
         return Stream()
 
 
+@pytest.mark.integration
 def test_a_microphone_that_only_offers_48khz_stereo_is_mixed_down_and_resampled(random_bundle, monkeypatch):
     from edge.bundle import load_bundle
 
@@ -283,6 +292,7 @@ def test_loud_multichannel_audio_is_averaged_not_summed_so_it_is_not_clipped(tmp
     ("temperatures", {"VFA": -1.0}, "temperatures must map subset keys"),
     ("temperatures", {"VFA": float("nan")}, "temperatures must map subset keys"),
 ])
+@pytest.mark.integration
 def test_a_bundle_value_that_could_hang_the_loop_is_one_sentence_before_capture(bundle_copy, video, tmp_path, key,
                                                                                 value, says):
     def edit(m: dict) -> None:
@@ -309,6 +319,7 @@ def test_a_bundle_value_that_could_hang_the_loop_is_one_sentence_before_capture(
     ("shedding:\n  budget_ms: .nan\n", "shedding.budget_ms"),
     ("status_interval_s: .nan\n", "status_interval_s"),
 ])
+@pytest.mark.integration
 def test_a_runtime_config_value_out_of_range_is_one_sentence_before_capture(random_bundle, video, tmp_path, yaml_text,
                                                                            says):
     cfg, out = tmp_path / "runtime.yaml", tmp_path / "x.jsonl"

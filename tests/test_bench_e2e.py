@@ -1,11 +1,16 @@
 """`python -m edge.bench e2e`: a real clip through the real threaded live pipeline, in a fresh process."""
+# Tier: integration (edge.bench e2e in a subprocess).
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
 
 
 def _e2e(*args: str) -> subprocess.CompletedProcess:

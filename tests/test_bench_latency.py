@@ -1,4 +1,6 @@
 """`python -m edge.bench latency`: student fp32 / int8 and teacher timed side by side, rows, ratios, histograms."""
+# Tier: unit, except the tests marked integration (the latency command on exported bundles, int8 calibration
+# included).
 from __future__ import annotations
 
 import json
@@ -37,6 +39,7 @@ def int8_bundle(random_bundle, tmp_path_factory):
     return out
 
 
+@pytest.mark.integration
 def test_latency_rows_for_every_model_stage_and_total(random_bundle, int8_bundle, teacher_bundle, tmp_path, capsys):
     png = tmp_path / "latency.png"
     code = bench_main(["latency", "--bundle", str(random_bundle), "--int8", str(int8_bundle), "--teacher",
@@ -56,6 +59,7 @@ def test_latency_rows_for_every_model_stage_and_total(random_bundle, int8_bundle
     assert png.stat().st_size > 10_000
 
 
+@pytest.mark.integration
 def test_latency_table_prints_ratios(random_bundle, teacher_bundle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # `--png ''` means no histogram file at all (it once wrote ./.png)
     code = bench_main(["latency", "--bundle", str(random_bundle), "--teacher", str(teacher_bundle),

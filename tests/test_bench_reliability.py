@@ -1,4 +1,5 @@
 """The reliability benchmarks run end to end: `edge.bench soak --minutes 1` (what CI runs) and a short overload."""
+# Tier: integration (slow: edge.bench soak and overload in subprocesses).
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def bench(*args: str, timeout: float) -> dict:

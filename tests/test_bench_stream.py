@@ -1,4 +1,5 @@
 """The streaming benchmark: conditions reach the pipeline, scores follow their definitions, output formats."""
+# Tier: unit, except the tests marked integration (whole streaming-benchmark sessions).
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def test_flow_conditions_pin_the_shedder():
     assert dropped.flow_scales == (1.0,) and dropped.shed_after == 1 and dropped.recover_after > 1e6
 
 
+@pytest.mark.integration
 def test_conditions_remove_what_they_say(random_bundle):
     bundle = load_bundle(random_bundle)
     conditions = tuple(c for c in stream.CONDITIONS if c.name in ("camera_off", "mic_off", "flow_dropped"))
@@ -57,6 +59,7 @@ def test_conditions_remove_what_they_say(random_bundle):
     assert all(c["segments"] == stream.ACTIONS_PER_SESSION for c in result["conditions"])
 
 
+@pytest.mark.integration
 def test_command_prints_json_and_draws_the_timeline(random_bundle, tmp_path, capsys):
     png = tmp_path / "timeline.png"
     assert bench_main(["stream", "--sessions", "1", "--bundle", str(random_bundle), "--conditions", "all",
@@ -69,6 +72,7 @@ def test_command_prints_json_and_draws_the_timeline(random_bundle, tmp_path, cap
     assert bench_main(["stream", "--sessions", "0", "--bundle", str(random_bundle)]) == 2
 
 
+@pytest.mark.integration
 def test_two_bundles_play_the_same_sessions_side_by_side(random_bundle, capsys):
     """int8 beside fp32 (here: one bundle twice under two paths): the same sessions and faults, so the same
     bundle scores the same; the table puts the figures side by side."""

@@ -1,4 +1,5 @@
 """Model bundle contract: a valid bundle loads and runs; every broken one is one BundleError sentence naming the file."""
+# Tier: unit.
 import shutil
 
 import numpy as np

@@ -1,4 +1,6 @@
 """int8 quantization, temperature scaling and the calibration pipeline on a random-weight bundle."""
+# Tier: unit, except the tests marked integration (a whole calibration, every fusion variant quantized;
+# the slow real-clip CLI run).
 from __future__ import annotations
 
 import numpy as np
@@ -58,6 +60,7 @@ def test_quantized_encoder_keeps_its_tokens_and_shrinks(random_bundle, tmp_path,
     assert cosine.min() > 0.98
 
 
+@pytest.mark.integration
 def test_every_fusion_variant_runs_and_keeps_the_interface(random_bundle, tmp_path):
     rng = np.random.default_rng(0)
     tokens = {m: rng.standard_normal((8, t, 64)).astype(np.float32) for m, t in (("V", 8), ("F", 8), ("A", 5))}
@@ -105,6 +108,7 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
     assert expected_calibration_error(np.full(1000, 0.95), correct) == pytest.approx(25.0)
 
 
+@pytest.mark.integration
 def test_calibrate_writes_a_loadable_int8_bundle(random_bundle, tmp_path):
     from calibration.pipeline import Splits, calibrate
     from calibration.report import markdown
@@ -165,6 +169,7 @@ def test_cli_refuses_media_options_on_moving_digits(random_bundle, tmp_path, cap
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_cli_quantizes_on_real_held_out_clips(data_root, random_bundle, tmp_path, capsys):
     """The whole command on a few real MovingDigits-AV clips: report files, and the data recorded in the bundle."""
     import json

@@ -1,5 +1,7 @@
 """Own actions on real footage: takes read whole, folds by take and group, the learner and two baselines on the
 same folds (`python -m trainer crossval`), and a bundle that only ever says an action from its list."""
+# Tier: unit, except the tests marked integration (crossval runs on a generated takes folder: whole,
+# refused, and members trained).
 from __future__ import annotations
 
 import json
@@ -110,6 +112,7 @@ def takes(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.integration
 def test_crossval_reports_learner_and_baselines_on_the_same_folds(takes, tmp_path, capsys):
     png = tmp_path / "cm.png"
     assert main(["crossval", "--dataset", "recordings", "--data-root", str(takes), "--folds", "3", "--smoke", "--seeds", "2",
@@ -142,6 +145,7 @@ def test_crossval_reports_learner_and_baselines_on_the_same_folds(takes, tmp_pat
     (["--seeds", "0"], "--seeds must be at least 1"),
     (["--dataset", "moving-digits"], "crossval reads --dataset recordings"),
 ])
+@pytest.mark.integration
 def test_crossval_bad_inputs_are_one_sentence(argv, says, takes, capsys):
     base = ["crossval", "--dataset", "recordings", "--data-root", str(takes), "--smoke"]
     assert main(base + argv) == 2
@@ -149,6 +153,7 @@ def test_crossval_bad_inputs_are_one_sentence(argv, says, takes, capsys):
     assert err.startswith("error: ") and says in err and "\n" not in err, err
 
 
+@pytest.mark.integration
 def test_members_are_trained_apart_from_one_start_and_their_weights_averaged(takes, tmp_path, monkeypatch):
     """finetune.members = 2: both members start from the same new heads, train on their own draws, and the result
     is the mean of their weights."""

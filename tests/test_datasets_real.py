@@ -3,6 +3,7 @@
 Frame k of every generated frame folder / video is a flat grey of a known level, so a test can read
 back which frame each token was built from.
 """
+# Tier: unit.
 from __future__ import annotations
 
 import csv

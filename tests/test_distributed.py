@@ -1,4 +1,5 @@
 """torchrun: `python -m trainer student` on 2 CPU processes (gloo) trains what 1 process does, ranks in step."""
+# Tier: unit, except the tests marked integration (torchrun with 2 processes).
 from __future__ import annotations
 
 import json
@@ -75,6 +76,7 @@ def _one_and_two_processes(command: str, tmp_path: Path) -> subprocess.Completed
     return run
 
 
+@pytest.mark.integration
 def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
     run = _one_and_two_processes("student", tmp_path)
     assert run.stdout.count("KARMMA_S (seed 0) epoch 2/2: mean loss") == 1           # rank 0 alone logs
@@ -102,6 +104,7 @@ def test_torchrun_two_cpu_processes_train_what_one_does(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_torchrun_benchmark_scores_what_one_process_does(tmp_path):
     """The benchmark's students run through the same loop: 2 processes give one process's table."""
     _one_and_two_processes("benchmark", tmp_path)

@@ -1,5 +1,6 @@
 """N ranks must see the very batches one process sees, also when the dataset size is not a
 multiple of the batch size; and a resumed --out with other settings fails in one sentence."""
+# Tier: unit, except the test marked integration (slow: a training run resumed).
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -52,6 +53,7 @@ def test_token_row_batches_give_n_ranks_the_batches_of_one_process(n):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_resuming_with_another_batch_size_is_one_sentence(tmp_path, capsys):
     write_recordings(tmp_path)
     args = ["teacher", "--dataset", "recordings", "--data-root", str(tmp_path), "--out", str(tmp_path / "run"),

@@ -1,6 +1,7 @@
 """Docs that stay true: every command the README and docs/ show names a module that exists and uses only flags
 its `--help` lists (no command is run for real), every `make` target exists, and no shipped text file names a
 path of this machine."""
+# Tier: unit, except the tests marked integration (they run each program's --help in a subprocess).
 from __future__ import annotations
 
 import functools
@@ -99,6 +100,7 @@ def all_commands() -> list[tuple[str, str]]:
     return [(doc.relative_to(REPO).as_posix(), c) for doc in DOCS for c in shown_commands(doc.read_text())]
 
 
+@pytest.mark.integration
 def test_every_command_in_the_readme_and_docs_is_accepted_as_written():
     commands = all_commands()
     assert len(commands) >= 20 and any(c.startswith("make demo") for _, c in commands)
@@ -113,10 +115,12 @@ def test_every_command_in_the_readme_and_docs_is_accepted_as_written():
     ("make deploy", "make has no target 'deploy'"),
     ("python run_live.py --camera 0 --mic default --colour", "does not take ['--colour']"),
 ])
+@pytest.mark.integration
 def test_the_check_catches_a_drifted_command(command, says):
     assert says in (check_command(command) or "")
 
 
+@pytest.mark.integration
 def test_the_check_passes_commands_as_the_docs_write_them():
     for command in ("python -m trainer crossval --dataset recordings --data-root DATA [--folds K | --leave-one-out]",
                     "KARMMA_CACHE=cache .venv/bin/python -m edge.bench latency [--bundle DIR] [--json]  # note",

@@ -1,8 +1,13 @@
 """`edge` works where torch cannot be imported (a headset image without the training stack)."""
+# Tier: integration (python -c in subprocesses with torch blocked).
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,6 @@
 """The embedding API (`from edge import ActionRecognizer`): the example in docs/EMBEDDING.md runs as written and
 prints predictions from the frames and audio it pushes itself."""
+# Tier: unit, except the test marked integration (the documented example in a subprocess).
 from __future__ import annotations
 
 import re
@@ -8,12 +9,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge import ActionRecognizer
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.integration
 def test_the_documented_example_runs_as_written_and_predicts():
     text = (REPO / "docs" / "EMBEDDING.md").read_text()
     (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)

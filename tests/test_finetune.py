@@ -1,6 +1,7 @@
 """`python -m trainer finetune`: a shipped bundle's student taught a new label set from a recordings folder,
 exported as a bundle the runtime loads and `python -m calibration quantize` takes; bad inputs exit 2 with one
 sentence. Media are tiny generated videos (the content does not matter here: the measured run is in the README)."""
+# Tier: unit, except the tests marked integration (whole fine-tunings, exports and live runs).
 from __future__ import annotations
 
 import json
@@ -68,6 +69,7 @@ def test_shipped_weights_reproduce_the_shipped_onnx_files():
     assert np.abs(verb.numpy() - onnx_verb).max() < 1e-5
 
 
+@pytest.mark.integration
 def test_finetune_exports_a_bundle_the_runtime_and_quantize_take(takes, tmp_path, capsys):
     assert finetune(takes, tmp_path / "run", SHIPPED) == 0
     assert "wall time" in capsys.readouterr().out
@@ -88,6 +90,7 @@ def test_finetune_exports_a_bundle_the_runtime_and_quantize_take(takes, tmp_path
     assert load_bundle(tmp_path / "run" / "bundle_int8").labels == bundle.labels
 
 
+@pytest.mark.integration
 def test_fusion_finetune_keeps_the_bundle_encoders(takes, tmp_path):
     """train: fusion with freeze_bn: the encoders, BatchNorm statistics too, stay the bundle's exactly; the fusion
     learns, and the heads' last layers are new."""
@@ -156,6 +159,7 @@ def test_bad_inputs_exit_2_with_one_sentence(case, expect, takes, tmp_path, caps
     assert expect in one_sentence(capsys)
 
 
+@pytest.mark.integration
 def test_new_actions_folder_holds_the_own_actions_as_the_recordings_dataset_reads_them(tmp_path):
     """`python -m trainer.data.new_actions` writes the recorder's layout: every take of every own action, its
     label in the own actions' names, readable as the `recordings` dataset."""
@@ -174,6 +178,7 @@ def test_new_actions_folder_holds_the_own_actions_as_the_recordings_dataset_read
         assert sorted((s.verb, s.noun) for s in data.segments) == [(i, i) for i in range(len(OWN_ACTIONS))]
 
 
+@pytest.mark.integration
 def test_a_torchvision_backbone_from_a_local_state_dict_finetunes_exports_streams_and_runs_live(takes, tmp_path):
     """Bring your own backbone: mobilenet_v3_small from a state-dict file (random weights here; ImageNet ones a user
     downloaded elsewhere work the same), the frame-difference channels starting at zero weight, fine-tuned,

@@ -1,4 +1,5 @@
 """Optical flow backends, the Middlebury reader and `python -m edge.bench flow`."""
+# Tier: unit.
 import json
 
 import cv2

@@ -1,5 +1,6 @@
 """The runtime installs without the repository: `pip install .` gives `karmma-live` (and `python -m edge.live`)
 with the flags of run_live.py, the shipped bundle, and no trainer, calibration or torch."""
+# Tier: integration (CLIs in subprocesses; slow: pip install into a fresh venv).
 from __future__ import annotations
 
 import subprocess
@@ -7,6 +8,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
 
 
 def _flags(*command: str) -> str:

@@ -1,4 +1,5 @@
 """The live recognizer end to end: real clips from ../shared/data/clips, sensor faults, bad inputs, signals."""
+# Tier: unit, except the tests marked integration (run_live.py in a subprocess; slow: a real-time session).
 from __future__ import annotations
 
 import json
@@ -48,6 +49,7 @@ def clips(data_root) -> Path:
     return data_root / "clips"
 
 
+@pytest.mark.integration
 def test_pancake_runs_in_real_time_with_video_flow_and_audio(random_bundle, clips, tmp_path):
     pancake = str(clips / "flipping_a_pancake.mkv")
     out = tmp_path / "p.jsonl"
@@ -68,6 +70,7 @@ def test_pancake_runs_in_real_time_with_video_flow_and_audio(random_bundle, clip
     assert "capture-to-prediction ms" in res.stdout
 
 
+@pytest.mark.integration
 def test_clip_without_audio_runs_on_video_and_flow_until_the_file_ends(random_bundle, clips, tmp_path):
     clip = str(clips / "kinetics_arm_wrestling_noaudio.mp4")
     out = tmp_path / "n.jsonl"
@@ -110,11 +113,13 @@ def test_camera_failing_after_3s_leaves_audio_then_video_and_flow_come_back(rand
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_camera_failing_after_3s_in_real_time_reconnects_with_backoff(random_bundle, clips):
     _check_camera_gap(_faulty_camera_run(random_bundle, clips / "flipping_a_pancake.mkv", realtime=True))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.integration
 def test_signal_stops_cleanly_and_flushes_jsonl_and_summary(random_bundle, clips, tmp_path, sig):
     pancake = str(clips / "flipping_a_pancake.mkv")
     out = tmp_path / "s.jsonl"
@@ -131,6 +136,7 @@ def test_signal_stops_cleanly_and_flushes_jsonl_and_summary(random_bundle, clips
     assert records[-1]["wall_s"] < 8
 
 
+@pytest.mark.integration
 def test_no_camera_and_no_microphone_exit_within_10s_pointing_to_demo(random_bundle):
     if Path("/dev/video0").exists():
         pytest.skip("this machine has a camera at /dev/video0")
@@ -142,6 +148,7 @@ def test_no_camera_and_no_microphone_exit_within_10s_pointing_to_demo(random_bun
     assert len(lines) == 1 and "--demo" in lines[0], res.stderr
 
 
+@pytest.mark.integration
 def test_missing_microphone_is_one_sentence(random_bundle):
     sd = pytest.importorskip("sounddevice")
     if any(d["max_input_channels"] > 0 for d in sd.query_devices()):
@@ -168,6 +175,7 @@ def tiny_video(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "empty", "corrupt", "jsonl", "config", "no_sensor"])
+@pytest.mark.integration
 def test_bad_inputs_get_one_sentence_and_exit_2(random_bundle, tiny_video, tmp_path, case):
     args = ["--bundle", str(random_bundle)]
     media = tmp_path / "clip.mp4"
@@ -196,6 +204,7 @@ def test_bad_inputs_get_one_sentence_and_exit_2(random_bundle, tiny_video, tmp_p
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_display_without_a_display_warns_and_runs_on(random_bundle, tiny_video):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     res = subprocess.run([sys.executable, str(REPO / "run_live.py"), "--camera", str(tiny_video), "--mic", "none",

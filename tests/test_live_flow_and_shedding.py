@@ -1,4 +1,5 @@
 """Where live flow runs (runtime `flow` keys: size, backend) and the load shedder's ladder, step by step."""
+# Tier: unit.
 from __future__ import annotations
 
 import cv2

@@ -1,5 +1,6 @@
 """The microphone source against a stand-in sounddevice module (this machine has no input device; issue 7 adds
 a real PulseAudio device): rate and channel fallback, mixdown, bounded block queue, one-sentence failures."""
+# Tier: unit.
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """How a run ends: a full disk, a run that made nothing usable, Ctrl-C at any moment, a bad --duration."""
+# Tier: unit, except the tests marked integration (run_live.py in a subprocess; a 3 s real-time session).
 from __future__ import annotations
 
 import signal
@@ -30,6 +31,7 @@ def pancake(data_root) -> str:
     return str(data_root / "clips" / "flipping_a_pancake.mkv")
 
 
+@pytest.mark.integration
 def test_a_full_disk_is_one_warning_predictions_go_on_and_the_exit_code_says_the_jsonl_is_incomplete(
         random_bundle, pancake):
     res = run_live("--camera", pancake, "--mic", pancake, "--bundle", str(random_bundle), "--fast",
@@ -50,6 +52,7 @@ def _one_error(res: subprocess.CompletedProcess, needle: str) -> None:
     assert needle in lines[0] and lines[0].endswith("."), lines[0]
 
 
+@pytest.mark.integration
 def test_a_still_image_as_the_camera_names_its_single_frame(random_bundle, tmp_path):
     png = tmp_path / "still.png"
     cv2.imwrite(str(png), np.random.default_rng(0).integers(30, 220, (48, 64, 3), np.uint8))
@@ -57,6 +60,7 @@ def test_a_still_image_as_the_camera_names_its_single_frame(random_bundle, tmp_p
                "delivers a single frame, below the 4 per second the sampler needs")
 
 
+@pytest.mark.integration
 def test_a_1_fps_video_names_its_frame_rate(random_bundle, tmp_path):
     clip = tmp_path / "slow.mkv"
     write_video(clip, 6, 1, audio=False, level=lambda k: 60 + 20 * k)
@@ -64,6 +68,7 @@ def test_a_1_fps_video_names_its_frame_rate(random_bundle, tmp_path):
                "delivers 1 frames per second, below the 4 per second the sampler needs")
 
 
+@pytest.mark.integration
 def test_audio_clipped_throughout_is_named(random_bundle, tmp_path):
     import av
 
@@ -92,6 +97,7 @@ class SlowVideo(ArrayVideo):
         return super().read()
 
 
+@pytest.mark.integration
 def test_a_source_slower_than_real_time_is_named(random_bundle):
     bundle = load_bundle(random_bundle)
     frames = np.random.default_rng(0).integers(30, 220, (8, 48, 64, 3), np.uint8)
@@ -103,11 +109,13 @@ def test_a_source_slower_than_real_time_is_named(random_bundle):
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "soon"])
+@pytest.mark.integration
 def test_a_duration_that_is_not_a_finite_positive_number_is_refused(random_bundle, value):
     res = run_live("--camera", "none", "--mic", "none", "--duration", value)
     assert res.returncode == 2 and "--duration" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.integration
 def test_a_second_ctrl_c_during_the_clean_stop_still_exits_0(random_bundle, pancake, tmp_path):
     out = tmp_path / "c.jsonl"
     proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--camera", pancake, "--mic", pancake,
@@ -122,6 +130,7 @@ def test_a_second_ctrl_c_during_the_clean_stop_still_exits_0(random_bundle, panc
     assert "Traceback" not in stderr and "capture-to-prediction" in stdout
 
 
+@pytest.mark.integration
 def test_ctrl_c_during_start_up_is_one_sentence(random_bundle, pancake):
     proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--camera", pancake, "--mic", "none",
                              "--bundle", str(random_bundle)], cwd=REPO, stdout=subprocess.PIPE,
@@ -180,6 +189,7 @@ def test_after_a_full_disk_the_jsonl_ends_at_its_last_whole_line(tmp_path, capsy
 
 
 @pytest.mark.parametrize("which", ["--camera", "--mic", "--config"])
+@pytest.mark.integration
 def test_the_jsonl_is_never_written_over_an_input(random_bundle, tmp_path, which):
     video, sound = tmp_path / "v.mp4", tmp_path / "a.mp4"
     write_video(video, 60, 15, audio=True)
@@ -196,6 +206,7 @@ def test_the_jsonl_is_never_written_over_an_input(random_bundle, tmp_path, which
 
 @pytest.mark.parametrize("duration", ["1e-300", "0.1"])
 @pytest.mark.parametrize("sensor", ["--camera", "--mic"])
+@pytest.mark.integration
 def test_a_run_too_short_for_the_window_says_so_whichever_sensor(random_bundle, pancake, duration, sensor):
     other = "--mic" if sensor == "--camera" else "--camera"
     res = run_live(sensor, pancake, other, "none", "--bundle", str(random_bundle), "--fast", "--duration", duration)

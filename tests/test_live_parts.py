@@ -1,4 +1,5 @@
 """The live recognizer's parts on their own: rings, health, events, shedding, runtime config, fault injection."""
+# Tier: unit.
 from __future__ import annotations
 
 import dataclasses

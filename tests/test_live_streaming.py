@@ -1,4 +1,5 @@
 """The streaming path (sampler, rings, per-token encoding, fusion per prediction) equals the clip-level forward."""
+# Tier: unit, except the test marked integration (a real-time session with reconnects).
 from __future__ import annotations
 
 import dataclasses
@@ -108,6 +109,7 @@ class HiccupVideo(ArrayVideo):
         return super().read()
 
 
+@pytest.mark.integration
 def test_an_unexpected_source_exception_is_a_reconnect_not_a_dead_thread(bundle):
     frames = smooth_frames(int(3.5 * FPS), 64, 4)
     summary, records, _ = run_live_session(bundle, HiccupVideo(frames, FPS, realtime=True), realtime=True,

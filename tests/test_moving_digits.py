@@ -1,4 +1,6 @@
 """MovingDigits-AV: sources, splits, clips, sessions and the training dataset's preprocessing contract."""
+# Tier: unit, except the tests marked integration (materialize with worker processes; a scan of the real
+# data's splits).
 from __future__ import annotations
 
 import gzip
@@ -84,6 +86,7 @@ def test_real_source_from_data_root(data_root):
     assert all(len(src.sounds[d]) == 50 for d in range(10))
 
 
+@pytest.mark.integration
 def test_default_splits_share_no_speaker_or_image(data_root):
     seen: dict[bytes, str] = {}
     for split in DEFAULT_SPLITS.values():
@@ -237,6 +240,7 @@ def test_dataset_follows_the_preprocessing_contract():
     assert np.allclose(item["A"].numpy(), a, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_materialize_equals_items_and_reuses_its_cache(tmp_path):
     torch = pytest.importorskip("torch")
     from trainer.data import MovingDigitsDataset, materialize

@@ -6,6 +6,7 @@ compared within tolerances far above rounding noise and far below what any chang
 A deliberate change bumps `RENDER_VERSION` and rewrites the golden file:
     KARMMA_WRITE_GOLDEN=1 .venv/bin/python -m pytest -q tests/test_moving_digits_golden.py
 """
+# Tier: unit.
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 x 2 takes. An MJPEG network camera (640x480, 30 fps) and a private PulseAudio microphone (16 kHz) play the stage;
 `python -m edge.record` records the takes as prompted. The rows must name the actions in the plan's splits, lie
 inside the session file, and each take's frames and sound must be the take the stage played for that prompt."""
+# Tier: device (slow: an MJPEG camera and a PulseAudio microphone, edge.bench in subprocesses).
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from edge.bench.pulse import missing_tool
 from test_record import kept_rows_within_the_video
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.device]
 
 
 def test_own_actions_are_recorded_from_the_devices_as_played(tmp_path):
@@ -44,8 +45,8 @@ def test_own_actions_are_recorded_from_the_devices_as_played(tmp_path):
 
 
 def test_real_takes_are_recorded_fine_tuned_and_recognized_live_from_the_devices(tmp_path, data_root):
-    """`own-actions --takes`: 2 real actions x 3 takes (diving, bench press); one take of each is held out, the
-    other two are played on the camera and recorded as prompted, fine-tuned, and the held-out ones played live."""
+    """`own-actions --takes`: 2 real actions x 4 takes (diving, bench press); one take of each is held out, the
+    other three are played on the camera and recorded as prompted, fine-tuned, and the held-out ones played live."""
     if missing_tool():
         pytest.skip(f"{missing_tool()} is not installed (apt-get install pulseaudio pulseaudio-utils libasound2-plugins)")
     pytest.importorskip("sounddevice", reason="PortAudio (libportaudio2) is not installed")
@@ -55,7 +56,7 @@ def test_real_takes_are_recorded_fine_tuned_and_recognized_live_from_the_devices
     folder = tmp_path / "takes"
     folder.mkdir()
     rows = [f"{real / c / f'v_{n}_g01_c0{k}.mp4'},,,{v},{o}" for c, n, v, o in
-            (("diving", "Diving", "dive", "pool"), ("benchpress", "BenchPress", "press", "barbell")) for k in (1, 2, 3)]
+            (("diving", "Diving", "dive", "pool"), ("benchpress", "BenchPress", "press", "barbell")) for k in (1, 2, 3, 4)]
     (folder / "takes.csv").write_text("media,start,end,verb,noun\n" + "\n".join(rows) + "\n")
     out = tmp_path / "own"
     run = subprocess.run([sys.executable, "-m", "edge.bench", "own-actions", "--takes", str(folder), "--out", str(out),
@@ -63,9 +64,9 @@ def test_real_takes_are_recorded_fine_tuned_and_recognized_live_from_the_devices
                          text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-2000:]
     s = json.loads(run.stdout)
-    assert s["actions"] == ["dive pool", "press barbell"] and s["takes"] == {"train": 4, "test": 2}
-    assert s["record"]["takes_kept"] == 4 and s["rows"] == {"train": 4, "val": 0, "test": 0}
-    assert s["check"]["frames_show_played_take"] == 4 and s["check"]["label_is_played_action"] == 4, s["check"]
+    assert s["actions"] == ["dive pool", "press barbell"] and s["takes"] == {"train": 6, "test": 2}
+    assert s["record"]["takes_kept"] == 6 and s["rows"] == {"train": 6, "val": 0, "test": 0}
+    assert s["check"]["frames_show_played_take"] == 6 and s["check"]["label_is_played_action"] == 6, s["check"]
     live = s["live"]
     assert live["of"] == 2 and all(a["votes"] >= 5 and a["outside_actions"] == 0 for a in live["actions"]), live
     assert live["right"] == 2, live

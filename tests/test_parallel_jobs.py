@@ -1,5 +1,6 @@
 """trainer.parallel: jobs side by side in spawned processes run after what they need, and a failure or a dead
 process stops the run with one sentence."""
+# Tier: unit, except the tests marked integration (jobs in spawned processes).
 from __future__ import annotations
 
 import os
@@ -38,6 +39,7 @@ def _jobs(spec: dict[str, tuple[tuple[str, ...], str]]) -> list[Job]:
     return [Job(name, (name, needs, action), needs) for name, (needs, action) in spec.items()]
 
 
+@pytest.mark.integration
 def test_each_job_runs_once_after_what_it_needs_in_two_processes(tmp_path):
     spec = {"a": ((), "beside b"), "b": ((), "beside a"), "c": (("a",), ""), "d": (("a", "b"), ""),
             "e": (("c", "d"), "")}
@@ -50,6 +52,7 @@ def test_each_job_runs_once_after_what_it_needs_in_two_processes(tmp_path):
     assert lines[-1].startswith("e done after") and lines[-1].endswith("(5/5 jobs)")
 
 
+@pytest.mark.integration
 def test_a_failing_job_raises_its_sentence_and_nothing_after_it_runs(tmp_path):
     spec = {"a": ((), "fail"), "b": (("a",), "")}
     with pytest.raises(ConfigError, match="^a found a bad setting.$"):
@@ -57,6 +60,7 @@ def test_a_failing_job_raises_its_sentence_and_nothing_after_it_runs(tmp_path):
     assert not (tmp_path / "b.started").exists()
 
 
+@pytest.mark.integration
 def test_a_process_that_dies_is_one_sentence(tmp_path):
     spec = {"a": ((), "die"), "b": (("a",), "")}
     with pytest.raises(EdgeError, match=r"^job process \d died \(exit code 3\) while a ran; run the same command"):
@@ -67,6 +71,7 @@ def _failing_setup(folder: str) -> None:
     raise ConfigError(f"no such folder {folder}.")
 
 
+@pytest.mark.integration
 def test_a_failing_set_up_raises_its_sentence(tmp_path):
     with pytest.raises(ConfigError, match="^no such folder /nowhere.$"):
         run_jobs(_jobs({"a": ((), "")}), _job, processes=2, setup=_failing_setup, setup_args=("/nowhere",),

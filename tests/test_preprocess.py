@@ -1,4 +1,5 @@
 """edge.preprocess: frame sampling, colour conversion, resize/normalisation, audio mixdown/resampling/log-mel."""
+# Tier: unit.
 import numpy as np
 import pytest
 

@@ -9,6 +9,7 @@
 run_live.py runs as a user would run it; a reader thread stamps each JSONL line with the time it appeared, on
 the same monotonic clock as the test's fault times.
 """
+# Tier: device (slow: a PulseAudio microphone and an MJPEG camera, run_live.py in a subprocess).
 from __future__ import annotations
 
 import shutil
@@ -26,7 +27,7 @@ from edge.bench.jsonl_tail import JsonlTail
 
 REPO = Path(__file__).resolve().parent.parent
 NOTICE_S, RECOVER_S = 0.5, 2.0
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.device]
 
 for _tool in ("pulseaudio", "pactl", "paplay", "parec"):
     if shutil.which(_tool) is None:

@@ -1,5 +1,6 @@
 """edge.record: guided recording into the recordings dataset (plan errors, fast and real-time sessions from
 generated media files, Ctrl-C, resume, a lost sensor, a full disk, free mode, audio/video sync)."""
+# Tier: unit, except the tests marked integration (edge.record in a subprocess, a tmpfs mount, real-time sessions).
 from __future__ import annotations
 
 import csv
@@ -206,7 +207,8 @@ def test_resume_records_only_the_takes_left(tmp_path):
     assert sorted((out / "media").glob("*.mkv")) == sessions
 
 
-@pytest.mark.parametrize("realtime", [False, True], ids=["fast", "realtime"])
+@pytest.mark.parametrize("realtime", [False, pytest.param(True, marks=pytest.mark.integration)],
+                         ids=["fast", "realtime"])
 def test_a_take_with_a_lost_camera_is_marked_and_asked_again(tmp_path, clip, realtime):
     plan = load_plan(write_plan(tmp_path / "plan.yaml", PLAN))
     folder = OutputFolder(tmp_path / "rec")
@@ -269,6 +271,7 @@ def test_full_disk_is_one_sentence_and_keeps_what_was_recorded(tmp_path, clip, c
     assert max(float(x["end"]) for x in kept) <= last + 0.05
 
 
+@pytest.mark.integration
 def test_sigint_keeps_finished_takes_and_a_valid_file(tmp_path, clip):
     plan = write_plan(tmp_path / "plan.yaml", PLAN.replace("take_seconds: 0.5", "take_seconds: 0.6"))
     out = tmp_path / "rec"
@@ -291,6 +294,7 @@ def test_sigint_keeps_finished_takes_and_a_valid_file(tmp_path, clip):
     assert max(float(x["end"]) for x in kept) <= frames / 30 + 0.05
 
 
+@pytest.mark.integration
 def test_free_mode_marks_segments_with_keys(tmp_path, clip):
     plan = write_plan(tmp_path / "plan.yaml", PLAN)
     out = tmp_path / "rec"
@@ -332,6 +336,7 @@ def find_events(path: Path) -> tuple[float, float]:
     return t_flash, int(np.argmax(np.abs(x) > 0.5)) / a.rate
 
 
+@pytest.mark.integration
 def test_flash_and_click_stay_within_40_ms_when_recorded_in_real_time(tmp_path):
     src = make_clip(tmp_path / "flash.mkv", 3.0, event_s=1.7)
     t_v, t_a = find_events(src)
@@ -346,6 +351,7 @@ def test_flash_and_click_stay_within_40_ms_when_recorded_in_real_time(tmp_path):
     assert abs(t_v - t_a) <= 0.040, (t_v, t_a)
 
 
+@pytest.mark.integration
 def test_the_recorder_needs_no_torch_or_trainer():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import edge.record.__main__, edge.record.recorder, edge.record.writer, edge.record.plan\n"
@@ -355,6 +361,7 @@ def test_the_recorder_needs_no_torch_or_trainer():
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.integration
 def test_a_killed_recorder_leaves_a_readable_file_holding_every_listed_take(tmp_path, clip):
     plan = write_plan(tmp_path / "plan.yaml", PLAN)
     out = tmp_path / "rec"
@@ -372,6 +379,7 @@ def test_a_killed_recorder_leaves_a_readable_file_holding_every_listed_take(tmp_
     assert max(float(x["end"]) for x in kept) <= samples / 16000
 
 
+@pytest.mark.integration
 def test_guided_takes_wait_for_enter(tmp_path, clip):
     plan = write_plan(tmp_path / "plan.yaml", "take_seconds: 0.4\ncountdown: 0\npause: 0\n"
                                               "actions: [{verb: open, noun: fridge, takes: 2}]\n")
@@ -425,6 +433,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.integration
 def test_a_really_full_disk_keeps_the_finished_takes(tmp_path, clip, tiny_disk, capsys):
     plan = write_plan(tmp_path / "plan.yaml", PLAN.replace("takes: 3", "takes: 30"))
     out = tiny_disk / "rec"

@@ -2,6 +2,7 @@
 monitor, a real recording played into it) through PortAudio's `default`, and a real clip served as an MJPEG
 network camera by edge/bench/mjpeg.py, both as tests/test_real_devices.py runs them. The camera server is
 killed during a take and restarted: the take is marked lost, the recorder waits for the camera and asks again."""
+# Tier: device (slow: a PulseAudio microphone and an MJPEG camera that go away mid-take).
 from __future__ import annotations
 
 import csv
@@ -16,7 +17,7 @@ import pytest
 from test_real_devices import NetworkCamera, PulseServer  # skips the module without PulseAudio
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.device]
 
 
 def test_a_camera_lost_mid_take_is_asked_again(data_root, tmp_path):

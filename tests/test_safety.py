@@ -1,5 +1,6 @@
 """Safety of what is loaded and what listens: weights_only checkpoints, bundle hashes checked before any model
 is loaded, no network listener unless asked (and then on 127.0.0.1 by default)."""
+# Tier: unit, except the tests marked integration (run_live.py and the MJPEG camera in subprocesses).
 from __future__ import annotations
 
 import ast
@@ -67,6 +68,7 @@ def _listening(pid: int) -> list:
     return [c for c in conns if c.status == psutil.CONN_LISTEN]
 
 
+@pytest.mark.integration
 def test_the_live_recognizer_listens_on_no_port(random_bundle):
     proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--demo", "--bundle", str(random_bundle),
                              "--duration", "6"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,6 +85,7 @@ def test_the_live_recognizer_listens_on_no_port(random_bundle):
         proc.wait()
 
 
+@pytest.mark.integration
 def test_the_only_servers_are_the_web_view_and_the_test_camera_and_bind_localhost_by_default(data_root):
     # The web view (--serve) is tested for its loopback default and its token rule in tests/test_web.py;
     # edge/bench/record.py binds 127.0.0.1:0 only to pick a free port for the test camera it starts; the test

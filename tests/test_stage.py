@@ -1,5 +1,6 @@
 """The own-actions stage without devices: frames on its clock, takes placed at the next frame, sound where the
 take's clip puts it, and the MJPEG server serving it."""
+# Tier: unit, except the test marked integration (an MJPEG server read over HTTP).
 from __future__ import annotations
 
 import time
@@ -7,6 +8,7 @@ import urllib.request
 
 import cv2
 import numpy as np
+import pytest
 
 from edge.bench.mjpeg import BOUNDARY, MJPEGServer
 from edge.bench.stage import Stage
@@ -38,6 +40,7 @@ def test_stage_plays_a_take_on_its_clock():
     assert np.allclose(with_sound, np.clip(stage.noise[s0 % stage.noise.size:][:clip.speech.size] + clip.speech, -1, 1))
 
 
+@pytest.mark.integration
 def test_mjpeg_server_serves_the_stage():
     stage = Stage(NuisanceLevels(), seed=2)
     server = MJPEGServer(stage).start()

@@ -1,4 +1,5 @@
 """Health-monitor statistics: known values, numba and numpy agree, bad inputs are one sentence."""
+# Tier: unit, except the test marked integration (python -c in a subprocess).
 import math
 
 import numpy as np
@@ -57,6 +58,7 @@ def test_bad_inputs_one_sentence(call, needle):
         call()
 
 
+@pytest.mark.integration
 def test_the_live_runtime_does_not_load_numba_for_model_size_frames():
     """The health monitor looks at 64x64 frames: numpy does those in microseconds, and importing numba would cost
     the runtime about 60 MB (docs/RELIABILITY.md, memory)."""

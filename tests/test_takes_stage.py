@@ -1,6 +1,7 @@
 """The real-takes stage of `edge.bench own-actions --takes` without devices: which takes it reads, which it holds
 out, and what its camera and microphone show (a take looped to the take length, its sound, a live empty picture
 between takes)."""
+# Tier: unit.
 from __future__ import annotations
 
 import json

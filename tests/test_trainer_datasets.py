@@ -1,5 +1,6 @@
 """`python -m trainer teacher | student | evaluate --dataset NAME` on every dataset: real annotation rows where
 ../shared/data has them, tiny media generated here (a missing video, a corrupt one, a segment past the end)."""
+# Tier: unit, except the tests marked integration (whole trainings and evaluations; the slow benchmark).
 from __future__ import annotations
 
 import csv
@@ -51,6 +52,7 @@ def test_masks_keep_to_what_each_sample_has():
     assert not torch.equal(sample_drop(index, present, 0.5, seed=3, epoch=3), whole)
 
 
+@pytest.mark.integration
 def test_student_on_recordings_then_evaluate_the_bundle(tmp_path, capsys):
     write_recordings(tmp_path)
     out = tmp_path / "run"
@@ -79,6 +81,7 @@ def test_student_on_recordings_then_evaluate_the_bundle(tmp_path, capsys):
         assert onnx["table"][subset] == pytest.approx(acc, abs=1e-6), subset
 
 
+@pytest.mark.integration
 def test_resuming_a_run_on_other_data_is_one_sentence(tmp_path, capsys):
     rec = write_recordings(tmp_path)
     out = tmp_path / "run"
@@ -105,6 +108,7 @@ def test_bad_dataset_arguments_are_one_sentence(tmp_path, capsys):
     assert "--limit must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_something_something_student_without_audio(data_root, tmp_path):
     """Real labels.json and validation rows; SSv2 has no audio, so no sample has the A subset."""
     real = data_root / "annotations" / "something-something-v2"
@@ -176,6 +180,7 @@ def test_epic_kitchens_teacher_on_frame_folders(data_root, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_benchmark_on_a_real_dataset(tmp_path):
     """`benchmark --dataset` trains the teacher and the three students through the same stages as `student`."""
     write_recordings(tmp_path)

@@ -1,4 +1,5 @@
 """Exported bundles compute what the torch model computes, on every modality subset (student and teacher)."""
+# Tier: unit.
 from __future__ import annotations
 
 import numpy as np

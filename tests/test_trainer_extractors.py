@@ -1,4 +1,5 @@
 """Teacher extractor factory: conv extractors, and torchvision models with weights from a local state-dict file."""
+# Tier: unit.
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """`python -m trainer benchmark --smoke` runs every stage end to end (< 1 minute) and its outputs hold."""
+# Tier: integration (python -m trainer in subprocesses).
 from __future__ import annotations
 
 import json
@@ -13,6 +14,8 @@ from edge.bundle import load_bundle  # noqa: E402
 
 from conftest import DATA_ROOT, REPO  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 SUBSETS = {"VFA", "VF", "VA", "FA", "V", "F", "A"}
 MODELS = {"teacher", "baseline", "baseline_delta", "karmma_s"}
 
@@ -25,7 +28,7 @@ def _trainer(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT.is_dir() else []
+    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT is not None else []
     proc = _trainer("benchmark", "--smoke", "--out", str(out / "run"), "--cache", str(out / "cache"), *root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc
@@ -45,7 +48,7 @@ def test_smoke_writes_results_in_the_contract_format(smoke_run):
     assert all(r["action"] == pytest.approx(full[r["model"]], abs=0.01) for r in curve if r["p"] == 0.0)
     for name in ("teacher", "student"):
         assert results["costs"][name]["mflops_whole_window"] > 0
-    assert results["data"]["source"].startswith("real" if DATA_ROOT.is_dir() else "procedural")
+    assert results["data"]["source"].startswith("real" if DATA_ROOT is not None else "procedural")
     assert results["seeds"] == [0] and results["wall_time_s"] > 0
     assert (out / "run" / "drop_curve.png").stat().st_size > 1000
     assert "| VFA |" in (out / "run" / "results.md").read_text()
@@ -56,7 +59,7 @@ def test_smoke_bundles_load_and_evaluate(smoke_run):
     assert load_bundle(out / "run" / "bundles" / "teacher").manifest["kind"] == "teacher"
     student = load_bundle(out / "run" / "bundles" / "karmma_s")
     assert student.manifest["kind"] == "student" and "VFA" in student.manifest["metrics"]["accuracy"]
-    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT.is_dir() else []
+    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT is not None else []
     scores = out / "scores.json"
     proc = _trainer("evaluate", "--bundle", str(out / "run" / "bundles" / "karmma_s"), "--speakers", "yweweler",
                     "--images", "7000:7100", "--n-clips", "16", "--cache", str(out / "cache"), "--json", str(scores),
@@ -72,7 +75,7 @@ def test_two_job_processes_train_what_one_process_does(smoke_run):
     """`--jobs 2` trains the same weights as the sequential run (each job seeds itself as the sequential loop
     does), so its table is the fixture's, to the digit."""
     out, _ = smoke_run
-    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT.is_dir() else []
+    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT is not None else []
     proc = _trainer("benchmark", "--smoke", "--jobs", "2", "--out", str(out / "jobs"), "--cache", str(out / "cache"),
                     *root)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Training never loses work: a smoke benchmark killed (SIGKILL) mid-run and started again with the same arguments
 resumes from its atomic checkpoints and ends with exactly the weights of an uninterrupted run."""
+# Tier: integration (slow: a smoke benchmark killed mid-run and resumed).
 from __future__ import annotations
 
 import os
@@ -15,11 +16,11 @@ torch = pytest.importorskip("torch")
 
 from conftest import DATA_ROOT, REPO  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _args(out: Path, cache: Path) -> list[str]:
-    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT.is_dir() else []
+    root = ["--data-root", str(DATA_ROOT)] if DATA_ROOT is not None else []
     return [sys.executable, "-m", "trainer", "benchmark", "--smoke", "--out", str(out), "--cache", str(cache), *root]
 
 

@@ -1,4 +1,5 @@
 """The live web view (`--serve`) without a browser: endpoints, the token rule, bad requests, the recognizer going on."""
+# Tier: unit, except the tests marked integration (HTTP servers on sockets, run_live.py in a subprocess).
 from __future__ import annotations
 
 import http.client
@@ -84,6 +85,7 @@ def test_serve_specs_parse_and_bad_ones_are_one_sentence():
             parse_serve(bad)
 
 
+@pytest.mark.integration
 def test_page_state_frame_and_event_stream(view):
     status, headers, body = get(view, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html") and b"EventSource" in body
@@ -107,6 +109,7 @@ def test_page_state_frame_and_event_stream(view):
     conn.close()
 
 
+@pytest.mark.integration
 def test_bad_requests_get_their_status_and_one_counted_warning(view, capfd):
     assert get(view, "/nope")[0] == 404
     assert get(view, "/../../etc/passwd")[0] == 404
@@ -135,6 +138,7 @@ def test_bad_requests_get_their_status_and_one_counted_warning(view, capfd):
     assert "405: 1" in err[0] and "403: 1" in err[0] and "pending connections dropped" in err[0]
 
 
+@pytest.mark.integration
 def test_off_loopback_every_request_needs_the_token():
     v = WebView("0.0.0.0", 0)
     try:
@@ -162,6 +166,7 @@ def _run_live(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+@pytest.mark.integration
 def test_bad_serve_values_and_a_port_in_use_are_one_sentence():
     res = _run_live("--demo", "--serve", "localhost:http")
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
@@ -178,6 +183,7 @@ def test_bad_serve_values_and_a_port_in_use_are_one_sentence():
         f"error: cannot serve on 127.0.0.1:{port} (Address already in use); choose another port."]
 
 
+@pytest.mark.integration
 def test_the_recognizer_keeps_predicting_through_bad_requests_on_loopback_only(tmp_path):
     out = tmp_path / "run.jsonl"
     proc = subprocess.Popen([sys.executable, str(REPO / "run_live.py"), "--demo", "--serve", "0", "--duration", "7",
@@ -213,6 +219,7 @@ def test_the_recognizer_keeps_predicting_through_bad_requests_on_loopback_only(t
     assert len(warnings) == 1 and "404: 1" in warnings[0] and "405: 1" in warnings[0], stderr
 
 
+@pytest.mark.integration
 def test_a_client_that_stops_reading_is_dropped_and_the_others_get_the_newest(view, monkeypatch):
     monkeypatch.setattr("edge.live.web._Handler.timeout", 1.0)
     stalled = socket.socket()
@@ -235,6 +242,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_get_the_newest(vi
 
 
 @pytest.mark.parametrize("per_address", [16, MAX_CONNECTIONS], ids=["one-address-cap", "server-full"])
+@pytest.mark.integration
 def test_64_slow_connections_do_not_keep_a_token_holder_from_the_page(per_address, monkeypatch):
     """A client holds 64 connections that never finish their headers (slowloris) on a token-protected view: the
     token holder still gets the page at once, whether the per-address cap or a full server pushes the oldest
@@ -270,10 +278,12 @@ def test_64_slow_connections_do_not_keep_a_token_holder_from_the_page(per_addres
         v.close()
 
 
+@pytest.mark.integration
 def test_http_0_9_is_refused_with_a_status_line(view):
     assert raw(view, b"GET /\r\n\r\n").startswith(b"HTTP/1.0 400")
 
 
+@pytest.mark.integration
 def test_when_every_slot_serves_an_authorized_stream_a_new_connection_gets_503(view):
     streams = []
     try:

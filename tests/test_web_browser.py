@@ -1,5 +1,6 @@
 """The live web view in a real browser: headless Chromium (Debian's chromium + chromium-driver, driven by
 Selenium) follows a `--demo --serve` run through the demo's camera cut to its summary."""
+# Tier: device (slow: headless Chromium on a --demo --serve run).
 from __future__ import annotations
 
 import http.client
@@ -17,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.device, pytest.mark.skipif(
     CHROMIUM is None or DRIVER is None,
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run does)")]
 
