@@ -76,7 +76,8 @@ def _open_sources(args):
 def run(args) -> int:
     from edge.record.folder import OutputFolder
     from edge.record.plan import load_plan
-    from edge.record.recorder import KeyReader, Recorder
+    from edge.record.keys import KeyReader
+    from edge.record.recorder import Recorder
 
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration must be positive, got {args.duration}.")
