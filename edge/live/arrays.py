@@ -11,6 +11,7 @@ class _InMemory:
     """What both in-memory sources share: nothing to open or close, a pacer, a read position."""
 
     is_file = True
+    bgr = False
 
     def __init__(self, realtime: bool, name: str, loop: bool) -> None:
         self.name, self.loop = name, loop

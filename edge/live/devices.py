@@ -58,6 +58,8 @@ class MicSource:
     resamples each window); a stereo-only device is mixed down in the callback.
     """
 
+    bgr = False
+
     is_file = False
 
     def __init__(self, device: str | int, rate: int, block_s: float = 0.02, timeout_s: float = 1.0) -> None:

@@ -36,7 +36,7 @@ class FaultInjector:
             if f.kind not in allowed:
                 raise SourceError(f"unknown {'audio' if audio else 'video'} fault {f.kind!r}; use one of {allowed}.")
         self.source, self.faults = source, list(faults)
-        self.name, self.is_file, self.bgr = source.name, source.is_file, getattr(source, "bgr", False)
+        self.name, self.is_file, self.bgr = source.name, source.is_file, source.bgr
         self.rate = getattr(source, "rate", None)
         self._opened = False
         self._injected = False

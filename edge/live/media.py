@@ -46,6 +46,7 @@ class MediaVideo:
     """The video stream of a media file through PyAV, paced at its own speed (realtime) or as fast as possible."""
 
     is_file = True
+    bgr = False                # frames are PyAV frames, converted to RGB where taken
 
     def __init__(self, path: str | Path, realtime: bool = True) -> None:
         self.path = Path(path)
@@ -100,6 +101,7 @@ class MediaAudio:
     """The audio stream of a media file through PyAV, resampled to `rate` and mixed down by averaging channels."""
 
     is_file = True
+    bgr = False
 
     def __init__(self, path: str | Path, rate: int, realtime: bool = True) -> None:
         self.path = Path(path)

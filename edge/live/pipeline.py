@@ -286,7 +286,7 @@ def recognizer_for(bundle: Bundle, cfg: RuntimeConfig, video: Sensor, audio: Sen
     `parts` (metrics, student, shedder) replace the core's own."""
     states = {m: CONNECTED if s.source is not None else s.absent for m, s in zip(SENSORS, (video, audio))}
     return Recognizer(bundle, cfg, states, None if audio.source is None else int(audio.source.rate),
-                      bgr=getattr(video.source, "bgr", False), **parts)
+                      bgr=video.source is not None and video.source.bgr, **parts)
 
 
 EXIT_NO_PREDICTION, EXIT_JSONL_INCOMPLETE = 3, 4

@@ -66,7 +66,8 @@ class Truncated(SourceError):
 class Source(Protocol):
     name: str
     is_file: bool
-    skipped: int
+    skipped: int       # items a file's pacer dropped because they were already late
+    bgr: bool          # video: array frames come in OpenCV's BGR order (else RGB, or PyAV frames)
 
     def open(self) -> None: ...
 

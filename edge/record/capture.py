@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from edge.live.capture import capture
-from edge.record.sensors import SourceError, SourceLost, pacer_skipped, rgb_frame
+from edge.record.sensors import SourceError, SourceLost, rgb_frame
 
 KIND_NAME = {"V": "camera", "A": "microphone"}
 BACKOFF_S = (0.1, 0.5)
@@ -70,7 +70,7 @@ class CaptureThread(threading.Thread):
         if self.coming_back:
             self.out.put(("back", self.kind, t, None))
             self.coming_back = False
-        skipped = pacer_skipped(self.source) + int(getattr(self.source, "dropped_blocks", 0) or 0)
+        skipped = self.source.skipped + int(getattr(self.source, "dropped_blocks", 0) or 0)
         if skipped != self.skipped_seen:
             self.skipped_seen, self.disc = skipped, True
         try:

@@ -25,7 +25,6 @@ from edge.errors import EdgeError
 from edge.record.folder import FolderError, OutputFolder
 from edge.record.plan import Action, Plan
 from edge.record.capture import KIND_NAME, FastCapture, RealtimeCapture, Stats
-from edge.record.sensors import pacer_skipped
 from edge.record.keys import KeyReader
 from edge.record.writer import DiskFull, SessionWriter, WriteError, readable_end
 
@@ -410,7 +409,7 @@ class Recorder:
             "takes_recorded_before": self.already,
             "frames_captured": self.stats.frames_in, "frames_written": w.frames,
             "frames_dropped": self.stats.frames_dropped,
-            "frames_skipped_by_file_reader": sum(pacer_skipped(s) for k, s in self.sources.items() if k == "V"),
+            "frames_skipped_by_file_reader": sum(s.skipped for k, s in self.sources.items() if k == "V"),
             "frames_resized": w.resized,
             "audio_rate": rate, "samples_captured": self.stats.samples_in, "samples_written": w.samples,
             "samples_dropped": self.stats.samples_dropped, "silence_filled": w.padded, "audio_lead_in": w.lead_in, "samples_trimmed": w.trimmed,

@@ -1,7 +1,7 @@
 """The one place the recorder imports the live runtime's sources.
 
 `open_sensors` turns `--camera X` / `--mic Y` into opened sources exactly as run_live.py does (index, device
-path, URL, media file, `none`); the recorder only needs open/read/close, `is_file`, `rate` and `name`.
+path, URL, media file, `none`); the recorder only needs open/read/close, `is_file`, `rate`, `name`, `bgr` and `skipped`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from edge.live.sources import DEMO_HINT, NoAudioStream, Source, SourceError, Sou
 from edge.preprocess import to_rgb_uint8
 
 __all__ = ["Fault", "FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
-           "SourceError", "SourceLost", "make_sources", "pacer_skipped", "nominal_fps", "rgb_frame"]
+           "SourceError", "SourceLost", "make_sources", "nominal_fps", "rgb_frame"]
 
 
 def make_sources(camera: str, mic: str, rate: int, block_s: float, realtime: bool) -> tuple[Source | None,
@@ -24,25 +24,13 @@ def make_sources(camera: str, mic: str, rate: int, block_s: float, realtime: boo
     return camera_source(camera, realtime), mic_source(mic, rate, block_s, realtime)
 
 
-def rgb_frame(source, data) -> np.ndarray:
+def rgb_frame(source: Source, data) -> np.ndarray:
     """A video source's frame as HxWx3 RGB uint8: sources hand frames over as they come (a PyAV frame not yet
-    converted, OpenCV's BGR), since the recognizer converts only the frames it samples; the recorder keeps all."""
+    converted, OpenCV's BGR: the source says which), since the recognizer converts only the frames it samples;
+    the recorder keeps all."""
     if not isinstance(data, np.ndarray):
         return data.to_ndarray(format="rgb24")
-    inner = source
-    while inner is not None and not hasattr(inner, "bgr"):
-        inner = getattr(inner, "source", None)
-    return to_rgb_uint8(data, bgr=bool(getattr(inner, "bgr", False)))
-
-
-def pacer_skipped(source) -> int:
-    """Items a real-time file source skipped because they were already late (a stalled reader)."""
-    while source is not None:
-        pacer = getattr(source, "pacer", None)
-        if pacer is not None:
-            return pacer.skipped
-        source = getattr(source, "source", None)
-    return 0
+    return to_rgb_uint8(data, bgr=source.bgr)
 
 
 def nominal_fps(source, default: float = 30.0) -> float:
