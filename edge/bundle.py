@@ -205,11 +205,12 @@ def _inside(bundle: Path, rel: Any, manifest_path: Path, role: str) -> Path:
     return file_path
 
 
-def _refuse_external_data(file_path: Path, role: str) -> None:
-    """An ONNX file whose tensors live in external data files is refused: the manifest hashes only the .onnx.
-    Every external tensor names its file under the key "location"; a file without those bytes has none, and the
-    onnx package (16 MB resident once imported, a tenth of the runtime's budget) is imported only otherwise."""
-    if b"location" not in file_path.read_bytes():
+def _refuse_external_data(file_path: Path, data: bytes, role: str) -> None:
+    """An ONNX file (`data`: its bytes) whose tensors live in external data files is refused: the manifest hashes
+    only the .onnx. Every external tensor names its file under the key "location"; a file without those bytes has
+    none, and the onnx package (16 MB resident once imported, a tenth of the runtime's budget) is imported only
+    otherwise."""
+    if b"location" not in data:
         return
     import onnx
 
@@ -264,11 +265,13 @@ def load_bundle(path: str | Path, *, threads: int = 1, providers: list[str] | No
         file_path = _inside(path, entry["path"], manifest_path, role)
         if not file_path.is_file():
             raise BundleError(f"bundle file {file_path} ({role}) is missing.")
-        if sha256_of(file_path) != entry["sha256"]:
+        data = None if role == WEIGHTS else file_path.read_bytes()     # an ONNX file is read once for both checks
+        digest = sha256_of(file_path) if data is None else hashlib.sha256(data).hexdigest()
+        if digest != entry["sha256"]:
             raise BundleError(f"bundle file {file_path} ({role}) does not match its sha256 in {MANIFEST}; "
                               "it is corrupt or was modified.")
-        if role != WEIGHTS:
-            _refuse_external_data(file_path, role)
+        if data is not None:
+            _refuse_external_data(file_path, data, role)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -32,7 +32,7 @@ from edge.live.cli import positive_seconds
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.pipeline import run_session
 from edge.live.arrays import ArrayAudio, ArrayVideo
-from edge.live.media import MediaAudio
+from edge.live.media import read_audio
 from edge.live.sensors import Sensor, camera_source, mic_source, open_sensor
 
 PANCAKE = "clips/flipping_a_pancake.mkv"
@@ -84,15 +84,6 @@ def synthetic_frames(width: int, height: int, n: int = SYNTHETIC_FRAMES) -> np.n
     tile = rng.integers(40, 216, (height // 8 + 2, width // 8 + 2, 3), np.uint8)
     base = np.kron(tile, np.ones((8, 8, 1), np.uint8))
     return np.stack([base[2 * i:2 * i + height, 3 * i:3 * i + width] for i in range(n)])
-
-
-def clip_audio(path: Path, rate: int) -> np.ndarray:
-    """A media file's whole audio track, mono at `rate`."""
-    audio = MediaAudio(path, rate, realtime=False)
-    audio.open()
-    blocks = [block for _, block in iter(audio.read, None)]
-    audio.close()
-    return np.concatenate(blocks)
 
 
 def transcode(src: Path, fps: float, dst: Path) -> Path:
@@ -153,7 +144,7 @@ def _sensors(args: argparse.Namespace, rate: int, block_s: float, tmp: Path) -> 
         raise EdgeError(f"--synthetic takes its audio from {clip}, which does not exist; pass --data-root.")
     video = ArrayVideo(synthetic_frames(width, height), fps, realtime=realtime, loop=True,
                        name=f"synthetic {width}x{height}@{fps:g}")
-    audio = ArrayAudio(clip_audio(clip, rate), rate, realtime=realtime, block_s=block_s, name="pancake audio",
+    audio = ArrayAudio(read_audio(clip, rate), rate, realtime=realtime, block_s=block_s, name="pancake audio",
                        loop=True)
     return Sensor(video), Sensor(audio), args.synthetic
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench.e2e import clip_audio
 from edge.bench.soak import Planned, Recorder, Scheduler
 from edge.bundle import load_bundle
 from edge.errors import EdgeError
@@ -32,7 +31,7 @@ from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
 from edge.live.arrays import ArrayAudio, ArrayVideo
-from edge.live.media import MediaVideo
+from edge.live.media import MediaVideo, read_audio
 from edge.live.sensors import Sensor
 from edge.live.sources import NoAudioStream
 
@@ -49,7 +48,7 @@ def load_clip(path: Path, rate: int) -> tuple[np.ndarray, float, np.ndarray]:
         raise EdgeError(f"{path} has fewer than two video frames; overload needs a real clip.")
     fps = (len(items) - 1) / max(1e-6, items[-1][0] - items[0][0])
     try:
-        samples = clip_audio(path, rate)
+        samples = read_audio(path, rate)
     except NoAudioStream:
         samples = np.zeros(0, np.float32)
     return np.stack([f for _, f in items]), fps, samples

@@ -23,7 +23,7 @@ import numpy as np
 
 from edge.bench.stage import ClockedStage, Played
 from edge.errors import EdgeError
-from edge.live.media import MediaAudio, MediaVideo
+from edge.live.media import MediaVideo, read_audio
 from edge.live.sources import NoAudioStream, SourceError
 
 NOISE_RMS = 0.002       # the microphone's noise floor (about -54 dBFS)
@@ -164,19 +164,13 @@ def decode_take(row: TakeRow, length_s: float, rate: int) -> tuple[list[np.ndarr
         raise EdgeError(f"{row.media} has fewer than two video frames from {start:g} s on; it cannot be played as "
                         "a take.")
     fps = (len(times) - 1) / max(1e-6, times[-1] - times[0])
-    audio = MediaAudio(row.media, rate, realtime=False)
     try:
-        audio.open()
-        blocks = [(t, x) for t, x in iter(audio.read, None)]
+        sound = read_audio(row.media, rate)
     except NoAudioStream:
         return frames, fps, None
     except SourceError as exc:
         raise EdgeError(str(exc)) from None
-    finally:
-        audio.close()
-    sound = np.concatenate([x for _, x in blocks]) if blocks else np.zeros(0, np.float32)
-    span = sound[int(start * rate):int(start * rate) + int(len(frames) / fps * rate)]
-    return frames, fps, span.astype(np.float32)
+    return frames, fps, sound[int(start * rate):int(start * rate) + int(len(frames) / fps * rate)]
 
 
 class TakesStage(ClockedStage):

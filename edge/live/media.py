@@ -157,3 +157,15 @@ class MediaAudio:
         if self._container is not None:
             self._container.close()
             self._container, self._blocks = None, None
+
+
+def read_audio(path: str | Path, rate: int) -> np.ndarray:
+    """A media file's whole audio track, mono float32 at `rate` (NoAudioStream without one; SourceError when the
+    file cannot be read)."""
+    audio = MediaAudio(path, rate, realtime=False)
+    audio.open()
+    try:
+        blocks = [block for _, block in iter(audio.read, None)]
+    finally:
+        audio.close()
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
