@@ -25,6 +25,7 @@ from edge.bundle import Bundle, load_bundle
 from edge.live.config import RuntimeConfig, load_runtime_config
 from edge.live.core import Recognizer
 from edge.live.health import CONNECTED
+from edge.preprocess import CameraFrame
 
 
 class ActionRecognizer:
@@ -38,8 +39,8 @@ class ActionRecognizer:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle or default_bundle(), threads=1)
         cfg = config if isinstance(config, RuntimeConfig) else load_runtime_config(config)
         states = {"V": CONNECTED if camera else "off", "A": CONNECTED if audio_rate else "off"}
-        self.audio_rate = audio_rate
-        self.core = Recognizer(self.bundle, cfg, states, audio_rate, bgr=bgr)
+        self.audio_rate, self.bgr = audio_rate, bgr
+        self.core = Recognizer(self.bundle, cfg, states, audio_rate)
         self._started = False
 
     @property
@@ -54,7 +55,7 @@ class ActionRecognizer:
     def push_frame(self, frame: np.ndarray, t: float) -> list[dict]:
         """One camera frame captured at `t`; the records its arrival made due (often none: 4 samples a second)."""
         self._start(t)
-        self.core.push_frame(t, frame, time.monotonic())
+        self.core.push_frame(t, CameraFrame(frame, self.bgr), time.monotonic())
         return self.core.tick(t)
 
     def push_audio(self, samples: np.ndarray, t_end: float) -> list[dict]:

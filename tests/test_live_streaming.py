@@ -11,8 +11,8 @@ from edge.bundle import load_bundle
 from edge.live.config import RuntimeConfig
 from edge.live.arrays import ArrayAudio, ArrayVideo
 from edge.live.streaming import StreamingStudent
-from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, prepare_frame, to_gray,
-                             video_input, window_to_model_input)
+from edge.preprocess import (CameraFrame, compute_flow, flow_to_model_input, make_flow_backend, prepare_frame,
+                             to_gray, video_input, window_to_model_input)
 from tests.live_helpers import run_live_session
 
 FPS, RATE, BLOCK_S = 8.0, 16000, 0.025
@@ -142,7 +142,7 @@ def test_the_core_alone_ticks_when_data_arrives_without_threads_and_resets(bundl
     frames = smooth_frames(40, 80, 6)
     audio = np.random.default_rng(7).normal(0, 0.1, 4 * RATE).astype(np.float32)
     block = int(RATE * BLOCK_S)
-    items = [(i / 10.0, "V", frames[i]) for i in range(40)] + \
+    items = [(i / 10.0, "V", CameraFrame(frames[i])) for i in range(40)] + \
             [((k + 1) * BLOCK_S, "A", audio[k * block:(k + 1) * block]) for k in range(int(4.0 / BLOCK_S))]
     records, ticked_at = [], []
     for t, m, data in sorted(items, key=lambda item: item[0]):
@@ -157,8 +157,8 @@ def test_the_core_alone_ticks_when_data_arrives_without_threads_and_resets(bundl
     # the video instant at 0.25 ran when the frame at 0.3 (the first at or after it) arrived, not on a timer
     assert 0.3 in ticked_at and 0.25 not in [t for t, m, _ in items if m == "V"]
     core.reset(100.0)
-    assert core.push_frame(99.9, frames[0], 99.9) is False   # before the first instant of the new run
-    assert core.push_frame(100.0, frames[1], 100.0) is True
+    assert core.push_frame(99.9, CameraFrame(frames[0]), 99.9) is False   # before the first instant of the new run
+    assert core.push_frame(100.0, CameraFrame(frames[1]), 100.0) is True
     first = core.tick(100.0)
     assert [(r["t"], r["state"]) for r in first] == [(0.0, "warming_up")]  # everything starts over
 

@@ -1,10 +1,12 @@
 """edge.preprocess: frame sampling, colour conversion, resize/normalisation, audio mixdown/resampling/log-mel."""
 # Tier: unit.
+import dataclasses
+
 import numpy as np
 import pytest
 
 from edge.errors import ConfigError, PreprocessError
-from edge.preprocess import (FlowConfig, PreprocessConfig, flow_to_model_input, log_mel, mixdown,
+from edge.preprocess import (CameraFrame, FlowConfig, PreprocessConfig, flow_to_model_input, log_mel, mixdown,
                              normalize_frame, prepare_frame, resample, to_gray, to_rgb_uint8, uniform_indices,
                              window_to_model_input)
 
@@ -55,6 +57,50 @@ def test_to_rgb_converts_gray_bgr_bgra_and_16_bit():
 def test_to_rgb_bad_frames_are_one_sentence(frame, needle):
     with pytest.raises(PreprocessError, match=needle):
         to_rgb_uint8(frame)
+
+
+@pytest.mark.parametrize("kind", ["rgb", "bgr", "gray", "bgra", "uint16", "float", "pyav"])
+def test_a_camera_frame_prepared_at_any_size_equals_resizing_its_full_rgb_picture(kind):
+    """Every format a source hands over, prepared small, is the area resize of its full RGB picture (which is
+    what training sees); channel order and gray replication commute with the resize."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (96, 128, 3), np.uint8)
+    raw = {"rgb": rgb, "bgr": rgb[..., ::-1].copy(), "gray": rgb[..., 0].copy(),
+           "bgra": np.dstack([rgb[..., ::-1], np.full((96, 128), 9, np.uint8)]),
+           "uint16": rgb.astype(np.uint16) << 8, "float": rgb.astype(np.float32) / 255.0}.get(kind)
+    if kind == "pyav":
+        av = pytest.importorskip("av")
+        raw = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    frame = CameraFrame(raw, bgr=kind in ("bgr", "bgra"))
+    full = frame.rgb()
+    if kind == "gray":
+        np.testing.assert_array_equal(full, np.repeat(rgb[..., :1], 3, axis=2))
+    elif kind != "float":   # float -> uint8 rounds down
+        np.testing.assert_array_equal(full, rgb)
+    for size in (16, 48):
+        expected = prepare_frame(full, dataclasses.replace(CFG, frame_size=size))
+        np.testing.assert_array_equal(frame.prepared(size)[0], expected)
+
+
+def test_a_camera_frame_converts_its_full_picture_once_for_all_sizes_asked_together(monkeypatch):
+    import edge.preprocess.frames as frames
+
+    av = pytest.importorskip("av")
+    calls = []
+    convert = frames._pyav_rgb
+    monkeypatch.setattr(frames, "_pyav_rgb", lambda f: calls.append(1) or convert(f))
+    frame = CameraFrame(av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24"))
+    small, large = frame.prepared(16, 32)
+    assert len(calls) == 1 and small.shape == (16, 16, 3) and large.shape == (32, 32, 3)
+    assert frame.prepared(32)[0] is large and len(calls) == 1     # asked again: the one prepared before
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (np.zeros((4, 4, 5), np.uint8), "channels"), (np.zeros((4, 4), np.int64), "dtype"), ("frame", "numpy array"),
+])
+def test_a_frame_no_conversion_can_use_is_refused_when_it_is_captured(raw, needle):
+    with pytest.raises(PreprocessError, match=needle):
+        CameraFrame(raw)
 
 
 def test_prepare_and_normalize_frame():

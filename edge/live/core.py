@@ -29,20 +29,19 @@ from edge.live.metrics import Metrics
 from edge.live.rings import AudioRing, Frame, FrameRing
 from edge.live.shedding import LoadShedder
 from edge.live.streaming import StreamingStudent
-from edge.preprocess import check_frame, prepare_camera_frame
+from edge.preprocess import CameraFrame
 
 SENSORS = ("V", "A")  # the modalities with their own sensor and sampling instants (F comes with V)
 
 
 class Recognizer:
     """One recognizer over a bundle. `states` gives each sensor's state: CONNECTED when it has a source, else
-    why it is absent ("off", "no audio stream"); `audio_rate` is the microphone's rate (None: no audio);
-    `bgr`: frames arrive in OpenCV's BGR order."""
+    why it is absent ("off", "no audio stream"); `audio_rate` is the microphone's rate (None: no audio)."""
 
     def __init__(self, bundle: Bundle, cfg: RuntimeConfig, states: dict[str, str], audio_rate: int | None = None,
-                 *, bgr: bool = False, metrics: Metrics | None = None, student: StreamingStudent | None = None,
+                 *, metrics: Metrics | None = None, student: StreamingStudent | None = None,
                  shedder: LoadShedder | None = None) -> None:
-        self.bundle, self.cfg, self.pre, self.bgr = bundle, cfg, bundle.preprocess, bgr
+        self.bundle, self.cfg, self.pre = bundle, cfg, bundle.preprocess
         self.metrics = metrics or Metrics()
         self.student = student or StreamingStudent(bundle, cfg.health.min_tokens, self.metrics, cfg.flow.size,
                                                    cfg.flow.backend)
@@ -89,15 +88,8 @@ class Recognizer:
         self.states[modality] = state
 
     # ---- input (any thread; only stores) ----
-    def push_frame(self, t: float, frame: object, arrival: float) -> bool:
-        """Store one captured frame (an array, or a PyAV frame not yet converted); True when it makes a video
-        tick due. A frame no conversion can use is counted and refused with a PreprocessError."""
-        if isinstance(frame, np.ndarray):
-            try:
-                check_frame(frame)
-            except PreprocessError:
-                self.metrics.count("bad_frames")
-                raise
+    def push_frame(self, t: float, frame: CameraFrame, arrival: float) -> bool:
+        """Store one captured frame; True when it makes a video tick due."""
         self.frames.push(frame, t, arrival)
         self.frames_received += 1
         if self._first_frame_t is None:
@@ -155,7 +147,7 @@ class Recognizer:
         start = time.perf_counter()
         frame = self.frames.sample(instant) or self.frames.latest()  # no frame after the instant: the freshest
         self.frames.wanted_from = instant + self.period["V"]
-        self._look_at(frame)
+        self._look_at(frame, self.student.flow_side)
         v_reason = self.video_health.update(now, self.states["V"], self._seen)
         flow_scale = self.shedder.flow_scale
         flow_ms, added = 0.0, None
@@ -164,8 +156,7 @@ class Recognizer:
         elif frame is not None and frame.seq == self._seen[2] and frame.seq != self._encoded:
             small, side = self._seen[0], self.student.flow_side
             with self.metrics.time("frame_prepare"):
-                flow_frame = small if side == self.pre.frame_size else \
-                    prepare_camera_frame(frame.data, side, bgr=self.bgr)
+                flow_frame = frame.data.prepared(side)[0]  # prepared with the model's size when it was looked at
             flow_ms = self.student.add_frame(small, frame.arrival, flow_scale, flow_frame=flow_frame)
             self._encoded, self.last_frame, added = frame.seq, frame, "V"
         records = self._predict(instant, v_reason, self._audio_reason(now), added, flow_scale)
@@ -194,14 +185,16 @@ class Recognizer:
             self.student.reset_audio()
         return self._predict(now, v_reason, a_reason, None, self.shedder.flow_scale)
 
-    def _look_at(self, frame: Frame | None) -> None:
+    def _look_at(self, frame: Frame | None, flow_side: int | None = None) -> None:
         """Give the health monitor its view of `frame` (model size, prepared once per frame): every tick looks
-        at the newest frame, so a frozen or black camera is noticed at the tick rate, not the sampling rate."""
+        at the newest frame, so a frozen or black camera is noticed at the tick rate, not the sampling rate.
+        A video tick also asks for `flow_side`, the size it will encode flow at, in the same conversion."""
         if frame is None or frame.seq in (self._failed, -1 if self._seen is None else self._seen[2]):
             return
+        sizes = (self.pre.frame_size,) if flow_side in (None, self.pre.frame_size) else (self.pre.frame_size, flow_side)
         try:
             with self.metrics.time("frame_prepare"):
-                self._seen = (prepare_camera_frame(frame.data, self.pre.frame_size, bgr=self.bgr), frame.t, frame.seq)
+                self._seen = (frame.data.prepared(*sizes)[0], frame.t, frame.seq)
         except PreprocessError:  # e.g. a float frame holding NaN: unusable, like a missing one
             self._failed = frame.seq
             self.metrics.count("bad_frames")

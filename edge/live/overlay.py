@@ -4,17 +4,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.preprocess import to_rgb_uint8
-
 WINDOW = "KARMMA live"
 
 
-def show(frame, bgr: bool, record: dict, reasons: dict[str, str | None]) -> bool:
-    """Draw and show one captured frame (BGR when `bgr`, or a PyAV frame); False when the user closed the
-    window or pressed q / Esc."""
-    if not isinstance(frame, np.ndarray):
-        frame, bgr = frame.to_ndarray(format="rgb24"), False
-    image = cv2.cvtColor(to_rgb_uint8(frame, bgr=bgr), cv2.COLOR_RGB2BGR)
+def show(frame_rgb: np.ndarray, record: dict, reasons: dict[str, str | None]) -> bool:
+    """Draw and show one captured frame (HxWx3 uint8 RGB); False when the user closed the window or pressed
+    q / Esc."""
+    image = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
     scale = max(1.0, 480.0 / image.shape[0])
     if scale > 1.0:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)

@@ -28,6 +28,7 @@ from edge.live.core import SENSORS, Recognizer
 from edge.live.health import CONNECTED, ENDED, RECONNECTING, warm_up as health_warm_up
 from edge.live.sensors import Sensor
 from edge.live.sources import Source, SourceError, SourceLost
+from edge.preprocess import CameraFrame
 
 DEVICE = {"V": "camera", "A": "mic"}  # the name of each sensor in counters and thread names
 Sink = Callable[[dict], None]
@@ -111,12 +112,18 @@ class Session:
         self.wake.set()
 
     def deliver(self, m: str, t: float, data: object, arrival: float) -> bool:
-        """Store one item in the core; True (and the loop woken) when it makes a tick due."""
-        try:
-            due = self.core.push_frame(t, data, arrival) if m == "V" else self.core.push_audio(t, data, arrival)
-        except PreprocessError as exc:  # a frame no conversion can use: counted by the core, said once a session
-            warn(f"{exc} Such frames are skipped.", key=f"bad_frames:{id(self)}")
-            return False
+        """Store one item in the core (a video source's frame given its one type, CameraFrame, here); True (and
+        the loop woken) when it makes a tick due."""
+        if m == "A":
+            due = self.core.push_audio(t, data, arrival)
+        else:
+            try:
+                frame = CameraFrame(data, bgr=self.sensors["V"].source.bgr)
+            except PreprocessError as exc:  # a frame no conversion can use: counted, said once a session
+                self.core.metrics.count("bad_frames")
+                warn(f"{exc} Such frames are skipped.", key=f"bad_frames:{id(self)}")
+                return False
+            due = self.core.push_frame(t, frame, arrival)
         if due:
             self.wake.set()
         return due
@@ -282,11 +289,10 @@ def install_stop_handlers(session: Session) -> None:
 
 
 def recognizer_for(bundle: Bundle, cfg: RuntimeConfig, video: Sensor, audio: Sensor, **parts) -> Recognizer:
-    """A Recognizer for these (opened) sensors: their states, the microphone's rate, the camera's channel order;
-    `parts` (metrics, student, shedder) replace the core's own."""
+    """A Recognizer for these (opened) sensors: their states, the microphone's rate; `parts` (metrics, student,
+    shedder) replace the core's own."""
     states = {m: CONNECTED if s.source is not None else s.absent for m, s in zip(SENSORS, (video, audio))}
-    return Recognizer(bundle, cfg, states, None if audio.source is None else int(audio.source.rate),
-                      bgr=video.source is not None and video.source.bgr, **parts)
+    return Recognizer(bundle, cfg, states, None if audio.source is None else int(audio.source.rate), **parts)
 
 
 EXIT_NO_PREDICTION, EXIT_JSONL_INCOMPLETE = 3, 4

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from edge.preprocess import CameraFrame
+
 
 class Frame(NamedTuple):
-    """One captured frame as it came from the source, with its stream time, arrival and sequence number."""
+    """One captured frame (converted only if the sampler takes it), with its stream time, arrival and sequence
+    number."""
 
-    data: Any
+    data: CameraFrame
     t: float
     arrival: float
     seq: int
@@ -37,7 +40,7 @@ class FrameRing:
         self.skipped = 0
         self._lock = threading.Lock()
 
-    def push(self, data: Any, t: float, arrival: float) -> None:
+    def push(self, data: CameraFrame, t: float, arrival: float) -> None:
         with self._lock:
             slot = self._written % self.capacity
             old = self._slots[slot]

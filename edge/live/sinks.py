@@ -107,7 +107,7 @@ class OverlaySink:
 
         frame = self.core.last_frame
         if record["type"] == "prediction" and frame is not None:
-            if not show(frame.data, self.core.bgr, record, record.get("missing", {})):
+            if not show(frame.data.rgb(), record, record.get("missing", {})):
                 self.stop()
 
     def close(self, summary: dict) -> None:

@@ -173,8 +173,7 @@ class WebView:
     def sink(self, core: Any) -> "WebSink":
         """The view as a session sink: every record, the summary at the end, and the camera frame `core` last
         sampled (converted only when a client wants one)."""
-        self.state.frame = lambda: (None if core.last_frame is None
-                                    else to_rgb_uint8(core.last_frame.data, bgr=core.bgr))
+        self.state.frame = lambda: None if core.last_frame is None else core.last_frame.data.rgb()
         return WebSink(self)
 
     def close(self) -> str | None:

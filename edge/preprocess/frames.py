@@ -92,16 +92,46 @@ def _pyav_rgb(frame) -> np.ndarray:
     return _reformatter().reformat(frame, format="rgb24").to_ndarray()
 
 
-def prepare_camera_frame(frame, size: int, *, bgr: bool = False) -> np.ndarray:
-    """Any camera frame as a size x size RGB uint8 image, equal to prepare_frame(to_rgb_uint8(frame, bgr=bgr))
-    at that size: resized first, colour-converted at the small size (channel order and gray replication commute
-    with an area resize), so a sampled 4K frame costs about what a small one does. `frame` may also be a PyAV
-    VideoFrame not yet converted to RGB (decoders hand those over, so only sampled frames pay for it)."""
-    if not isinstance(frame, np.ndarray) and hasattr(frame, "to_ndarray"):
-        frame, bgr = _pyav_rgb(frame), False
-    check_frame(frame)
-    small = _resize(_to_uint8(frame), size)
-    return to_rgb_uint8(small, bgr=bgr)
+class CameraFrame:
+    """One captured picture as its source handed it over, given one type where it enters the recognizer: an
+    array (gray, RGB or, with `bgr`, OpenCV's BGR order; BGRA; 8- or 16-bit; float) or a PyAV frame not yet
+    converted to RGB. Nothing is converted until it is asked for, so only the frames the sampler takes pay.
+
+    `prepared(*sizes)` gives the picture at each size x size, each prepared once per frame: sizes asked for
+    together share one conversion of the full picture (a decoder's YUV to RGB), and each is resized first and
+    colour-converted at the small size (channel order and gray replication commute with an area resize), so a
+    sampled 4K frame costs about what a small one does. A frame no conversion can use is refused at
+    construction, in O(1), with one PreprocessError sentence.
+    """
+
+    __slots__ = ("raw", "bgr", "_prepared")
+
+    def __init__(self, raw, bgr: bool = False) -> None:
+        if not hasattr(raw, "to_ndarray"):
+            check_frame(raw)
+        self.raw, self.bgr = raw, bgr
+        self._prepared: dict[int, np.ndarray] = {}
+
+    def _array(self) -> tuple[np.ndarray, bool]:
+        """The full picture as an array, and whether it is in BGR order."""
+        if isinstance(self.raw, np.ndarray):
+            return self.raw, self.bgr
+        return _pyav_rgb(self.raw), False
+
+    def rgb(self) -> np.ndarray:
+        """The full picture as HxWx3 uint8 RGB (the recorder, the overlay and the web view show whole frames)."""
+        frame, bgr = self._array()
+        return to_rgb_uint8(frame, bgr=bgr)
+
+    def prepared(self, *sizes: int) -> list[np.ndarray]:
+        """The picture as a size x size RGB uint8 image for each size, equal to resizing rgb() (area)."""
+        todo = [s for s in sizes if s not in self._prepared]
+        if todo:
+            frame, bgr = self._array()
+            frame = _to_uint8(frame)
+            for size in todo:
+                self._prepared[size] = to_rgb_uint8(_resize(frame, size), bgr=bgr)
+        return [self._prepared[s] for s in sizes]
 
 
 def normalize_frame(frame_rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 
 from edge.live.capture import capture
-from edge.record.sensors import SourceError, SourceLost, rgb_frame
+from edge.preprocess import CameraFrame
+from edge.record.sensors import SourceError, SourceLost
 
 KIND_NAME = {"V": "camera", "A": "microphone"}
 BACKOFF_S = (0.1, 0.5)
@@ -65,7 +66,7 @@ class CaptureThread(threading.Thread):
 
     def item(self, pts: float, data) -> None:
         if self.kind == "V":
-            data = rgb_frame(self.source, data)
+            data = CameraFrame(data, self.source.bgr).rgb()  # the recorder keeps every frame
         t = self._stamp(pts)
         if self.coming_back:
             self.out.put(("back", self.kind, t, None))
@@ -153,7 +154,7 @@ class FastCapture:
                 return
             pts, data = item
             if kind == "V":
-                data = rgb_frame(src, data)
+                data = CameraFrame(data, src.bgr).rgb()
             if self.down[kind]:
                 self.pending.append(("back", kind, pts, None))
                 self.down[kind] = False

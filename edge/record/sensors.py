@@ -5,32 +5,20 @@ path, URL, media file, `none`); the recorder only needs open/read/close, `is_fil
 """
 from __future__ import annotations
 
-import numpy as np
-
 from edge.live.devices import MicSource, OpenCVCamera
 from edge.live.faults import Fault, FaultInjector
 from edge.live.media import MediaAudio, MediaVideo
 from edge.live.sensors import camera_source, mic_source
 from edge.live.sources import DEMO_HINT, NoAudioStream, Source, SourceError, SourceLost
-from edge.preprocess import to_rgb_uint8
 
 __all__ = ["Fault", "FaultInjector", "MediaAudio", "MediaVideo", "MicSource", "NoAudioStream", "OpenCVCamera", "Source",
-           "SourceError", "SourceLost", "make_sources", "nominal_fps", "rgb_frame"]
+           "SourceError", "SourceLost", "make_sources", "nominal_fps"]
 
 
 def make_sources(camera: str, mic: str, rate: int, block_s: float, realtime: bool) -> tuple[Source | None,
                                                                                              Source | None]:
     """(video, audio) sources, not opened; None for `none`."""
     return camera_source(camera, realtime), mic_source(mic, rate, block_s, realtime)
-
-
-def rgb_frame(source: Source, data) -> np.ndarray:
-    """A video source's frame as HxWx3 RGB uint8: sources hand frames over as they come (a PyAV frame not yet
-    converted, OpenCV's BGR: the source says which), since the recognizer converts only the frames it samples;
-    the recorder keeps all."""
-    if not isinstance(data, np.ndarray):
-        return data.to_ndarray(format="rgb24")
-    return to_rgb_uint8(data, bgr=source.bgr)
 
 
 def nominal_fps(source, default: float = 30.0) -> float:
