@@ -1,11 +1,12 @@
-"""The one capture loop (edge/live/capture.py) that the live runtime and the recorder share: items through, a lost
-source reopened with a doubling backoff until it opens, the outage ended by the next good read, and every way a
-source ends. Driven with a scripted source and a stop event that records its waits instead of sleeping."""
+"""The one capture layer (edge/live/capture.py) that the live runtime and the recorder share. Real time: items
+through, a lost source reopened with a doubling backoff until it opens, the outage ended by the next good read, and
+every way a source ends. Fast: media items merged in timestamp order with the same reopen. Driven with scripted
+sources and a stop event that records its waits instead of sleeping."""
 from __future__ import annotations
 
 import pytest
 
-from edge.live.capture import capture
+from edge.live.capture import capture, in_time_order
 from edge.live.sources import SourceError, SourceLost
 
 
@@ -100,3 +101,33 @@ def test_stopping_during_an_outage_ends_the_loop_without_reopening():
     listener, clock = Recorded(), Clock(stop_after=3)
     capture(source, listener, clock, (0.1, 0.5))
     assert listener.events == [("lost", "gone.", False)] and len(clock.waits) == 3 and source.calls.count("open") == 2
+
+
+def test_fast_mode_merges_sources_in_timestamp_order_and_ties_go_to_the_first_source():
+    video = ScriptedSource([(0.0, "v0"), (0.5, "v1"), (1.0, "v2"), None])
+    audio = ScriptedSource([(0.25, "a0"), (0.5, "a1"), (1.5, "a2"), None])
+    events = list(in_time_order({"V": video, "A": audio}))
+    items = [(key, pts, data) for key, what, pts, data in events if what == "item"]
+    assert items == [("V", 0.0, "v0"), ("A", 0.25, "a0"), ("V", 0.5, "v1"), ("A", 0.5, "a1"), ("V", 1.0, "v2"),
+                     ("A", 1.5, "a2")]
+    # a source's end is said as it is read ahead, right after its last item (the other source goes on)
+    assert [(k, w) for k, w, _, _ in events[-3:]] == [("V", "ended"), ("A", "item"), ("A", "ended")]
+
+
+def test_fast_mode_reopens_a_lost_source_at_once_and_says_when_it_is_back():
+    video = ScriptedSource([(0.0, "v0"), SourceLost("glitch."), SourceLost("glitch."), (1.0, "v1"), None])
+    audio = ScriptedSource([(0.5, "a0"), None])
+    events = [(k, w, pts, str(p) if isinstance(p, Exception) else p)
+              for k, w, pts, p in in_time_order({"V": video, "A": audio})]
+    assert events == [("V", "item", 0.0, "v0"), ("V", "lost", None, "glitch."), ("V", "lost", None, "glitch."),
+                      ("A", "item", 0.5, "a0"), ("A", "ended", None, None), ("V", "back", 1.0, None),
+                      ("V", "item", 1.0, "v1"), ("V", "ended", None, None)]
+    assert video.calls == ["close", "open", "close", "open"]            # no backoff: media time stands still
+
+
+def test_fast_mode_ends_a_source_that_cannot_be_reopened_or_fails_for_good():
+    unplugged = ScriptedSource([SourceLost("gone.")], bad_opens=1)
+    corrupt = ScriptedSource([(0.0, "a"), SourceError("the file is corrupt.")])
+    events = [(k, w, str(p)) for k, w, _, p in in_time_order({"V": unplugged, "A": corrupt})]
+    assert events == [("V", "lost", "gone."), ("V", "ended", "still unplugged."), ("A", "item", "a"),
+                      ("A", "ended", "the file is corrupt.")]

@@ -17,11 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-import numpy as np
-
 from edge.bundle import Bundle
 from edge.errors import PreprocessError
-from edge.live.capture import capture
+from edge.live.capture import capture, in_time_order
 from edge.live.config import CaptureConfig, RuntimeConfig
 from edge.live.console import warn
 from edge.live.core import SENSORS, Recognizer
@@ -179,48 +177,30 @@ class Session:
             self._emit(self.core.tick(now))
 
     def _run_fast(self) -> None:
-        """Read sources in timestamp order, stamping data with media time; tick as the media clock passes."""
+        """Read the sources in timestamp order (edge/live/capture.py), stamping data with media time; tick as the
+        media clock passes."""
         self.core.reset(0.0)
-        heads: dict[str, tuple[float, np.ndarray] | None] = {}
         readers = {m: s.source for m, s in self.sensors.items() if s.source is not None}
-
-        def advance(m: str) -> None:
-            while True:
-                try:
-                    heads[m] = readers[m].read()
-                except SourceLost:
-                    if self.core.states[m] != RECONNECTING:  # media time goes on; the next good item reconnects
-                        self.core.metrics.count(f"{DEVICE[m]}_reconnects")
-                        self.core.set_state(m, RECONNECTING)
-                    continue
-                except SourceError as exc:
-                    warn(str(exc), key=getattr(exc, "key", None))
-                    heads[m] = None
-                if heads[m] is None:
-                    self.core.set_state(m, ENDED)
-                return
-
-        for m in readers:
-            advance(m)
-        while True:
-            live = {m: h for m, h in heads.items() if h is not None}
-            if not live:
-                return
-            m = min(live, key=lambda key: live[key][0])
-            pts, data = live[m]
-            deadline = self.core.next_deadline()
-            if deadline <= pts:  # an instant's data is late: its tick runs without it
-                if self._finished(deadline):
+        for m, what, pts, payload in in_time_order(readers):
+            if what == "lost":
+                if self.core.states[m] != RECONNECTING:  # media time goes on; the next good item reconnects
+                    self.core.metrics.count(f"{DEVICE[m]}_reconnects")
+                    self.core.set_state(m, RECONNECTING)
+            elif what == "ended":
+                if payload is not None:
+                    warn(str(payload), key=getattr(payload, "key", None))
+                self.core.set_state(m, ENDED)
+            elif what == "item":   # ("back" needs nothing: the item reconnects after the ticks its time makes due)
+                while (deadline := self.core.next_deadline()) <= pts:  # an instant's data is late: it runs without
+                    if self._finished(deadline):
+                        return
+                    self._emit(self.core.tick(deadline))
+                if self._finished(pts):
                     return
-                self._emit(self.core.tick(deadline))
-                continue
-            if self._finished(pts):
-                return
-            if self.core.states[m] == RECONNECTING:
-                self.core.set_state(m, CONNECTED)
-            if self.deliver(m, pts, data, time.monotonic()):
-                self._emit(self.core.tick(pts))
-            advance(m)
+                if self.core.states[m] == RECONNECTING:
+                    self.core.set_state(m, CONNECTED)
+                if self.deliver(m, pts, payload, time.monotonic()):
+                    self._emit(self.core.tick(pts))
 
     def _shutdown(self) -> None:
         self.stop_event.set()

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.live.capture import capture
+from edge.live.capture import capture, in_time_order
 from edge.preprocess import CameraFrame
 from edge.record.sensors import SourceError, SourceLost
 
@@ -117,74 +117,40 @@ class RealtimeCapture:
 
 
 class FastCapture:
-    """Media-file sources read in timestamp order as fast as the CPU allows; the clock is media time."""
+    """Media-file sources read in timestamp order as fast as the CPU allows (the runtime's `in_time_order`, as
+    `run_live.py --fast` reads them); the clock is media time."""
 
     def __init__(self, sources: dict, stats: Stats) -> None:
         self.sources = sources
-        self.peek: dict[str, tuple | None] = {}
+        self._merged = in_time_order(sources)
         self.down: dict[str, bool] = {k: False for k in sources}
         self.disc: dict[str, bool] = {k: False for k in sources}
-        self.pending: list = []
         self._now = 0.0
-        for k in sources:
-            self._fill(k)
-
-    def _fill(self, kind: str) -> None:
-        src = self.sources[kind]
-        while True:
-            try:
-                item = src.read()
-            except SourceLost as exc:
-                if not self.down[kind]:
-                    self.pending.append(("lost", kind, self._now, str(exc)))
-                    self.down[kind] = True
-                self.disc[kind] = True
-                src.close()
-                try:
-                    src.open()
-                except SourceError:
-                    pass
-                continue
-            except SourceError as exc:
-                self.pending.append(("ended", kind, self._now, str(exc)))
-                self.peek[kind] = None
-                return
-            if item is None:
-                self.peek[kind] = ("ended", kind, None, None)
-                return
-            pts, data = item
-            if kind == "V":
-                data = CameraFrame(data, src.bgr).rgb()
-            if self.down[kind]:
-                self.pending.append(("back", kind, pts, None))
-                self.down[kind] = False
-            self.peek[kind] = (kind, pts, data, self.disc[kind])
-            self.disc[kind] = False
-            return
 
     def now(self) -> float:
         return self._now
 
     def events(self, timeout: float = 0.0) -> list:
-        out, self.pending = self.pending, []
-        live = {k: v for k, v in self.peek.items() if v is not None}
-        if not live:
-            return out
-        data = {k: v for k, v in live.items() if v[0] != "ended"}
-        if not data:
-            k = next(iter(live))
-            self.peek[k] = None
-            return out + [("ended", k, self._now, None)]
-        kind = min(data, key=lambda k: data[k][1])
-        ev = data[kind]
-        # the audio item's time is its last sample: compare the video frame with the block's first sample
-        self._now = max(self._now, ev[1])
-        self._fill(kind)
-        ended = [k for k, v in self.peek.items() if v is not None and v[0] == "ended"]
-        for k in ended:
-            self.peek[k] = None
-            self.pending.append(("ended", k, self._now, None))
-        return out + [ev]
+        """What happened up to and including the next item (all that is left at the end)."""
+        out = []
+        for kind, what, pts, payload in self._merged:
+            if what == "lost":
+                if not self.down[kind]:
+                    out.append(("lost", kind, self._now, str(payload)))
+                    self.down[kind] = True
+                self.disc[kind] = True
+            elif what == "back":
+                out.append(("back", kind, pts, None))
+                self.down[kind] = False
+            elif what == "ended":
+                out.append(("ended", kind, self._now, None if payload is None else str(payload)))
+            else:
+                data = CameraFrame(payload, self.sources[kind].bgr).rgb() if kind == "V" else payload
+                self._now = max(self._now, pts)
+                out.append((kind, pts, data, self.disc[kind]))
+                self.disc[kind] = False
+                return out
+        return out
 
     def backlog(self) -> int:
         return 0
