@@ -43,6 +43,18 @@ class Action:
         return f"{self.verb} {self.noun}"
 
 
+@dataclass
+class Take:
+    """One take of an action as the session records it (a guided take, or a segment marked in free mode)."""
+
+    action: Action
+    index: int             # 0-based take number within the action
+    split: str
+    start: float = 0.0     # session time
+    end: float = 0.0
+    attempt: int = 1
+
+
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]

@@ -7,8 +7,8 @@ files only): one thread reads the sources in timestamp order and the session clo
 takes and timers run on the stream's own time as fast as the CPU allows (tests).
 
 Guided mode walks the plan's remaining takes: countdown, "now: <prompt>", stop, pause; with `interactive`
-each take waits for Enter first. Free mode records continuously and keys mark segments of the current
-action. A take (or segment) during which a sensor was lost, dropped data or stalled is marked in the session
+each take waits for Enter first. Free mode (edge/record/free.py) records continuously and keys mark segments
+of the current action. A take (or segment) during which a sensor was lost, dropped data or stalled is marked in the session
 log and asked for again. A take's CSV row is appended (atomically) once its media is on disk.
 """
 from __future__ import annotations
@@ -16,29 +16,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
 
 from edge.errors import EdgeError
 from edge.record.folder import FolderError, OutputFolder
-from edge.record.plan import Action, Plan
+from edge.record.plan import Plan, Take
 from edge.record.capture import KIND_NAME, FastCapture, RealtimeCapture, Stats
+from edge.record.free import FreeSegments
 from edge.record.keys import KeyReader
 from edge.record.writer import DiskFull, SessionWriter, WriteError, readable_end
 
 STALL_S = 0.5              # a sensor silent this long inside a take spoils it
-
-
-@dataclass
-class Take:
-    action: Action
-    index: int             # 0-based take number within the action
-    split: str
-    start: float = 0.0     # session time
-    end: float = 0.0
-    attempt: int = 1
 
 
 class Recorder:
@@ -49,7 +39,7 @@ class Recorder:
             raise EdgeError("give a sensor to record with --camera and/or --mic.")
         self.plan, self.folder, self.realtime = plan, folder, realtime
         self.sources = {k: s for k, s in (("V", video), ("A", audio)) if s is not None}
-        self.interactive, self.free, self.duration_s = interactive, free, duration_s
+        self.interactive, self.duration_s = interactive, duration_s
         self.keys = keys
         self.out = out or sys.stdout
         self.media_path = folder.new_session()
@@ -83,9 +73,7 @@ class Recorder:
         self.take: Take | None = None
         self.t_state = 0.0
         self.said = None
-        # free state
-        self.current = 0
-        self.segment: Take | None = None
+        self.free_mode = FreeSegments(self) if free else None
 
     # ---- output ---------------------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -158,12 +146,14 @@ class Recorder:
                 return f"the {KIND_NAME[k]} delivered nothing for {take.end - self.last_t.get(k, 0):.1f} s"
         return None
 
-    def _ready(self, now: float) -> bool:
+    def ready(self, now: float) -> bool:
+        """Recording has started and every sensor delivers: a take can begin."""
         return (self.writer.started and all(k in self.last_t for k in self.sources) and not self.down
                 and (self.writer.audio_rate is None or self.writer.samples > 0))
 
     # ---- takes ----------------------------------------------------------------------------------------------
-    def _finish(self, take: Take, now: float) -> str | None:
+    def finish(self, take: Take, now: float) -> str | None:
+        """End `take` at `now`: kept for its CSV row, or logged as lost; returns why it was lost (None: kept)."""
         take.end = now
         why = self._spoiled(take)
         if why:
@@ -196,7 +186,7 @@ class Recorder:
             self.stop_requested = True
             return
         if self.state == "waiting":
-            if not self._ready(now):
+            if not self.ready(now):
                 if self.down and self.said != "down":
                     self.said = "down"
                     self.say(f"waiting for the {', '.join(KIND_NAME[k] for k in self.down)} to come back ...")
@@ -217,7 +207,7 @@ class Recorder:
         elif self.state == "take":
             end = self.take.start + self.take.action.seconds
             if now >= end and (self.backlog == 0 or now >= end + 2.0):
-                why = self._finish(self.take, now)
+                why = self.finish(self.take, now)
                 if why:
                     self.say(f"stop. take lost ({why}): it will be asked again.")
                     retry = Take(self.take.action, self.take.index, self.take.split, attempt=self.take.attempt + 1)
@@ -253,61 +243,13 @@ class Recorder:
         self.state, self.t_state, self.said = "countdown", now, None
         self.guided_step(now, [])
 
-    # ---- free-running mode ------------------------------------------------------------------------------------
-    def free_help(self) -> None:
-        self.say("free recording: keys 1-9 start a segment of that action (ending the one running), "
-                 "s / Space / Enter start or stop a segment of the current action, n / p change the current "
-                 "action, q stops. Actions:")
-        for i, a in enumerate(self.plan.actions, 1):
-            self.say(f"  {i}: {a.label}")
-
-    def free_key(self, key: str, t: float) -> None:
-        acts = self.plan.actions
-        if key == "q":
-            if self.segment is not None:
-                self._end_segment(t)
-            self.say("stopping (q).")
-            self.stop_requested = True
-        elif key.isdigit() and 1 <= int(key) <= min(9, len(acts)):
-            if self.segment is not None:
-                self._end_segment(t)
-            self.current = int(key) - 1
-            self._start_segment(t)
-        elif key in ("s", " ", "\n"):
-            if self.segment is not None:
-                self._end_segment(t)
-            else:
-                self._start_segment(t)
-        elif key in ("n", "p"):
-            self.current = (self.current + (1 if key == "n" else -1)) % len(acts)
-            self.say(f"current action: {acts[self.current].label}")
-
-    def _start_segment(self, t: float) -> None:
-        if not self._ready(t):
-            self.say("not recording yet (waiting for the sensors); segment not started.")
-            return
-        a = self.plan.actions[self.current]
-        k = self.done[(a.verb, a.noun)]
-        self.done[(a.verb, a.noun)] += 1
-        self.segment = Take(a, k, a.splits[k % len(a.splits)], start=t)
-        self.say(f"start: {a.label} ({self.segment.split})")
-
-    def _end_segment(self, t: float) -> None:
-        seg, self.segment = self.segment, None
-        why = self._finish(seg, t)
-        if why:
-            self.done[(seg.action.verb, seg.action.noun)] -= 1
-            self.say(f"end: {seg.action.label} -- segment lost ({why}); mark it again.")
-        else:
-            self.say(f"end: {seg.action.label} ({seg.end - seg.start:.1f} s)")
-
     # ---- main loop ----------------------------------------------------------------------------------------------
     def request_stop(self) -> None:
         self.interrupted = True
         self.stop_requested = True
 
     def run(self) -> dict:
-        if not self.free and not self.todo:
+        if self.free_mode is None and not self.todo:
             self.say(f"the plan is complete: all {self.plan.total_takes} takes are recorded in {self.folder.root}.")
             for src in self.sources.values():
                 src.close()
@@ -315,8 +257,8 @@ class Recorder:
         self.folder.merge_labels(self.plan)
         self.folder.reserve()
         remaining = len(self.todo)
-        if self.free:
-            self.free_help()
+        if self.free_mode is not None:
+            self.free_mode.help()
         else:
             self.say(f"recording {remaining} take(s) into {self.media_path}"
                      + (f" ({self.already} already recorded: resuming)" if self.already else "") + ".")
@@ -337,9 +279,9 @@ class Recorder:
                         if self.state == "ready":
                             self._countdown(now)
                 keys = [(t, k) for t, k in keys if k != "eof"]
-                if self.free:
+                if self.free_mode is not None:
                     for t_key, k in keys:
-                        self.free_key(k, (t_key - capture.t0) if self.realtime else now)
+                        self.free_mode.key(k, (t_key - capture.t0) if self.realtime else now)
                 else:
                     self.guided_step(now, [k for _, k in keys])
                 if self.duration_s is not None and now >= self.duration_s:
@@ -356,7 +298,8 @@ class Recorder:
                     s.close()
                 except Exception:
                     pass
-        unfinished = self.take if self.state in ("take", "countdown") else self.segment
+        unfinished = self.take if self.state in ("take", "countdown") else \
+            self.free_mode.segment if self.free_mode is not None else None
         if unfinished is not None and unfinished.start:
             unfinished.end = now
             self.log(unfinished, "interrupted")
