@@ -83,7 +83,7 @@ def test_the_block_queue_is_bounded_and_counts_what_it_drops(monkeypatch):
     block = np.zeros((960, 2), np.float32)
     for _ in range(200):
         sd.streams[-1].callback(block, 960, None, types.SimpleNamespace(input_overflow=False))
-    assert mic.dropped_blocks == 200 - mic._blocks.maxlen
+    assert mic.dropped == 200 - mic._blocks.maxlen
 
 
 def test_a_stopped_microphone_is_lost_and_missing_ones_are_one_sentence(monkeypatch):

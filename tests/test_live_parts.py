@@ -212,3 +212,27 @@ def test_injected_clipping_saturates_even_quiet_audio():
     threshold = HealthConfig().clipped_fraction
     assert all(audio_stats(b)[1] >= threshold for b in blocks["clip"]) and blocks["clip"]
     assert all(audio_stats(b)[1] < threshold for b in blocks["clean"])
+
+
+def test_every_source_declares_what_it_delivers(tmp_path):
+    """Colour order, rate, late-skipped and driver-dropped counts, on every source, wrapped or not: callers (the
+    pipeline, the recorder) read them instead of walking wrapper chains or guessing with getattr."""
+    from edge.live.devices import MicSource, OpenCVCamera
+    from edge.live.media import MediaAudio, MediaVideo
+    from tests.media_helpers import write_video
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, 10, 25, audio=True)
+    video, audio = MediaVideo(clip, realtime=False), MediaAudio(clip, 16000, realtime=False)
+    camera, wrapped = OpenCVCamera(0), FaultInjector(video, [], audio=False)
+    sources = [camera, MicSource("default", 16000), video, audio, wrapped,
+               ArrayVideo(np.zeros((2, 8, 8, 3), np.uint8), 12.0), ArrayAudio(np.zeros(100, np.float32), 8000)]
+    for source in sources:
+        assert isinstance(source.bgr, bool) and source.skipped == 0 and source.dropped == 0, source.name
+    assert camera.bgr and not video.bgr
+    assert camera.rate is None and video.rate is None          # a device or file states its rate once open
+    wrapped.open()
+    audio.open()
+    assert video.rate == wrapped.rate == 25.0 and audio.rate == 16000 and sources[-2].rate == 12.0
+    for source in (wrapped, audio):
+        source.close()

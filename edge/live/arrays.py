@@ -12,6 +12,7 @@ class _InMemory:
 
     is_file = True
     bgr = False
+    dropped = 0
 
     def __init__(self, realtime: bool, name: str, loop: bool) -> None:
         self.name, self.loop = name, loop
@@ -36,7 +37,7 @@ class ArrayVideo(_InMemory):
     def __init__(self, frames: np.ndarray, fps: float, realtime: bool = True, name: str = "array video",
                  loop: bool = False) -> None:
         super().__init__(realtime, name, loop)
-        self.frames, self.fps = frames, fps
+        self.frames, self.fps, self.rate = frames, fps, fps
 
     def read(self) -> tuple[float, np.ndarray] | None:
         while self.loop or self._i < len(self.frames):

@@ -18,11 +18,12 @@ class OpenCVCamera:
 
     is_file = False
     bgr = True
-    skipped = 0
+    skipped = dropped = 0
 
     def __init__(self, spec: int | str) -> None:
         self.spec = spec
         self.name = f"camera {spec}"
+        self.rate: float | None = None
         self._cap = None
 
     def open(self) -> None:
@@ -36,6 +37,8 @@ class OpenCVCamera:
                                   f"{DEMO_HINT}.")
             raise SourceError(f"camera {self.spec} could not be opened; check the path or URL, or {DEMO_HINT}.")
         self._cap = cap
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0)
+        self.rate = fps if 1 <= fps <= 240 else None  # drivers report 0, or nonsense, when they do not know
 
     def read(self) -> tuple[float, np.ndarray]:
         if self._cap is None:
@@ -69,10 +72,10 @@ class MicSource:
         self.block_s = block_s
         self.timeout_s = timeout_s
         self.name = f"microphone {device}"
-        self.dropped_blocks = 0
+        self.dropped = 0  # blocks the callback found no room for
         self._stream = None
         self._blocks: collections.deque = collections.deque(maxlen=max(4, int(1.0 / block_s)))
-        self.skipped = 0  # blocks are never late-skipped; overflows count in dropped_blocks
+        self.skipped = 0  # blocks are never late-skipped
         self._ready = threading.Condition()
         self._status_error: str | None = None
 
@@ -123,11 +126,11 @@ class MicSource:
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if status.input_overflow:
-            self.dropped_blocks += 1
+            self.dropped += 1
         block = mixdown(indata.copy())
         with self._ready:
             if len(self._blocks) == self._blocks.maxlen:
-                self.dropped_blocks += 1
+                self.dropped += 1
             self._blocks.append((time.monotonic(), block))
             self._ready.notify()
 

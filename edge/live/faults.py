@@ -37,7 +37,6 @@ class FaultInjector:
                 raise SourceError(f"unknown {'audio' if audio else 'video'} fault {f.kind!r}; use one of {allowed}.")
         self.source, self.faults = source, list(faults)
         self.name, self.is_file, self.bgr = source.name, source.is_file, source.bgr
-        self.rate = getattr(source, "rate", None)
         self._opened = False
         self._injected = False
         self._last: np.ndarray | None = None
@@ -45,12 +44,19 @@ class FaultInjector:
     def open(self) -> None:
         if not self._opened:
             self.source.open()
-            self.rate = getattr(self.source, "rate", None)
             self._opened = True
+
+    @property
+    def rate(self) -> float | None:
+        return self.source.rate
 
     @property
     def skipped(self) -> int:
         return self.source.skipped
+
+    @property
+    def dropped(self) -> int:
+        return self.source.dropped
 
     def _active(self, pts: float) -> str | None:
         return next((f.kind for f in self.faults if f.start_s <= pts < f.end_s), None)

@@ -47,10 +47,12 @@ class MediaVideo:
 
     is_file = True
     bgr = False                # frames are PyAV frames, converted to RGB where taken
+    dropped = 0
 
     def __init__(self, path: str | Path, realtime: bool = True) -> None:
         self.path = Path(path)
         self.name = f"video of {self.path.name}"
+        self.rate: float | None = None
         self.pacer = Pacer(realtime)
         self._container = None
         self._frames: Iterator | None = None
@@ -69,6 +71,8 @@ class MediaVideo:
         stream = container.streams.video[0]
         _check_decodable(container, stream, self.path)
         stream.thread_type = "AUTO"
+        stated = stream.average_rate or stream.guessed_rate
+        self.rate = float(stated) if stated else None
         self._container = container
         self._reached = 0.0
         self._frames = container.decode(stream)
@@ -102,6 +106,7 @@ class MediaAudio:
 
     is_file = True
     bgr = False
+    dropped = 0
 
     def __init__(self, path: str | Path, rate: int, realtime: bool = True) -> None:
         self.path = Path(path)

@@ -2,8 +2,10 @@
 
 Video sources return frames as captured, unconverted (only the frames the sampler takes are converted): arrays
 in RGB order, or in BGR where the source says `bgr` (OpenCV), or PyAV frames not yet converted to RGB (files);
-audio sources return mono float32 blocks and have a `rate`. `skipped` counts items a file pacer dropped because
-they were already late (a source slower than real time).
+audio sources return mono float32 blocks. Every source declares what it delivers: `bgr` (colour order), `rate`
+(a microphone's samples per second; the frames per second a camera or video file states once open, None when it
+states none), `skipped` (items a file's pacer dropped because they were already late: a source slower than real
+time) and `dropped` (items the driver lost before a read took them: a microphone's overflowed blocks).
 `pts_s` is the source's own timeline in seconds: media time for files and arrays, and for live devices
 (is_file False) the time.monotonic() of the capture itself, which the capture thread uses as the stamp.
 read() raises SourceLost when a running source fails (the capture thread reopens it with backoff);
@@ -66,8 +68,10 @@ class Truncated(SourceError):
 class Source(Protocol):
     name: str
     is_file: bool
-    skipped: int       # items a file's pacer dropped because they were already late
-    bgr: bool          # video: array frames come in OpenCV's BGR order (else RGB, or PyAV frames)
+    bgr: bool              # video: array frames come in OpenCV's BGR order (else RGB, or PyAV frames)
+    rate: float | None     # audio: samples per second; video: the frames per second it states (None: none)
+    skipped: int           # items a file's pacer dropped because they were already late
+    dropped: int           # items the driver lost before a read took them (a microphone's full queue)
 
     def open(self) -> None: ...
 

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _open_sources(args):
-    from edge.record.sensors import NoAudioStream, make_sources, nominal_fps
+    from edge.record.sensors import NoAudioStream, make_sources
 
     video, audio = make_sources(args.camera, args.mic, args.rate, 0.02, args.realtime)
     if video is None and audio is None:
@@ -69,7 +69,7 @@ def _open_sources(args):
         raise
     if video is None and audio is None:
         raise UsageError("nothing to record: the microphone's media file has no audio and there is no camera.")
-    fps = args.fps or (nominal_fps(video) if video is not None else 30.0)
+    fps = args.fps or (video.rate if video is not None else None) or 30.0  # the rate the camera or file states
     return video, audio, fps
 
 

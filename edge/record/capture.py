@@ -71,7 +71,7 @@ class CaptureThread(threading.Thread):
         if self.coming_back:
             self.out.put(("back", self.kind, t, None))
             self.coming_back = False
-        skipped = self.source.skipped + int(getattr(self.source, "dropped_blocks", 0) or 0)
+        skipped = self.source.skipped + self.source.dropped
         if skipped != self.skipped_seen:
             self.skipped_seen, self.disc = skipped, True
         try:

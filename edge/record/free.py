@@ -2,18 +2,29 @@
 segment of that action, s / Space / Enter start or stop one of the current action, n / p change it, q stops)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from edge.record.plan import Take
+from edge.record.plan import Plan, Take
 
-if TYPE_CHECKING:
-    from edge.record.recorder import Recorder
+
+class Session(Protocol):
+    """What free mode uses of the recording session (edge/record/recorder.py)."""
+
+    plan: Plan
+    done: dict[tuple[str, str], int]       # takes recorded so far per (verb, noun)
+    stop_requested: bool
+
+    def say(self, text: str) -> None: ...
+
+    def ready(self, now: float) -> bool: ...
+
+    def finish(self, take: Take, now: float) -> str | None: ...
 
 
 class FreeSegments:
     """The keys of free mode, turned into takes of `session` (its plan, readiness and take bookkeeping)."""
 
-    def __init__(self, session: "Recorder") -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.current = 0                   # index of the current action in the plan
         self.segment: Take | None = None   # the segment being recorded

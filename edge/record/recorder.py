@@ -45,7 +45,7 @@ class Recorder:
         self.media_path = folder.new_session()
         self.media_rel = folder.relative(self.media_path)
         self.writer = SessionWriter(self.media_path, video=video is not None,
-                                    audio_rate=getattr(audio, "rate", None) if audio is not None else None,
+                                    audio_rate=audio.rate if audio is not None else None,
                                     fps=fps, quality=quality)
         self.stats = Stats()
         self.stop_requested = False
@@ -357,7 +357,7 @@ class Recorder:
             "audio_rate": rate, "samples_captured": self.stats.samples_in, "samples_written": w.samples,
             "samples_dropped": self.stats.samples_dropped, "silence_filled": w.padded, "audio_lead_in": w.lead_in, "samples_trimmed": w.trimmed,
             "audio_runs": w.runs, "audio_drift_fixes": w.drift_fixes,
-            "mic_dropped_blocks": int(getattr(self.sources.get("A"), "dropped_blocks", 0) or 0),
+            "mic_dropped_blocks": self.sources["A"].dropped if "A" in self.sources else 0,
             "sensor_losses": dict((KIND_NAME[k], v) for k, v in self.stats.lost.items() if k in self.sources),
             "stalls": self.stats.gaps,
             "interrupted": self.interrupted, "end_reason": self.end_reason,
