@@ -25,6 +25,7 @@ from edge.bundle import Bundle, load_bundle
 from edge.live.config import RuntimeConfig, load_runtime_config
 from edge.live.core import Recognizer
 from edge.live.health import CONNECTED
+from edge.errors import PreprocessError
 from edge.preprocess import CameraFrame
 
 
@@ -55,7 +56,12 @@ class ActionRecognizer:
     def push_frame(self, frame: np.ndarray, t: float) -> list[dict]:
         """One camera frame captured at `t`; the records its arrival made due (often none: 4 samples a second)."""
         self._start(t)
-        self.core.push_frame(t, CameraFrame(frame, self.bgr), time.monotonic())
+        try:
+            captured = CameraFrame(frame, self.bgr)
+        except PreprocessError:     # a frame no conversion can use: counted, and the caller told
+            self.core.metrics.count("bad_frames")
+            raise
+        self.core.push_frame(t, captured, time.monotonic())
         return self.core.tick(t)
 
     def push_audio(self, samples: np.ndarray, t_end: float) -> list[dict]:

@@ -4,10 +4,11 @@
     python scripts/files_touched.py batch TRAINER-ARGS...  # each fit() of a trainer command: load, step, loss
 
 `frame` profiles the --fast session loop (every item read, every tick and record: a superset of one frame's path,
-audio included unless MIC is `none`); `batch` profiles each fit() while it iterates its batches (data loading with
-the config's workers in this process, forward, loss, backward, optimizer step) and prints one line per fit().
-Python functions only: files whose code runs in C (ONNX Runtime, OpenCV, torch ops) count for the repository file
-that called them.
+audio included unless MIC is `none`); `batch` profiles each fit() while it iterates its batches (data loading,
+forward, loss, backward, optimizer step) and prints one line per fit() name (fits of one name, e.g. folds,
+pooled). Python functions only: files whose code runs in C (ONNX Runtime, OpenCV, torch ops) count for the
+repository file that called them, and DataLoader worker processes are not followed (run with data.workers=0, as
+--smoke does, to count the loading).
 """
 from __future__ import annotations
 
@@ -55,13 +56,13 @@ def frame_path(camera: str, mic: str) -> list[str]:
     return sorted(hits)
 
 
-def batch_paths(args: list[str]) -> dict[str, list[str]]:
+def batch_paths(args: list[str]) -> dict[str, set[str]]:
     import trainer.loop as loop
 
     fit, per_fit = loop.fit, {}
 
     def traced_fit(step, batches, n_batches, run, **kw) -> None:
-        hits: set[str] = set()
+        hits = per_fit.setdefault(kw["desc"], set())
 
         def traced_batches(epoch: int) -> Iterator:
             epoch_batches = iter(batches(epoch))        # the epoch's set-up, once: not a batch's path
@@ -72,7 +73,6 @@ def batch_paths(args: list[str]) -> dict[str, list[str]]:
                 sys.setprofile(None)
 
         fit(step, traced_batches, n_batches, run, **kw)
-        per_fit[kw["desc"]] = sorted(hits)
 
     loop.fit = traced_fit   # before the stages import it
     sys.argv = ["trainer", *args]
@@ -92,7 +92,7 @@ def main() -> None:
         print(f"one camera frame: {len(files)} files: {' '.join(files)}")
     else:
         for desc, files in batch_paths(sys.argv[2:]).items():
-            print(f"{desc}: {len(files)} files: {' '.join(files)}")
+            print(f"{desc}: {len(files)} files: {' '.join(sorted(files))}")
 
 
 if __name__ == "__main__":

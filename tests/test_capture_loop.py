@@ -131,3 +131,23 @@ def test_fast_mode_ends_a_source_that_cannot_be_reopened_or_fails_for_good():
     events = [(k, w, str(p)) for k, w, _, p in in_time_order({"V": unplugged, "A": corrupt})]
     assert events == [("V", "lost", "gone."), ("V", "ended", "still unplugged."), ("A", "item", "a"),
                       ("A", "ended", "the file is corrupt.")]
+
+
+def test_the_recorders_fast_capture_says_an_outage_once_and_marks_the_first_item_after_it():
+    import numpy as np
+
+    from edge.record.capture import FastCapture, Stats
+
+    picture = np.zeros((2, 2, 3), np.uint8)
+    video = ScriptedSource([(0.0, picture), SourceLost("glitch."), SourceLost("glitch."), (1.0, picture), None])
+    audio = ScriptedSource([(0.5, "a0"), (1.5, "a1"), None])
+    video.bgr = audio.bgr = False
+    capture = FastCapture({"V": video, "A": audio}, Stats())
+    events = []
+    while batch := capture.events():
+        events += batch
+    assert [e[:2] for e in events if e[0] in ("lost", "back", "ended")] == [
+        ("lost", "V"), ("back", "V"), ("ended", "V"), ("ended", "A")]
+    assert next(e for e in events if e[0] == "lost")[2] == 0.0          # stamped with the media clock so far
+    assert next(e for e in events if e[0] == "back")[2] == 1.0          # at the item that ends the outage
+    assert [e[3] for e in events if e[0] == "V"] == [False, True]       # that item follows a discontinuity

@@ -76,7 +76,8 @@ def test_the_mask_follows_the_sensors_as_they_go_and_come_back(bundle):
     assert all("A" not in p["modalities"] for p in video_only)
     assert all(p["verb"] is not None for p in audio_only)
     # while the camera's tokens refill (the microphone gone) nothing is usable, and the records say so
-    assert all((p["verb"] is None) == (p["modalities"] == []) for p in video_only)
+    refilling = [p for p in video_only if p["modalities"] == []]
+    assert refilling and all(p["verb"] is None and p["missing"]["A"] == ENDED for p in refilling)
 
 
 class Overloaded(LoadShedder):
@@ -129,10 +130,11 @@ def test_confident_predictions_become_action_events_that_end_when_another_action
 
 
 def test_reset_forgets_the_stream_and_its_open_event(bundle):
-    student = Scripted(bundle, switch_at=1e9)
-    core = connected_core(bundle, student=student)
+    core, twin = (connected_core(bundle, student=Scripted(bundle, switch_at=1e9)) for _ in range(2))
     before = feed(core, 0.0, 3.0)
     assert predictions(before)[-1]["modalities"] == ["V", "F", "A"] and not any(r["type"] == "event" for r in before)
+    feed(twin, 0.0, 3.0)
+    assert len(twin.finish()) == 1                      # the same stream without the reset has an action open
     core.reset(100.0)
     assert core.finish() == []                          # the action open before the reset is not reported
     again = predictions(feed(core, 100.0, 101.0))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge import ActionRecognizer
+from edge.errors import PreprocessError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,6 +50,16 @@ def test_camera_only_recognizer_takes_no_audio():
         assert "audio_rate=None" in str(exc)
     else:
         raise AssertionError("audio accepted without a microphone")
+
+
+def test_a_frame_no_conversion_can_use_is_refused_in_one_sentence_and_counted():
+    rec = ActionRecognizer(audio_rate=None)
+    with pytest.raises(PreprocessError, match="channels"):
+        rec.push_frame(np.zeros((48, 64, 2), np.uint8), 0.0)
+    assert rec.core.metrics.counters["bad_frames"] == 1
+    frames = np.random.default_rng(3).integers(0, 255, (8, 48, 64, 3), dtype=np.uint8)
+    records = [r for k in range(1, 40) for r in rec.push_frame(frames[k % 8], k / 10)]
+    assert any(r["type"] == "prediction" and r["verb"] is not None for r in records)     # the stream goes on
 
 
 def test_a_prediction_made_by_a_health_change_reports_its_data_age_apart_from_capture_to_prediction():

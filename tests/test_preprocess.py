@@ -95,6 +95,29 @@ def test_a_camera_frame_converts_its_full_picture_once_for_all_sizes_asked_toget
     assert frame.prepared(32)[0] is large and len(calls) == 1     # asked again: the one prepared before
 
 
+def test_each_thread_converts_pyav_frames_with_a_converter_of_its_own():
+    """The web view converts the frame the pipeline sampled on its own thread: one shared converter (PyAV scales
+    with the GIL released) could mix two pictures."""
+    import threading
+
+    import edge.preprocess.frames as frames
+
+    av = pytest.importorskip("av")
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 32, 3), np.uint8)
+    converters, pictures = [], []
+
+    def convert() -> None:
+        pictures.append(frames._pyav_rgb(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        converters.append(frames._converters.reformatter)
+
+    threads = [threading.Thread(target=convert) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert converters[0] is not converters[1] and all((p == rgb).all() for p in pictures)
+
+
 @pytest.mark.parametrize("raw, needle", [
     (np.zeros((4, 4, 5), np.uint8), "channels"), (np.zeros((4, 4), np.int64), "dtype"), ("frame", "numpy array"),
 ])

@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import psutil
 import pytest
 
 from edge.live.web import MAX_CONNECTIONS, ServeError, WebView, close_view, parse_serve
+from edge.preprocess import CameraFrame
 
 REPO = Path(__file__).resolve().parent.parent
 PREDICTION = {"type": "prediction", "t": 1.0, "modalities": ["V", "F"], "verb": "push-left", "noun": "3",
@@ -26,7 +28,8 @@ EVENT = {"type": "event", "start": 0.5, "end": 1.0, "verb": "hold", "noun": "3",
 @pytest.fixture
 def view():
     v = WebView("127.0.0.1", 0)
-    v.state.frame = lambda: np.full((48, 64, 3), 128, np.uint8)
+    frame = CameraFrame(np.full((48, 64, 3), 128, np.uint8))
+    v.state.frame = lambda: frame
     v.state.record(EVENT)
     v.state.record(PREDICTION)
     yield v
@@ -83,6 +86,23 @@ def test_serve_specs_parse_and_bad_ones_are_one_sentence():
     for bad in ("", "web", "70000", "host:", ":80", "1.2.3.4:-1"):
         with pytest.raises(ServeError, match=r"^--serve takes \[HOST:\]PORT .*\.$"):
             parse_serve(bad)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kind", ["bgr", "pyav"])
+def test_a_frame_as_a_camera_or_a_media_file_delivers_it_is_served_in_its_colours(view, kind):
+    """An OpenCV camera's BGR array and a decoder's PyAV frame (a media file as --camera) both reach the page,
+    converted on the server's thread, red staying red."""
+    av = pytest.importorskip("av")
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    rgb[..., 0] = 200
+    frame = CameraFrame(rgb[..., ::-1].copy(), bgr=True) if kind == "bgr" else \
+        CameraFrame(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+    view.state.frame = lambda: frame
+    status, headers, body = get(view, "/frame.jpg")
+    picture = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)       # BGR
+    assert status == 200 and picture.shape == (48, 64, 3)
+    assert picture[..., 2].mean() > 180 and picture[..., :2].mean() < 20
 
 
 @pytest.mark.integration

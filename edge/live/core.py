@@ -6,7 +6,8 @@ Ticks are driven by arriving data. Video instants fall every 1 / sample_fps s fr
 half a period later; a video tick runs when the first frame at or after its instant has arrived (that frame is
 the one sampled), an audio tick when the sample at its instant has arrived (the window ends there). An instant
 whose data is `grace` late runs anyway with what there is (the freshest older frame, the newest audio), so a
-lost sensor still yields predictions that say so. Only the sampled frame is converted and downscaled.
+lost sensor still yields predictions that say so. A frame is converted and downscaled only when it is looked at
+(the sampled frame; the newest one at each tick, for the health monitor), never on arrival.
 
 The core owns the rings, health, the availability mask (decided here and only here), load shedding, the
 streaming student and the events; each part can be passed in (benchmarks record what the shedder sees).
@@ -90,6 +91,8 @@ class Recognizer:
     # ---- input (any thread; only stores) ----
     def push_frame(self, t: float, frame: CameraFrame, arrival: float) -> bool:
         """Store one captured frame; True when it makes a video tick due."""
+        if not isinstance(frame, CameraFrame):
+            raise TypeError(f"push_frame takes a CameraFrame (edge.preprocess), got {type(frame).__name__}.")
         self.frames.push(frame, t, arrival)
         self.frames_received += 1
         if self._first_frame_t is None:
@@ -156,7 +159,7 @@ class Recognizer:
         elif frame is not None and frame.seq == self._seen[2] and frame.seq != self._encoded:
             small, side = self._seen[0], self.student.flow_side
             with self.metrics.time("frame_prepare"):
-                flow_frame = frame.data.prepared(side)[0]  # prepared with the model's size when it was looked at
+                flow_frame = frame.data.prepared(side)[0]  # mostly prepared already, with the model's size
             flow_ms = self.student.add_frame(small, frame.arrival, flow_scale, flow_frame=flow_frame)
             self._encoded, self.last_frame, added = frame.seq, frame, "V"
         records = self._predict(instant, v_reason, self._audio_reason(now), added, flow_scale)

@@ -143,8 +143,11 @@ class Session:
         finally:
             self._shutdown()
         self._emit(self.core.finish())
-        late = {f"{DEVICE[m]}_late_skipped": s.source.skipped for m, s in self.sensors.items() if s.source}
-        self.core.metrics.counters.update({k: v for k, v in late.items() if v})
+        for m, sensor in self.sensors.items():    # what the sources lost before the core saw it, when anything
+            if sensor.source is not None:
+                for what, n in (("late_skipped", sensor.source.skipped), ("dropped", sensor.source.dropped)):
+                    if n:
+                        self.core.metrics.counters[f"{DEVICE[m]}_{what}"] = n
         summary = self.core.summary(mode="realtime" if self.realtime else "fast")
         diagnosis = None if self.interrupted else diagnose(self.core, self.sensors, summary, self.duration_s)
         for sink in self.sinks:

@@ -8,7 +8,8 @@ states none), `skipped` (items a file's pacer dropped because they were already 
 time) and `dropped` (items the driver lost before a read took them: a microphone's overflowed blocks).
 `pts_s` is the source's own timeline in seconds: media time for files and arrays, and for live devices
 (is_file False) the time.monotonic() of the capture itself, which the capture thread uses as the stamp.
-read() raises SourceLost when a running source fails (the capture thread reopens it with backoff);
+read() raises SourceLost when a running source fails (the capture thread reopens it with backoff; --fast, at
+once);
 open() raises SourceError with one sentence when the source cannot be had at all.
 """
 from __future__ import annotations
@@ -68,10 +69,22 @@ class Truncated(SourceError):
 class Source(Protocol):
     name: str
     is_file: bool
-    bgr: bool              # video: array frames come in OpenCV's BGR order (else RGB, or PyAV frames)
-    rate: float | None     # audio: samples per second; video: the frames per second it states (None: none)
-    skipped: int           # items a file's pacer dropped because they were already late
-    dropped: int           # items the driver lost before a read took them (a microphone's full queue)
+
+    @property
+    def bgr(self) -> bool:
+        """Video: array frames come in OpenCV's BGR order (else RGB, or PyAV frames)."""
+
+    @property
+    def rate(self) -> float | None:
+        """Audio: samples per second; video: the frames per second it states once open (None: none)."""
+
+    @property
+    def skipped(self) -> int:
+        """Items a file's pacer dropped because they were already late."""
+
+    @property
+    def dropped(self) -> int:
+        """Items the driver lost before a read took them (a microphone's overflows)."""
 
     def open(self) -> None: ...
 

@@ -42,11 +42,10 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import cv2
-import numpy as np
 
 from edge.errors import EdgeError
 from edge.live.console import warn
-from edge.preprocess import to_rgb_uint8
+from edge.preprocess import CameraFrame
 
 PAGE = Path(__file__).with_name("web_page.html")
 DEFAULT_HOST = "127.0.0.1"
@@ -92,7 +91,7 @@ def _resolve(host: str, port: int) -> tuple[int, str]:
 
 class LiveState:
     """What the view shows. The pipeline's thread writes it through `record` (O(1) stores, no lock, no I/O);
-    server threads read it. `frame` returns the newest camera frame (RGB, any size) or None."""
+    server threads read it. `frame` returns the newest camera frame the recognizer sampled, or None."""
 
     def __init__(self) -> None:
         self.seq = 0
@@ -100,7 +99,7 @@ class LiveState:
         self.events: collections.deque[tuple[int, dict]] = collections.deque(maxlen=EVENTS_KEPT)
         self.latency: collections.deque[tuple[float, float]] = collections.deque(maxlen=LATENCIES_KEPT)
         self.summary: tuple[int, dict] | None = None
-        self.frame: Callable[[], np.ndarray | None] = lambda: None
+        self.frame: Callable[[], CameraFrame | None] = lambda: None
         self.changed = threading.Event()
 
     def record(self, rec: dict) -> None:
@@ -151,7 +150,7 @@ class WebView:
         self._cursors: dict[int, int] = {}          # per /events client: the newest seq it was sent
         self._jpeg_lock = threading.Lock()
         self._jpeg: bytes | None = None
-        self._jpeg_source: np.ndarray | None = None
+        self._jpeg_source: CameraFrame | None = None
         self._jpeg_t = -1.0
         try:
             self.server = _Server((address, port), family, self)
@@ -173,7 +172,7 @@ class WebView:
     def sink(self, core: Any) -> "WebSink":
         """The view as a session sink: every record, the summary at the end, and the camera frame `core` last
         sampled (converted only when a client wants one)."""
-        self.state.frame = lambda: None if core.last_frame is None else core.last_frame.data.rgb()
+        self.state.frame = lambda: None if core.last_frame is None else core.last_frame.data
         return WebSink(self)
 
     def close(self) -> str | None:
@@ -297,13 +296,13 @@ class WebView:
             return min(self._cursors.values(), default=self.state.seq) < self.state.seq
 
     def jpeg(self) -> bytes | None:
-        """The newest camera frame as JPEG, encoded here (not in the recognizer) at most MAX_JPEG_FPS times a
-        second for all clients together."""
+        """The newest camera frame as JPEG, converted and encoded here (not in the recognizer), once per frame
+        and at most MAX_JPEG_FPS times a second for all clients together."""
         with self._jpeg_lock:
             now = time.monotonic()
             frame = self.state.frame()
             if frame is not None and frame is not self._jpeg_source and now - self._jpeg_t >= 1.0 / MAX_JPEG_FPS:
-                bgr = cv2.cvtColor(to_rgb_uint8(frame, bgr=False), cv2.COLOR_RGB2BGR)
+                bgr = cv2.cvtColor(frame.rgb(), cv2.COLOR_RGB2BGR)
                 ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 if ok:
                     self._jpeg, self._jpeg_source, self._jpeg_t = buf.tobytes(), frame, now

@@ -1,13 +1,17 @@
 """Frame sampling, colour conversion, resize and normalisation."""
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edge.errors import PreprocessError
 from edge.preprocess.config import PreprocessConfig
+
+if TYPE_CHECKING:
+    import av
 
 
 def uniform_indices(n_frames: int, n_samples: int) -> np.ndarray:
@@ -80,33 +84,36 @@ def prepare_frame(frame_rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return _resize(frame_rgb, cfg.frame_size)
 
 
-@lru_cache(maxsize=1)
-def _reformatter():
-    from av.video.reformatter import VideoReformatter
-
-    return VideoReformatter()
+_converters = threading.local()
 
 
-def _pyav_rgb(frame) -> np.ndarray:
-    """frame.to_ndarray(format="rgb24"), through one reused converter (a new one per frame costs 3x)."""
-    return _reformatter().reformat(frame, format="rgb24").to_ndarray()
+def _pyav_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """frame.to_ndarray(format="rgb24"), through a converter reused by this thread (a new one per frame costs 3x;
+    one shared by threads is not safe: PyAV scales with the GIL released, and the web view converts too)."""
+    reformatter = getattr(_converters, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _converters.reformatter = VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 class CameraFrame:
     """One captured picture as its source handed it over, given one type where it enters the recognizer: an
     array (gray, RGB or, with `bgr`, OpenCV's BGR order; BGRA; 8- or 16-bit; float) or a PyAV frame not yet
-    converted to RGB. Nothing is converted until it is asked for, so only the frames the sampler takes pay.
+    converted to RGB. Nothing is converted until it is asked for, so only the frames the recognizer looks at pay
+    (the sampled ones, and the newest at each tick for the health monitor), not every frame the camera sends.
 
-    `prepared(*sizes)` gives the picture at each size x size, each prepared once per frame: sizes asked for
-    together share one conversion of the full picture (a decoder's YUV to RGB), and each is resized first and
-    colour-converted at the small size (channel order and gray replication commute with an area resize), so a
-    sampled 4K frame costs about what a small one does. A frame no conversion can use is refused at
-    construction, in O(1), with one PreprocessError sentence.
+    `prepared(*sizes)` gives the picture at each size x size, each prepared once per frame and kept (a few small
+    arrays): sizes asked for together share one conversion of the full picture (a decoder's YUV to RGB), and
+    each is resized first and colour-converted at the small size (channel order and gray replication commute
+    with an area resize), so a sampled 4K frame costs about what a small one does. A frame no conversion can use
+    is refused at construction, in O(1), with one PreprocessError sentence.
     """
 
     __slots__ = ("raw", "bgr", "_prepared")
 
-    def __init__(self, raw, bgr: bool = False) -> None:
+    def __init__(self, raw: np.ndarray | av.VideoFrame, bgr: bool = False) -> None:
         if not hasattr(raw, "to_ndarray"):
             check_frame(raw)
         self.raw, self.bgr = raw, bgr

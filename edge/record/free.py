@@ -7,7 +7,7 @@ from typing import Protocol
 from edge.record.plan import Plan, Take
 
 
-class Session(Protocol):
+class RecordingSession(Protocol):
     """What free mode uses of the recording session (edge/record/recorder.py)."""
 
     plan: Plan
@@ -24,7 +24,7 @@ class Session(Protocol):
 class FreeSegments:
     """The keys of free mode, turned into takes of `session` (its plan, readiness and take bookkeeping)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: RecordingSession) -> None:
         self.session = session
         self.current = 0                   # index of the current action in the plan
         self.segment: Take | None = None   # the segment being recorded

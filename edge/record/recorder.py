@@ -8,8 +8,8 @@ takes and timers run on the stream's own time as fast as the CPU allows (tests).
 
 Guided mode walks the plan's remaining takes: countdown, "now: <prompt>", stop, pause; with `interactive`
 each take waits for Enter first. Free mode (edge/record/free.py) records continuously and keys mark segments
-of the current action. A take (or segment) during which a sensor was lost, dropped data or stalled is marked in the session
-log and asked for again. A take's CSV row is appended (atomically) once its media is on disk.
+of the current action. A take (or segment) during which a sensor was lost, dropped data or stalled is marked
+in the session log and asked for again. A take's CSV row is appended (atomically) once its media is on disk.
 """
 from __future__ import annotations
 
@@ -355,7 +355,8 @@ class Recorder:
             "frames_skipped_by_file_reader": sum(s.skipped for k, s in self.sources.items() if k == "V"),
             "frames_resized": w.resized,
             "audio_rate": rate, "samples_captured": self.stats.samples_in, "samples_written": w.samples,
-            "samples_dropped": self.stats.samples_dropped, "silence_filled": w.padded, "audio_lead_in": w.lead_in, "samples_trimmed": w.trimmed,
+            "samples_dropped": self.stats.samples_dropped, "silence_filled": w.padded, "audio_lead_in": w.lead_in,
+            "samples_trimmed": w.trimmed,
             "audio_runs": w.runs, "audio_drift_fixes": w.drift_fixes,
             "mic_dropped_blocks": self.sources["A"].dropped if "A" in self.sources else 0,
             "sensor_losses": dict((KIND_NAME[k], v) for k, v in self.stats.lost.items() if k in self.sources),
