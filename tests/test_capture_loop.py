@@ -151,3 +151,17 @@ def test_the_recorders_fast_capture_says_an_outage_once_and_marks_the_first_item
     assert next(e for e in events if e[0] == "lost")[2] == 0.0          # stamped with the media clock so far
     assert next(e for e in events if e[0] == "back")[2] == 1.0          # at the item that ends the outage
     assert [e[3] for e in events if e[0] == "V"] == [False, True]       # that item follows a discontinuity
+
+
+def test_the_recorders_fast_capture_hands_back_control_at_a_failed_read_once_asked_to_stop():
+    """A file that reopens fine but fails every read brings no item: once the session is stopping (Ctrl-C),
+    each failed read returns, so the recorder's loop gets to see its stop."""
+    from edge.record.capture import FastCapture, Stats
+
+    failing = ScriptedSource([SourceLost("glitch.")] * 1000)
+    failing.bgr = False
+    stopping = []
+    capture = FastCapture({"A": failing}, Stats(), stopped=lambda: bool(stopping))
+    stopping.append(True)
+    assert capture.events() == [("lost", "A", 0.0, "glitch.")] and capture.events() == []
+    assert len(failing.script) == 998             # one read per call: control came back each time

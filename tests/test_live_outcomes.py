@@ -16,6 +16,7 @@ from edge.live.config import RuntimeConfig
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.arrays import ArrayVideo
 from edge.live.sensors import Sensor
+from edge.live.sources import SourceLost
 from tests.conftest import REPO
 from tests.live_helpers import wait_for_a_prediction
 from tests.media_helpers import write_video
@@ -211,3 +212,30 @@ def test_a_run_too_short_for_the_window_says_so_whichever_sensor(random_bundle, 
     other = "--mic" if sensor == "--camera" else "--camera"
     res = run_live(sensor, pancake, other, "none", "--bundle", str(random_bundle), "--fast", "--duration", duration)
     _one_error(res, "before the model's 2 s token window filled")
+
+
+class FailingAfterOneFrame(ArrayVideo):
+    """A file source that delivers one frame, then reopens fine and fails every read: media time stands still, so
+    no item ever comes for a --fast run to check its stop at."""
+
+    def read(self):
+        if self._i:
+            raise SourceLost(f"{self.name} failed.")
+        return super().read()
+
+
+def test_a_fast_run_stops_when_asked_even_while_a_source_fails_every_read(random_bundle):
+    import threading
+    video = Sensor(FailingAfterOneFrame(np.zeros((4, 48, 64, 3), np.uint8), 8.0, realtime=False))
+    outcomes = []
+
+    def stop_soon(session) -> None:
+        threading.Timer(0.3, session.stop, kwargs={"interrupted": True}).start()
+
+    run = threading.Thread(target=lambda: outcomes.append(run_session(
+        load_bundle(random_bundle), RuntimeConfig(), video, Sensor(None, "off"), realtime=False,
+        on_start=stop_soon)), daemon=True)
+    run.start()
+    run.join(timeout=30)
+    assert not run.is_alive() and outcomes[0].interrupted
+    assert outcomes[0].summary["counters"]["camera_reconnects"] == 1

@@ -186,6 +186,8 @@ class Session:
         readers = {m: s.source for m, s in self.sensors.items() if s.source is not None}
         for m, what, pts, payload in in_time_order(readers):
             if what == "lost":
+                if self.stop_event.is_set():   # asked to stop while a source fails read after read (no item to
+                    return                     # check the stop at)
                 if self.core.states[m] != RECONNECTING:  # media time goes on; the next good item reconnects
                     self.core.metrics.count(f"{DEVICE[m]}_reconnects")
                     self.core.set_state(m, RECONNECTING)

@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from edge.live.capture import capture, in_time_order
 from edge.preprocess import CameraFrame
@@ -120,8 +121,8 @@ class FastCapture:
     """Media-file sources read in timestamp order as fast as the CPU allows (the runtime's `in_time_order`, as
     `run_live.py --fast` reads them); the clock is media time."""
 
-    def __init__(self, sources: dict, stats: Stats) -> None:
-        self.sources = sources
+    def __init__(self, sources: dict, stats: Stats, stopped: Callable[[], bool] = lambda: False) -> None:
+        self.sources, self.stopped = sources, stopped
         self._merged = in_time_order(sources)
         self.down: dict[str, bool] = {k: False for k in sources}
         self.disc: dict[str, bool] = {k: False for k in sources}
@@ -131,7 +132,8 @@ class FastCapture:
         return self._now
 
     def events(self, timeout: float = 0.0) -> list:
-        """What happened up to and including the next item (all that is left at the end)."""
+        """What happened up to and including the next item (all that is left at the end), or up to a failed read
+        once `stopped()` says so (a source failing read after read brings no item to stop at)."""
         out = []
         for kind, what, pts, payload in self._merged:
             if what == "lost":
@@ -139,6 +141,8 @@ class FastCapture:
                     out.append(("lost", kind, self._now, str(payload)))
                     self.down[kind] = True
                 self.disc[kind] = True
+                if self.stopped():
+                    return out
             elif what == "back":
                 out.append(("back", kind, pts, None))
                 self.down[kind] = False
