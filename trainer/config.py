@@ -1,12 +1,12 @@
 """The trainer's settings. The dataclasses below ARE the defaults (the full MovingDigits-AV benchmark, and
 teacher / student / finetune on any --dataset); a YAML file under assets/configs/ only overrides them
 (trainer.yaml: nothing by default; trainer_smoke.yaml: the tiny smoke run), then `--set section.key=value`.
-`redundant_settings` finds a YAML value equal to its default (tests/test_trainer_config.py keeps the shipped
-files free of them), so a reader never has to ask which of two places is the truth."""
+A shipped YAML never restates a default (tests/test_trainer_config.py), so a reader never has to ask which of
+two places is the truth."""
 from __future__ import annotations
 
+import copy
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -198,26 +198,10 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> TrainerC
     return _from_mapping(TrainerConfig, data, where)
 
 
-def redundant_settings(raw: Mapping[str, Any], default: Any = None, where: str = "") -> list[str]:
-    """The keys of a config mapping (as read from YAML) whose value equals the dataclass default: they restate the
-    truth instead of overriding it. Values are compared as JSON (a YAML list equals a tuple default)."""
-    default = TrainerConfig() if default is None else default
-    out = []
-    for key, value in raw.items():
-        name = f"{where}{key}"
-        if not hasattr(default, key):
-            continue                         # an unknown key: config_from_dict names it
-        current = getattr(default, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
-            out += redundant_settings(value, current, f"{name}.")
-        elif json.dumps(value, sort_keys=True) == json.dumps(current, sort_keys=True):
-            out.append(name)
-    return out
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainerConfig:
     """The defaults, overridden by a YAML config (default assets/configs/trainer.yaml) and then by
-    `section.key=value` overrides."""
+    `section.key=value` overrides. A YAML mapping replaces a dict setting whole (`levels: {}` clears it); an
+    override sets one key of it and keeps the others (the YAML's, else the defaults')."""
     path = Path(path) if path else CONFIG_DIR / "trainer.yaml"
     if not path.is_file():
         raise ConfigError(f"trainer config {path} does not exist.")
@@ -231,10 +215,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like section.key=value.")
-        node = raw
+        node, default = raw, dataclasses.asdict(TrainerConfig())
         *parents, leaf = key.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            default = default.get(part) if isinstance(default, dict) else None
+            if part not in node:   # a dict setting the YAML leaves alone starts from its default, not empty
+                node[part] = copy.deepcopy(default) if isinstance(default, dict) else {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a section.")
         node[leaf] = yaml.safe_load(value)
