@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.bundle import FUSION_INPUT
 from edge.modalities import MODALITIES, SUBSETS, subset_mask
 
 
@@ -30,10 +31,8 @@ def fusion_feeds(tokens: dict[str, np.ndarray], masks_per_clip: int,
     for i in range(len(tokens["V"])):
         for k in rng.integers(0, len(SUBSETS), size=masks_per_clip):
             mask = subset_mask(SUBSETS[k], 1)[0]
-            feeds.append({
-                "video_tokens": tokens["V"][i:i + 1] * mask[0], "flow_tokens": tokens["F"][i:i + 1] * mask[1],
-                "audio_tokens": tokens["A"][i:i + 1] * mask[2], "mask": mask[None].copy(),
-            })
+            feeds.append({**{FUSION_INPUT[m]: tokens[m][i:i + 1] * mask[j] for j, m in enumerate(MODALITIES)},
+                          "mask": mask[None].copy()})
     return feeds
 
 

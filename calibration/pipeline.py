@@ -16,8 +16,8 @@ from calibration.evaluate import accuracy_table, encode, open_session, subset_lo
 from calibration.quantize import ENCODER_VARIANTS, FUSION_VARIANTS, Variant, quantize_variant
 from calibration.temperature import action_confidence, expected_calibration_error, fit_temperature
 from edge.bench.latency import interleave, timed_call
-from edge.bundle import ENCODER_INPUT, ROLES, load_bundle, write_bundle
-from edge.modalities import SUBSETS, subset_mask
+from edge.bundle import ENCODER_INPUT, FUSION_INPUT, ROLES, load_bundle, write_bundle
+from edge.modalities import MODALITIES, SUBSETS, subset_mask
 from trainer.data.clip_set import ClipSet
 
 MODALITY_OF = {role: m for m, (role, _) in ENCODER_INPUT.items()}
@@ -43,8 +43,7 @@ def _variants(role: str) -> tuple[Variant, ...]:
 def _single_feed(role: str, clips: ClipSet, tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One batch-1 input of `role` from the first clip (all modalities present), for timing."""
     if role == "fusion":
-        return {"video_tokens": tokens["V"][:1], "flow_tokens": tokens["F"][:1], "audio_tokens": tokens["A"][:1],
-                "mask": subset_mask("VFA", 1)}
+        return {**{FUSION_INPUT[m]: tokens[m][:1] for m in MODALITIES}, "mask": subset_mask("VFA", 1)}
     m = MODALITY_OF[role]
     return {ENCODER_INPUT[m][1]: clips.inputs[m][0, :1].astype(np.float32)}
 

@@ -136,13 +136,13 @@ def test_fast_mode_ends_a_source_that_cannot_be_reopened_or_fails_for_good():
 def test_the_recorders_fast_capture_says_an_outage_once_and_marks_the_first_item_after_it():
     import numpy as np
 
-    from edge.record.capture import FastCapture, Stats
+    from edge.record.capture import FastCapture
 
     picture = np.zeros((2, 2, 3), np.uint8)
     video = ScriptedSource([(0.0, picture), SourceLost("glitch."), SourceLost("glitch."), (1.0, picture), None])
     audio = ScriptedSource([(0.5, "a0"), (1.5, "a1"), None])
     video.bgr = audio.bgr = False
-    capture = FastCapture({"V": video, "A": audio}, Stats())
+    capture = FastCapture({"V": video, "A": audio})
     events = []
     while batch := capture.events():
         events += batch
@@ -156,12 +156,12 @@ def test_the_recorders_fast_capture_says_an_outage_once_and_marks_the_first_item
 def test_the_recorders_fast_capture_hands_back_control_at_a_failed_read_once_asked_to_stop():
     """A file that reopens fine but fails every read brings no item: once the session is stopping (Ctrl-C),
     each failed read returns, so the recorder's loop gets to see its stop."""
-    from edge.record.capture import FastCapture, Stats
+    from edge.record.capture import FastCapture
 
     failing = ScriptedSource([SourceLost("glitch.")] * 1000)
     failing.bgr = False
     stopping = []
-    capture = FastCapture({"A": failing}, Stats(), stopped=lambda: bool(stopping))
+    capture = FastCapture({"A": failing}, stopped=lambda: bool(stopping))
     stopping.append(True)
     assert capture.events() == [("lost", "A", 0.0, "glitch.")] and capture.events() == []
     assert len(failing.script) == 998             # one read per call: control came back each time

@@ -5,11 +5,12 @@ between takes)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
-from edge.bench.takes_stage import NOISE_RMS, TakesStage, actions_of, hold_out, read_takes
+from edge.bench.takes_stage import NOISE_RMS, TakeRow, TakesStage, actions_of, hold_out, read_takes
 from edge.errors import EdgeError
 from media_helpers import write_video
 
@@ -34,7 +35,7 @@ def test_takes_are_read_from_every_split_file_and_held_out_by_group(tmp_path):
         ("a1.mp4", None, None, ("wave", "hand")), ("a2.mp4", 0.2, 0.8, ("wave", "hand")),
         ("b1.mp4", None, None, ("open", "door")), ("b2.mp4", None, None, ("open", "door"))]
     assert actions_of(rows) == (("open", "door"), ("wave", "hand"))
-    rows.append(type(rows[0])(rows[0].media, None, None, "wave", "hand", "ben"))
+    rows.append(TakeRow(rows[0].media, None, None, "wave", "hand", "ben"))
     for seed in range(6):
         train, test = hold_out(rows, 1, seed)
         assert sorted(map(id, train + test)) == sorted(map(id, rows))
@@ -57,7 +58,7 @@ def test_a_bad_takes_row_is_one_sentence(tmp_path, row, says):
     root = tmp_path / "t"
     write_video(root / "a1.mp4", 4, 10, audio=False)
     (root / "takes.csv").write_text(f"media,start,end,verb,noun\n{row}\n")
-    with pytest.raises(EdgeError, match=says.replace("(", "\\(").replace(")", "\\)").replace(".", "\\.")):
+    with pytest.raises(EdgeError, match=re.escape(says)):
         read_takes(root)
     (root / "takes.csv").write_text("media,start,end,verb,noun\n")
     with pytest.raises(EdgeError, match="has no takes"):

@@ -1,5 +1,6 @@
-"""The test tiers (tests/conftest.py): every collected test is in exactly one of unit, integration and device, no
-slow test is unit, and each file's `# Tier:` line names the tiers its tests are in."""
+"""The test tiers: the check tests/conftest.py runs at collection (every test in exactly one of unit, integration
+and device, no slow test unit) names what is wrong, and each file's `# Tier:` line names the tiers its tests are
+in. (Unregistered tier markers are refused by --strict-markers.)"""
 # Tier: unit.
 from __future__ import annotations
 
@@ -16,14 +17,6 @@ def _item(nodeid: str, *marks: str) -> SimpleNamespace:
     return SimpleNamespace(nodeid=nodeid, iter_markers=lambda: [SimpleNamespace(name=m) for m in marks])
 
 
-def test_every_collected_test_is_in_exactly_one_tier(request):
-    items = request.session.items
-    assert items and request.node in items
-    assert tier_problems(items) == []
-    for item in items:
-        assert sum(item.get_closest_marker(t) is not None for t in TIERS) == 1, item.nodeid
-
-
 def test_the_check_names_a_test_with_no_tier_several_tiers_or_slow_as_unit():
     items = [_item("a::ok", "unit"), _item("b::none", "parametrize"), _item("c::two", "integration", "device"),
              _item("d::slow", "slow", "unit"), _item("e::slow_ok", "slow", "integration")]
@@ -31,11 +24,6 @@ def test_the_check_names_a_test_with_no_tier_several_tiers_or_slow_as_unit():
     assert [p.split(":")[0] for p in problems] == ["b", "c", "d"], problems
     assert "0 tiers" in problems[0] and "2 tiers ['integration', 'device']" in problems[1]
     assert "slow but unit" in problems[2]
-
-
-def test_the_tiers_are_registered_markers(pytestconfig):
-    registered = {line.split(":")[0].strip() for line in pytestconfig.getini("markers")}
-    assert {*TIERS, "slow"} <= registered
 
 
 def tier_line_problem(line: str | None, tiers: set[str]) -> str | None:

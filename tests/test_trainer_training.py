@@ -19,8 +19,7 @@ from trainer.masks import random_drop, subset_mask  # noqa: E402
 from trainer.models import IN_CHANNELS, Fusion, ModelConfig, MultimodalModel  # noqa: E402
 from trainer.loop import Run  # noqa: E402
 from trainer.stages import Teacher, check_same_run, train_student, train_teacher  # noqa: E402
-from trainer.students import MultimodalStep  # noqa: E402
-from trainer.students import encode_present, kd_loss, token_kd_loss  # noqa: E402
+from trainer.students import MultimodalStep, encode_present, kd_loss, token_kd_loss  # noqa: E402
 
 TINY = {"video_widths": [4, 8], "flow_widths": [4, 8], "audio_widths": [4, 8], "token_dim": 8, "dim": 16,
         "ff": 16, "heads": 2, "layers": 1, "dropout": 0.0}
@@ -163,7 +162,7 @@ def test_kd_all_moves_a_share_of_kd_toward_the_teacher_on_all_modalities(tmp_pat
     """student.kd_all = w: KARMMA_S's KD term is (1 - w) * KD toward the teacher on the student's subset + w * KD
     toward the teacher on every modality the sample has (not the dropped-out subset)."""
     from trainer.data.loaders import presence
-    from trainer.loop import drop_mask
+    from trainer.masks import drop_mask
     from trainer.students import student_loss
 
     clips = _clips(8)

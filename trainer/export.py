@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import torch
 
-from edge.bundle import WEIGHTS, write_bundle
+from edge.bundle import ENCODER_INPUT, FUSION_INPUT, WEIGHTS, write_bundle
 from edge.preprocess.config import PreprocessConfig
 from trainer.models import MODALITIES, MultimodalModel, example_inputs
 
@@ -40,11 +40,10 @@ def export_bundle(model: MultimodalModel, pre: PreprocessConfig, labels: Mapping
         }
         torch.save(model.state_dict(), files[WEIGHTS])
         example = example_inputs(pre)
-        _export(model.encoders["V"], (example["V"],), ["frame"], ["token"], files["video_encoder"])
-        _export(model.encoders["F"], (example["F"],), ["flow"], ["token"], files["flow_encoder"])
-        _export(model.encoders["A"], (example["A"],), ["logmel"], ["token"], files["audio_encoder"])
+        for m, (role, input_name) in ENCODER_INPUT.items():
+            _export(model.encoders[m], (example[m],), [input_name], ["token"], files[role])
         fusion_args = tuple(torch.zeros(1, tokens[m], dims[m]) for m in MODALITIES) + (torch.ones(1, 3),)
-        _export(model.fusion, fusion_args, ["video_tokens", "flow_tokens", "audio_tokens", "mask"],
+        _export(model.fusion, fusion_args, [*(FUSION_INPUT[m] for m in MODALITIES), "mask"],
                 ["verb_logits", "noun_logits"], files["fusion"])
         manifest = {
             "name": name, "kind": kind, "precision": "fp32", "modalities": list(MODALITIES),

@@ -19,8 +19,8 @@ from torch.nn import functional as F
 
 from edge.errors import ConfigError
 from trainer import distributed as ddp
-from trainer.data.loaders import presence
-from trainer.loop import connected_zero, targets
+from trainer.data.loaders import presence, targets
+from trainer.loop import connected_zero
 from trainer.models import IN_CHANNELS, MODALITIES, ModelConfig, MultimodalModel, TokenEncoder
 
 # Labels each modality's extractor is pre-trained on (V sees both; F sees motion; A hears the digit).
@@ -177,10 +177,9 @@ class PretrainStep(nn.Module):
             steps = batch[m].shape[1]
             pos = torch.as_tensor([int(np.random.default_rng([self.seed, epoch, int(index[r]), i]).integers(steps))
                                    for r in rows])
-            sample = rows
-            x = batch[m][sample.to(batch[m].device), pos.to(batch[m].device)].to(device)
-            labels = {h: targets(batch, h).cpu()[sample].to(device) for h in self.heads[m]}
+            x = batch[m][rows.to(batch[m].device), pos.to(batch[m].device)].to(device)
+            labels = {h: targets(batch, h).cpu()[rows].to(device) for h in self.heads[m]}
             part, hits = pretrain_loss(self.encoders[m], self.heads[m], m, x, labels)
             loss = loss + float(weight[i]) * part
-            self.tally[i] += torch.tensor([float(hits), float(len(sample))])
+            self.tally[i] += torch.tensor([float(hits), float(len(rows))])
         return loss

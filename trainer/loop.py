@@ -22,7 +22,6 @@ from trainer import distributed as ddp
 from trainer.config import TrainerConfig
 from trainer.data.loaders import make_loader, per_rank_batch
 from trainer.data.registry import MOVING_DIGITS, DatasetSpec, build_dataset
-from trainer.masks import sample_drop
 
 
 @dataclass
@@ -77,16 +76,6 @@ def weights_digest(module: nn.Module) -> str:
     """12 hex digits naming a module's parameter values (token caches and checkpoints record what made them)."""
     digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in module.parameters()))
     return digest.hexdigest()[:12]
-
-
-def targets(batch: dict, head: str) -> torch.Tensor:
-    """Training targets for `head` of a batch (or of cached-token rows): soft targets where the dataset gives
-    them (MovingDigits), else class indices."""
-    return batch.get(f"{head}_t", batch[head])
-
-
-def drop_mask(index: torch.Tensor, present: torch.Tensor, p_drop: float, seed: int, epoch: int) -> torch.Tensor:
-    return sample_drop(index, present, p_drop, seed, epoch) if p_drop > 0 else present.float()
 
 
 def fit(step: nn.Module, batches: Callable[[int], Iterable], n_batches: int, run: Run, *, epochs: int, lr: float,

@@ -35,6 +35,11 @@ def sample_drop(index: torch.Tensor, present: torch.Tensor, p: float, seed: int,
     return torch.cat(rows) if rows else torch.zeros(0, 3)
 
 
+def drop_mask(index: torch.Tensor, present: torch.Tensor, p_drop: float, seed: int, epoch: int) -> torch.Tensor:
+    """The availability mask a training batch sees: `sample_drop` when modalities are dropped, else what is present."""
+    return sample_drop(index, present, p_drop, seed, epoch) if p_drop > 0 else present.float()
+
+
 def subset_mask(subset: str, batch: int) -> torch.Tensor:
     """`edge.modalities.subset_mask` as a torch tensor."""
     return torch.from_numpy(modalities.subset_mask(subset, batch))

@@ -19,8 +19,9 @@ from torch import nn
 from trainer import distributed as ddp
 from trainer.augment import mask_spectrograms
 from trainer.config import StudentConfig, token_kd_weights
-from trainer.data.loaders import presence
-from trainer.loop import Run, drop_mask, targets, weights_digest
+from trainer.data.loaders import presence, targets
+from trainer.loop import Run, weights_digest
+from trainer.masks import drop_mask
 from trainer.models import MODALITIES, Fusion, ModelConfig, MultimodalModel
 
 MODES = ("baseline", "baseline_delta", "karmma_s")

@@ -13,7 +13,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer.config import TeacherConfig
-from trainer.loop import Run, drop_mask, targets
+from trainer.data.loaders import targets
+from trainer.loop import Run
+from trainer.masks import drop_mask
 from trainer.extractors import make_extractor
 from trainer.models import MODALITIES, Fusion, ModelConfig
 

@@ -32,7 +32,7 @@ from edge.live.cli import positive_seconds
 from edge.live.config import DEFAULT_PATH, load_runtime_config
 from edge.live.pipeline import run_session
 from edge.live.arrays import ArrayAudio, ArrayVideo
-from edge.live.media import read_audio
+from edge.live.media import MediaVideo, read_audio
 from edge.live.sensors import Sensor, camera_source, mic_source, open_sensor
 
 PANCAKE = "clips/flipping_a_pancake.mkv"
@@ -116,9 +116,13 @@ def transcode(src: Path, fps: float, dst: Path) -> Path:
 
 
 def transcode_apart(src: Path, fps: float, dst: Path) -> Path:
-    """`transcode` in a child process, so its buffers never count in this process's peak memory (the run's)."""
+    """`transcode` in a child process, so its buffers never count in this process's peak memory (the run's). The
+    file is opened here first, so one that cannot be read is one sentence, not the child's traceback."""
     import multiprocessing
 
+    probe = MediaVideo(src, realtime=False)
+    probe.open()
+    probe.close()
     child = multiprocessing.get_context("spawn").Process(target=transcode, args=(src, fps, dst), name="transcode")
     child.start()
     child.join()
@@ -139,7 +143,7 @@ def _sensors(args: argparse.Namespace, rate: int, block_s: float, tmp: Path) -> 
     width, height, fps = parse_synthetic(args.synthetic)
     if args.duration is None:
         raise EdgeError("--synthetic loops for ever; give --duration S.")
-    clip = (data_root(args.data_root)) / PANCAKE
+    clip = data_root(args.data_root) / PANCAKE
     if not clip.is_file():
         raise EdgeError(f"--synthetic takes its audio from {clip}, which does not exist; pass --data-root.")
     video = ArrayVideo(synthetic_frames(width, height), fps, realtime=realtime, loop=True,

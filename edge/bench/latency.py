@@ -24,8 +24,9 @@ from typing import Callable
 import numpy as np
 
 from edge.assets import ASSETS
-from edge.bundle import Bundle, load_bundle
+from edge.bundle import ENCODER_INPUT, FUSION_INPUT, Bundle, load_bundle
 from edge.errors import EdgeError
+from edge.modalities import MODALITIES
 from edge.preprocess import (compute_flow, flow_to_model_input, make_flow_backend, prepare_frame, video_input,
                              to_gray, to_rgb_uint8, window_to_model_input)
 
@@ -107,11 +108,11 @@ class StreamingModel:
         start = time.perf_counter()
         logmel = window_to_model_input(audio, audio_rate, pre)[None]
         t["preprocess_audio"] = time.perf_counter() - start
-        for stage, role_input, x in (("video_encoder", "frame", frame), ("flow_encoder", "flow", flow),
-                                     ("audio_encoder", "logmel", logmel)):
-            t[stage] = timed_call(lambda: b.run(stage, **{role_input: x}))
-        t["fusion"] = timed_call(lambda: b.run("fusion", video_tokens=self.windows["V"], flow_tokens=self.windows["F"],
-                                               audio_tokens=self.windows["A"], mask=self.mask))
+        for m, x in (("V", frame), ("F", flow), ("A", logmel)):
+            stage, input_name = ENCODER_INPUT[m]
+            t[stage] = timed_call(lambda: b.run(stage, **{input_name: x}))
+        windows = {FUSION_INPUT[m]: self.windows[m] for m in MODALITIES}
+        t["fusion"] = timed_call(lambda: b.run("fusion", **windows, mask=self.mask))
         t["sampled_frame"] = sum(t[s] for s in FRAME_STAGES)
         t["models"] = sum(t[s] for s in MODEL_STAGES)
         t["total"] = sum(t[s] for s in STAGES)

@@ -31,7 +31,7 @@ from edge.live.config import DEFAULT_PATH, SheddingConfig, load_runtime_config
 from edge.live.pipeline import recognizer_for, run_session
 from edge.live.shedding import LoadShedder
 from edge.live.arrays import ArrayAudio, ArrayVideo
-from edge.live.media import MediaVideo, read_audio
+from edge.live.media import read_audio, read_video
 from edge.live.sensors import Sensor
 from edge.live.sources import NoAudioStream
 
@@ -40,18 +40,14 @@ DEFAULT_CLIP = "clips/flipping_a_pancake.mkv"
 
 def load_clip(path: Path, rate: int) -> tuple[np.ndarray, float, np.ndarray]:
     """All video frames (RGB), their frame rate, and the mono audio at `rate` (empty without an audio stream)."""
-    video = MediaVideo(path, realtime=False)
-    video.open()
-    items = [(pts, frame.to_ndarray(format="rgb24")) for pts, frame in iter(video.read, None)]
-    video.close()
-    if len(items) < 2:
+    frames, fps = read_video(path)
+    if fps is None:
         raise EdgeError(f"{path} has fewer than two video frames; overload needs a real clip.")
-    fps = (len(items) - 1) / max(1e-6, items[-1][0] - items[0][0])
     try:
         samples = read_audio(path, rate)
     except NoAudioStream:
         samples = np.zeros(0, np.float32)
-    return np.stack([f for _, f in items]), fps, samples
+    return np.stack(frames), fps, samples
 
 
 def _level(scale: float) -> str:

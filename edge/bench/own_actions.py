@@ -95,10 +95,12 @@ def _check_args(args: argparse.Namespace) -> None:
         args.train, args.val = 0, 0
         args.test = 1 if args.test is None else args.test
         args.take_seconds = 4.0 if args.take_seconds is None else args.take_seconds
-        shortest = 2.0      # the model's window
+        shortest = WINDOW_S
         if args.test < 1:
             raise EdgeError(f"--test must be at least 1 with --takes (the live step plays held-out takes), got "
                             f"{args.test}.")
+        if args.actions is not None and args.actions < 1:   # the upper bound: once the folder is read (_stage)
+            raise EdgeError(f"--actions must be at least 1, got {args.actions}.")
     else:
         args.train = 10 if args.train is None else args.train
         args.val = 2 if args.val is None else args.val
@@ -110,8 +112,6 @@ def _check_args(args: argparse.Namespace) -> None:
                             f"{args.val}, {args.test}.")
         if args.actions is not None and not 1 <= args.actions <= len(OWN_ACTIONS):
             raise EdgeError(f"--actions must be from 1 to {len(OWN_ACTIONS)}, got {args.actions}.")
-    if args.actions is not None and args.actions < 1:
-        raise EdgeError(f"--actions must be at least 1, got {args.actions}.")
     if not args.take_seconds > shortest or args.countdown < 0 or args.pause < 0:
         raise EdgeError(f"--take-seconds must exceed {shortest:g} s and --countdown / --pause be >= 0, "
                         f"got {args.take_seconds}, {args.countdown}, {args.pause}.")
@@ -229,6 +229,7 @@ def live(args: argparse.Namespace, dev: Devices, bundle: Path, out: Path) -> dic
                                 f"{err.read().strip()[-300:] if proc.poll() is not None else 'timed out'}")
             time.sleep(0.1)
         for a in order:
+            stage.prepare("test", a)          # a real take is decoded during the gap, not as it should start
             time.sleep(args.live_gap)
             played.append(stage.play("test", a))
             time.sleep(max(0.0, played[-1].end - time.monotonic()))
@@ -321,7 +322,11 @@ def _stage(args: argparse.Namespace, bundle: Path):
     from edge.bench.takes_stage import TakesStage, actions_of, hold_out, read_takes
 
     rows = read_takes(args.takes)
-    actions = actions_of(rows)[:args.actions or None]
+    actions = actions_of(rows)
+    if args.actions is not None and args.actions > len(actions):
+        raise EdgeError(f"--actions must be from 1 to {len(actions)} (the actions in {args.takes}), got "
+                        f"{args.actions}.")
+    actions = actions[:args.actions or None]
     train, test = hold_out([r for r in rows if r.action in actions], args.test, args.seed)
     return TakesStage({"train": train, "test": test}, actions, args.take_seconds, seed=args.seed)
 

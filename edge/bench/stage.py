@@ -14,14 +14,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
 from edge.moving_digits.config import NuisanceLevels
 from edge.moving_digits.own_actions import OWN_ACTIONS, OWN_SPLITS, own_sources, plan_own_clip
-from edge.moving_digits.render import ClipPlan, make_scene, render_frames, render_idle
+from edge.moving_digits.render import make_scene, render_frames, render_idle
 
 BLOCK_S = 0.02          # audio block written at a time
 AHEAD_S = 0.12          # how far ahead of its time a block is handed to PulseAudio (rides out short stalls)
@@ -46,7 +46,8 @@ class Played:
 class ClockedStage:
     """A camera picture and a microphone signal on one clock (t0): frame k of the stream is due at t0 + k / fps,
     rendered once when first asked for, and sample j at t0 + j / rate. Subclasses say what frame k shows
-    (`picture`) and what samples sound (`audio`)."""
+    (`picture`) and what samples sound (`audio`); the takes they play are `clips` on that timeline (each with a
+    `frame_base` and `n_frames`)."""
 
     def __init__(self, size: tuple[int, int], fps: int, rate: int, quality: int) -> None:
         self.fps, self.rate, self.size, self.quality = fps, rate, size, quality
@@ -55,6 +56,23 @@ class ClockedStage:
         self._jpeg = (-1, b"")
         self._stop = threading.Event()
         self._audio: threading.Thread | None = None
+        self.clips: list = []
+
+    def _on_air(self, k: int):
+        """The clip stream frame k shows (None: no take, idle)."""
+        with self.lock:
+            return next((c for c in self.clips if c.frame_base <= k < c.frame_base + c.n_frames), None)
+
+    def _put_on_air(self, make_clip: Callable[[int], Any]) -> tuple[Any, float]:
+        """Put `make_clip(k)` on the stream from the next frame k on (clips that ended over a second ago are
+        forgotten); returns it and the monotonic time frame k shows."""
+        now = time.monotonic()
+        k = int((now - self.t0) * self.fps) + 1        # placed once made (making it takes time)
+        clip = make_clip(k)
+        with self.lock:
+            done = (now - self.t0) * self.fps
+            self.clips = [c for c in self.clips if c.frame_base + c.n_frames > done - self.fps] + [clip]
+        return clip, self.t0 + k / self.fps
 
     def picture(self, k: int) -> np.ndarray:
         """Stream frame k as RGB, any size (scaled to the camera's)."""
@@ -129,13 +147,11 @@ class Stage(ClockedStage):
         self.rng = np.random.default_rng([seed, 0x57A6E])
         self.scene = make_scene(self.rng, levels, render_size)
         self.noise = self.scene.audio_noise(int(NOISE_LOOP_S * rate), rate)
-        self.clips: list[ClipPlan] = []
         for split in OWN_SPLITS:       # load every split's symbols now, not when the first take must start
             own_sources(split, rate)
 
     def picture(self, k: int) -> np.ndarray:
-        with self.lock:
-            clip = next((c for c in self.clips if c.frame_base <= k < c.frame_base + c.n_frames), None)
+        clip = self._on_air(k)
         return (render_frames(clip, [k - clip.frame_base])[0] if clip is not None
                 else render_idle(self.scene, k, 1, self.fps)[0])
 
@@ -155,15 +171,9 @@ class Stage(ClockedStage):
     # ---- takes -------------------------------------------------------------------------------------------------
     def play(self, split: str, action: int) -> Played:
         """Show a new take of own action `action` (drawn from `split`'s sources) from the next frame on."""
-        clip = plan_own_clip(split, action, self.rng, self.levels, scene=self.scene, fps=self.fps,
-                             size=self.render_size, sample_rate=self.rate)
-        now = time.monotonic()
-        k = int((now - self.t0) * self.fps) + 1        # placed on the timeline once planned (planning takes time)
-        clip = dataclasses.replace(clip, frame_base=k)
-        with self.lock:
-            done = (now - self.t0) * self.fps
-            self.clips = [c for c in self.clips if c.frame_base + c.n_frames > done - self.fps] + [clip]
-        shown = self.t0 + k / self.fps
+        planned = plan_own_clip(split, action, self.rng, self.levels, scene=self.scene, fps=self.fps,
+                                size=self.render_size, sample_rate=self.rate)
+        clip, shown = self._put_on_air(lambda k: dataclasses.replace(planned, frame_base=k))
         start = shown + clip.lead_in_frames / self.fps
         return Played(split, action, clip, shown, start, start + (clip.n_frames - clip.lead_in_frames) / self.fps)
 

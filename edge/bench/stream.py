@@ -38,6 +38,7 @@ from edge.live.faults import Fault, FaultInjector
 from edge.live.pipeline import run_session
 from edge.live.sensors import Sensor
 from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, Session, load_sources, render_session
+from edge.moving_digits.config import session_levels
 
 ACTIONS_PER_SESSION = 6
 GAP_S = (1.5, 4.0)
@@ -188,8 +189,6 @@ def benchmark(bundles: list[Bundle], cfg: RuntimeConfig, sessions: int, seed: in
     """Render `sessions` test-split sessions once and play each under every condition through every bundle (side by
     side: the same sessions, faults and order); per bundle, per-condition figures and the first session's records
     per condition (for the timeline). Sessions are rendered at the first bundle's training levels."""
-    from edge.moving_digits.config import session_levels
-
     pre = bundles[0].preprocess
     split = DEFAULT_SPLITS["test"]
     sources = load_sources(data_root, speakers=list(split.speakers), images=split.images,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import numpy as np
 
 from edge.bench.stage import ClockedStage, Played
 from edge.errors import EdgeError
-from edge.live.media import MediaVideo, read_audio
-from edge.live.sources import NoAudioStream, SourceError
+from edge.live.media import read_audio, read_video
+from edge.live.sources import NoAudioStream
 
 NOISE_RMS = 0.002       # the microphone's noise floor (about -54 dBFS)
 NOISE_LOOP_S = 30.0
@@ -146,30 +145,14 @@ def decode_take(row: TakeRow, length_s: float, rate: int) -> tuple[list[np.ndarr
     `rate` over the same span (None without an audio track)."""
     start = row.start or 0.0
     stop = min(start + length_s, row.end if row.end is not None else np.inf)
-    video = MediaVideo(row.media, realtime=False)
-    times, frames = [], []
-    try:
-        video.open()
-        for pts, frame in iter(video.read, None):
-            if pts >= stop:
-                break
-            if pts >= start:
-                times.append(pts)
-                frames.append(frame.to_ndarray(format="rgb24"))
-    except SourceError as exc:
-        raise EdgeError(str(exc)) from None
-    finally:
-        video.close()
-    if len(frames) < 2:
+    frames, fps = read_video(row.media, start, stop)
+    if fps is None:
         raise EdgeError(f"{row.media} has fewer than two video frames from {start:g} s on; it cannot be played as "
                         "a take.")
-    fps = (len(times) - 1) / max(1e-6, times[-1] - times[0])
     try:
         sound = read_audio(row.media, rate)
     except NoAudioStream:
         return frames, fps, None
-    except SourceError as exc:
-        raise EdgeError(str(exc)) from None
     return frames, fps, sound[int(start * rate):int(start * rate) + int(len(frames) / fps * rate)]
 
 
@@ -187,12 +170,7 @@ class TakesStage(ClockedStage):
         self.noise = (NOISE_RMS * np.random.default_rng([seed, 0x2015E]).standard_normal(int(NOISE_LOOP_S * rate))
                       ).astype(np.float32)
         self.idle = np.full((size[1] // 4, size[0] // 4, 3), IDLE_GREY, np.uint8)
-        self.clips: list[RealClip] = []
         self._ready: tuple | None = None      # (split, action, row, decoded take): decoded during the countdown
-
-    def _on_air(self, k: int) -> RealClip | None:
-        with self.lock:
-            return next((c for c in self.clips if c.frame_base <= k < c.frame_base + c.n_frames), None)
 
     def picture(self, k: int) -> np.ndarray:
         clip = self._on_air(k)
@@ -233,13 +211,8 @@ class TakesStage(ClockedStage):
             self.prepare(split, action)
         _, _, row, (frames, fps, sound) = self._ready
         self._ready = None
-        now = time.monotonic()
-        k = int((now - self.t0) * self.fps) + 1          # placed on the timeline once decoded
-        clip = RealClip(row, frames, fps, sound, k, int(round(self.length_s * self.fps)))
-        with self.lock:
-            done = (now - self.t0) * self.fps
-            self.clips = [c for c in self.clips if c.frame_base + c.n_frames > done - self.fps] + [clip]
-        shown = self.t0 + k / self.fps
+        n_frames = int(round(self.length_s * self.fps))
+        clip, shown = self._put_on_air(lambda k: RealClip(row, frames, fps, sound, k, n_frames))
         return Played(split, action, clip, shown, shown, shown + clip.n_frames / self.fps)
 
     def describe(self, played: Played) -> str | None:

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import psutil
 
-from edge.assets import default_data_root
+from edge.assets import default_bundle, default_data_root
 from edge.bundle import Bundle, load_bundle
 from edge.errors import EdgeError
-from edge.assets import default_bundle
 from edge.live.config import DEFAULT_PATH, RuntimeConfig, load_runtime_config
 from edge.moving_digits.config import session_levels
 from edge.live.arrays import ArrayAudio, ArrayVideo

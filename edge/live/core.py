@@ -194,7 +194,7 @@ class Recognizer:
         A video tick also asks for `flow_side`, the size it will encode flow at, in the same conversion."""
         if frame is None or frame.seq in (self._failed, -1 if self._seen is None else self._seen[2]):
             return
-        sizes = (self.pre.frame_size,) if flow_side in (None, self.pre.frame_size) else (self.pre.frame_size, flow_side)
+        sizes = (self.pre.frame_size,) if flow_side is None else (self.pre.frame_size, flow_side)
         try:
             with self.metrics.time("frame_prepare"):
                 self._seen = (frame.data.prepared(*sizes)[0], frame.t, frame.seq)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge.bundle import Bundle
@@ -32,7 +32,7 @@ from edge.assets import ASSETS
 from edge.errors import UsageError
 from edge.moving_digits import DEFAULT_SPLITS, NOUNS, VERBS, Segment, load_sources, render_session
 from edge.moving_digits.config import session_levels
-from edge.moving_digits.session import Session, read_session_meta, write_session
+from edge.moving_digits.session import Session, SessionMeta, read_session_meta, write_session
 
 N_ACTIONS = 8
 DROPOUT_S = 3.0
@@ -90,10 +90,7 @@ class DemoStreams:
 
     video: object
     audio: object
-    segments: list[Segment]
-    duration_s: float
-    source: str
-    seed: int
+    meta: SessionMeta
 
 
 def demo_streams(args: argparse.Namespace, bundle: Bundle, cfg: RuntimeConfig) -> tuple[DemoStreams, str]:
@@ -104,8 +101,8 @@ def demo_streams(args: argparse.Namespace, bundle: Bundle, cfg: RuntimeConfig) -
         video = ArrayVideo(session.frames, session.fps, realtime=args.realtime, name="demo camera")
         audio = ArrayAudio(session.audio, session.sample_rate, realtime=args.realtime,
                            block_s=cfg.capture.mic_block_s, name="demo microphone")
-        return DemoStreams(video, audio, session.segments, session.duration_s, session.source, session.seed), \
-            levels_from
+        meta = SessionMeta(session.segments, session.duration_s, session.source, session.seed)
+        return DemoStreams(video, audio, meta), levels_from
     if args.seed != 0:
         raise UsageError(f"the shipped demo recording is the seed-0 session; pass --data-root (MNIST + FSDD) to "
                          f"render seed {args.seed}.")
@@ -113,12 +110,13 @@ def demo_streams(args: argparse.Namespace, bundle: Bundle, cfg: RuntimeConfig) -
     video = MediaVideo(RECORDING, realtime=args.realtime)
     audio = MediaAudio(RECORDING, bundle.preprocess.audio_sample_rate, realtime=args.realtime)   # resampled if need be
     video.name, audio.name = "demo camera", "demo microphone"
-    return (DemoStreams(video, audio, meta.segments, meta.duration_s, f"{meta.source} recording", meta.seed),
-            "the shipped recording, at the shipped student's training levels")
+    meta = replace(meta, source=f"{meta.source} recording")
+    return DemoStreams(video, audio, meta), "the shipped recording, at the shipped student's training levels"
 
 
 def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> int:
-    session, levels_from = demo_streams(args, bundle, cfg)
+    streams, levels_from = demo_streams(args, bundle, cfg)
+    session = streams.meta
     view = start_view(args.serve, args.serve_token)
     if list(bundle.labels["verb"]) != list(VERBS) or list(bundle.labels["noun"]) != list(NOUNS):
         warn(f"bundle {bundle.path} was not trained on MovingDigits labels; its accuracy here is meaningless.")
@@ -127,8 +125,8 @@ def run_demo(args: argparse.Namespace, cfg: RuntimeConfig, bundle: Bundle) -> in
           f"{len(session.segments)} actions, {levels_from}); "
           f"camera off {faults['camera'].start_s:.1f}-{faults['camera'].end_s:.1f} s, "
           f"microphone off {faults['mic'].start_s:.1f}-{faults['mic'].end_s:.1f} s", flush=True)
-    video = FaultInjector(session.video, [faults["camera"]], audio=False)
-    audio = FaultInjector(session.audio, [faults["mic"]], audio=True)
+    video = FaultInjector(streams.video, [faults["camera"]], audio=False)
+    audio = FaultInjector(streams.audio, [faults["mic"]], audio=True)
     records: list[dict] = []
     video, audio = open_sensor(video), open_sensor(audio)
     core = recognizer_for(bundle, cfg, video, audio)

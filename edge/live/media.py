@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from edge.live.sources import NoAudioStream, Pacer, SourceError, SourceLost, Truncated
+from edge.preprocess import CameraFrame
 
 
 def _open_container(path: Path):
@@ -174,3 +176,22 @@ def read_audio(path: str | Path, rate: int) -> np.ndarray:
     finally:
         audio.close()
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def read_video(path: str | Path, start_s: float = 0.0, stop_s: float = math.inf) -> tuple[list[np.ndarray], float | None]:
+    """A media file's video frames from `start_s` to before `stop_s` as RGB uint8 arrays, and their frame rate
+    (None with fewer than two frames); SourceError when the file cannot be read."""
+    video = MediaVideo(path, realtime=False)
+    video.open()
+    times, frames = [], []
+    try:
+        for pts, frame in iter(video.read, None):
+            if pts >= stop_s:
+                break
+            if pts >= start_s:
+                times.append(pts)
+                frames.append(CameraFrame(frame).rgb())
+    finally:
+        video.close()
+    fps = (len(times) - 1) / max(1e-6, times[-1] - times[0]) if len(times) >= 2 else None
+    return frames, fps

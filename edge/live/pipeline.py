@@ -53,7 +53,6 @@ class CaptureThread(threading.Thread):
         self.session, self.m, self.source, self.cfg = session, m, source, cfg
         self.core = session.core
         self.kind = DEVICE[m]
-        self.state = CONNECTED
 
     def run(self) -> None:
         capture(self.source, self, self.session.stop_event, (self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
@@ -67,24 +66,17 @@ class CaptureThread(threading.Thread):
     def lost(self, error: SourceLost, unexpected: bool) -> None:
         if unexpected:
             self.core.metrics.count(f"{self.kind}_errors")
-        if self.state != RECONNECTING:
-            self.core.metrics.count(f"{self.kind}_reconnects")
-            warn(f"{error} Reconnecting.")
-        self._set(RECONNECTING)
+        self.session.sensor_lost(self.m, error, say=True)
+        self.session.wake.set()
 
     def back(self) -> None:
         if self.m == "A":  # a reopened microphone may run at another rate
             self.core.reset_audio(int(self.source.rate))
-        self._set(CONNECTED)
+        self.core.set_state(self.m, CONNECTED)
+        self.session.wake.set()
 
     def ended(self, error: SourceError | None) -> None:
-        if error is not None:
-            warn(str(error), key=getattr(error, "key", None))
-        self._set(ENDED)
-
-    def _set(self, new: str) -> None:
-        self.state = new
-        self.core.set_state(self.m, new)
+        self.session.sensor_ended(self.m, error)
         self.session.wake.set()
 
 
@@ -108,6 +100,20 @@ class Session:
         self.interrupted = self.interrupted or interrupted
         self.stop_event.set()
         self.wake.set()
+
+    def sensor_lost(self, m: str, error: SourceLost, *, say: bool) -> None:
+        """A failed read: the sensor is reconnecting (counted once an outage; said too when `say`)."""
+        if self.core.states[m] != RECONNECTING:
+            self.core.metrics.count(f"{DEVICE[m]}_reconnects")
+            if say:
+                warn(f"{error} Reconnecting.")
+            self.core.set_state(m, RECONNECTING)
+
+    def sensor_ended(self, m: str, error: SourceError | None) -> None:
+        """The sensor's source ended (None: a file's end) or cannot be had any more (said once per key)."""
+        if error is not None:
+            warn(str(error), key=error.key)
+        self.core.set_state(m, ENDED)
 
     def deliver(self, m: str, t: float, data: object, arrival: float) -> bool:
         """Store one item in the core (a video source's frame given its one type, CameraFrame, here); True (and
@@ -188,13 +194,9 @@ class Session:
             if what == "lost":
                 if self.stop_event.is_set():   # asked to stop while a source fails read after read (no item to
                     return                     # check the stop at)
-                if self.core.states[m] != RECONNECTING:  # media time goes on; the next good item reconnects
-                    self.core.metrics.count(f"{DEVICE[m]}_reconnects")
-                    self.core.set_state(m, RECONNECTING)
+                self.sensor_lost(m, payload, say=False)   # media time goes on; the next good item reconnects
             elif what == "ended":
-                if payload is not None:
-                    warn(str(payload), key=getattr(payload, "key", None))
-                self.core.set_state(m, ENDED)
+                self.sensor_ended(m, payload)
             elif what == "item":   # ("back" needs nothing: the item reconnects after the ticks its time makes due)
                 while (deadline := self.core.next_deadline()) <= pts:  # an instant's data is late: it runs without
                     if self._finished(deadline):

@@ -49,6 +49,8 @@ def quiet_c_stderr() -> Iterator[None]:
 class SourceError(EdgeError):
     """A sensor that cannot be opened or read (one sentence for the user)."""
 
+    key: str | None = None   # said once per key (edge.live.console.warn), e.g. once per truncated file
+
 
 class SourceLost(SourceError):
     """A running sensor that failed; the capture thread reopens it with backoff."""

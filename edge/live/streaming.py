@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from edge.bundle import Bundle
+from edge.bundle import FUSION_INPUT, Bundle
 from edge.modalities import MODALITIES, subset_key
 from edge.errors import ConfigError
 from edge.live.metrics import Metrics
@@ -156,10 +156,8 @@ class StreamingStudent:
     def logits(self, mask: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
         """Fusion over the current token windows; missing modalities are masked out (their tokens unused)."""
         with self.metrics.time("fusion"):
-            verb, noun = self.bundle.run(
-                "fusion",
-                video_tokens=self.rings["V"].window()[None], flow_tokens=self.rings["F"].window()[None],
-                audio_tokens=self.rings["A"].window()[None], mask=np.asarray([mask], np.float32))
+            windows = {FUSION_INPUT[m]: self.rings[m].window()[None] for m in MODALITIES}
+            verb, noun = self.bundle.run("fusion", **windows, mask=np.asarray([mask], np.float32))
         return verb[0], noun[0]
 
     def predict(self, mask: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:

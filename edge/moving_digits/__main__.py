@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.moving_digits.config import load_config
+from edge.moving_digits.config import load_config, session_levels
 from edge.moving_digits.own_actions import render_own_session, write_own_session
 from edge.moving_digits.render import NOUNS, VERBS, render_clip
 from edge.moving_digits.session import render_session, write_session
@@ -50,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         levels, levels_from = cfg.levels, "config levels"
         if args.bundle is not None:
             from edge.bundle import load_bundle
-            from edge.moving_digits.config import session_levels
 
             levels, levels_from = session_levels(load_bundle(args.bundle))
         if args.command == "session" and args.own_actions:   # synthesized symbols and sounds: no digit sources

@@ -194,15 +194,20 @@ def write_session(session: Session, path: Path, crf: int = 16, audio_codec: str 
     return json_path
 
 
-def load_segments(json_path: Path) -> list[Segment]:
-    """The ground-truth segments from a session's sidecar JSON."""
+def _sidecar(json_path: Path) -> tuple[dict, list[Segment]]:
+    """A session's sidecar JSON, parsed once, and its ground-truth segments (one sentence when it is not one)."""
     try:
         meta = json.loads(Path(json_path).read_text())
-        return [Segment(float(s["start_s"]), float(s["end_s"]), int(s["verb"]), int(s["noun"]))
-                for s in meta["segments"]]
+        return meta, [Segment(float(s["start_s"]), float(s["end_s"]), int(s["verb"]), int(s["noun"]))
+                      for s in meta["segments"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{json_path} is not a MovingDigits session sidecar ({exc.__class__.__name__}: {exc}).") \
             from None
+
+
+def load_segments(json_path: Path) -> list[Segment]:
+    """The ground-truth segments from a session's sidecar JSON."""
+    return _sidecar(json_path)[1]
 
 
 @dataclass(frozen=True)
@@ -218,11 +223,10 @@ class SessionMeta:
 def read_session_meta(path: Path) -> SessionMeta:
     """The sidecar (.json) of the session recording `path`."""
     meta_path = Path(path).with_suffix(".json")
-    segments = load_segments(meta_path)
-    meta = json.loads(meta_path.read_text())
+    meta, segments = _sidecar(meta_path)
     try:
-        duration_s = float(meta.get("duration_s") or int(meta["n_frames"]) / int(meta["fps"]))
-    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        duration_s = float(meta["duration_s"])     # write_session always writes it
+    except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{meta_path} is not a MovingDigits session sidecar (no duration: {exc}).") from None
     return SessionMeta(segments, duration_s, str(meta.get("source", "")), int(meta.get("seed", 0)))
 
@@ -232,9 +236,7 @@ def read_session(path: Path) -> Session:
     import av
 
     path = Path(path)
-    meta_path = path.with_suffix(".json")
-    segments = load_segments(meta_path)
-    meta = json.loads(meta_path.read_text())
+    meta, segments = _sidecar(path.with_suffix(".json"))
     try:
         with av.open(str(path)) as container:
             frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

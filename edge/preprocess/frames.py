@@ -132,7 +132,7 @@ class CameraFrame:
 
     def prepared(self, *sizes: int) -> list[np.ndarray]:
         """The picture as a size x size RGB uint8 image for each size, equal to resizing rgb() (area)."""
-        todo = [s for s in sizes if s not in self._prepared]
+        todo = [s for s in dict.fromkeys(sizes) if s not in self._prepared]
         if todo:
             frame, bgr = self._array()
             frame = _to_uint8(frame)

@@ -121,7 +121,7 @@ class FastCapture:
     """Media-file sources read in timestamp order as fast as the CPU allows (the runtime's `in_time_order`, as
     `run_live.py --fast` reads them); the clock is media time."""
 
-    def __init__(self, sources: dict, stats: Stats, stopped: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, sources: dict, stopped: Callable[[], bool] = lambda: False) -> None:
         self.sources, self.stopped = sources, stopped
         self._merged = in_time_order(sources)
         self.down: dict[str, bool] = {k: False for k in sources}

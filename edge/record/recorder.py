@@ -263,7 +263,7 @@ class Recorder:
             self.say(f"recording {remaining} take(s) into {self.media_path}"
                      + (f" ({self.already} already recorded: resuming)" if self.already else "") + ".")
         capture = RealtimeCapture(self.sources, self.stats) if self.realtime else \
-            FastCapture(self.sources, self.stats, stopped=lambda: self.interrupted)
+            FastCapture(self.sources, stopped=lambda: self.interrupted)
         now = 0.0
         try:
             while not self.stop_requested:

@@ -42,6 +42,12 @@ def presence(batch: dict) -> torch.Tensor:
     return torch.stack([batch["present"][m].float() for m in MODALITIES], 1)
 
 
+def targets(batch: dict, head: str) -> torch.Tensor:
+    """Training targets for `head` of a batch (or of cached-token rows): soft targets where the dataset gives
+    them (MovingDigits), else class indices."""
+    return batch.get(f"{head}_t", batch[head])
+
+
 def per_rank_batch(batch_size: int, info: ddp.DistInfo) -> int:
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}.")
